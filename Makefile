@@ -1,0 +1,60 @@
+# modelplane — run `make help` for the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CLUSTER_DIR ?= $(CURDIR)/.cluster
+export CLUSTER_DIR
+
+.PHONY: help
+help: ## Show this help
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml runtime_images/pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]' -e './runtime_images[all,test]'
+	touch $@
+
+.PHONY: venv
+venv: $(VENV)/.installed ## Create the virtualenv with the operator, the runtime and the dev tools
+
+.PHONY: binaries
+binaries: ## Build (or reuse) the Kubernetes, etcd and kwok binaries in ~/.cache/modelplane
+	hack/control-plane/build.sh
+
+.PHONY: cluster-up
+cluster-up: ## Start the local control plane (etcd, apiserver, controllers, scheduler, kwok nodes)
+	hack/cluster.sh up
+
+.PHONY: cluster-down
+cluster-down: ## Stop the local control plane and remove its state
+	hack/cluster.sh down
+
+.PHONY: lint
+lint: venv ## Run ruff and mypy (strict)
+	$(VENV)/bin/ruff check operator runtime_images tests benchmarks
+	$(VENV)/bin/mypy operator/modelplane runtime_images/modelplane_runtime
+
+.PHONY: unit
+unit: venv ## Unit tests of the pure code
+	$(VENV)/bin/pytest tests/unit
+
+.PHONY: test
+test: venv binaries ## Run the whole suite: lint, unit, runtime and integration tests
+	$(MAKE) lint
+	$(VENV)/bin/pytest tests
+
+.PHONY: install
+install: ## Apply the CRDs to $KUBECONFIG
+	kubectl apply --server-side --force-conflicts -f crds/
+	kubectl wait --for=condition=Established --timeout=60s crd/modeldeployments.modelplane.io
+
+.PHONY: run
+run: venv ## Run the operator from source, in the foreground, against $KUBECONFIG
+	$(PY) -m modelplane
+
+.PHONY: demo
+demo: venv binaries ## The main job end to end on a local cluster: deploy a model, watch it become Ready, predict
+	hack/demo.sh

@@ -1,0 +1,276 @@
+#!/usr/bin/env bash
+# A real local Kubernetes control plane as plain processes: etcd, kube-apiserver,
+# kube-controller-manager, kube-scheduler and kwok with fake CPU, GPU and MIG nodes.
+#
+#   hack/cluster.sh up      start (or reuse) the cluster in $CLUSTER_DIR
+#   hack/cluster.sh down    stop it and remove everything it created
+#   hack/cluster.sh env     print the two export lines
+#
+# Everything listens on 127.0.0.1 only. Each component has its own data dir and log.
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+CLUSTER_DIR=${CLUSTER_DIR:-$repo/.cluster}
+KWOK_CPU_NODES=${KWOK_CPU_NODES:-3}
+KWOK_GPU_NODES=${KWOK_GPU_NODES:-2}
+KWOK_NODE_PODS=${KWOK_NODE_PODS:-250}
+START_TIMEOUT=${START_TIMEOUT:-90}
+GPU_PRODUCT=NVIDIA-A100-SXM4-80GB
+GPUS_PER_NODE=4
+MIG_RESOURCE=nvidia.com/mig-1g.10gb
+
+pki=$CLUSTER_DIR/pki
+logs=$CLUSTER_DIR/logs
+run=$CLUSTER_DIR/run
+
+say() { printf '[cluster] %s\n' "$*" >&2; }
+die() { printf '[cluster] ERROR: %s\n' "$*" >&2; exit 1; }
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+alive() { [ -f "$run/$1.pid" ] && kill -0 "$(cat "$run/$1.pid")" 2>/dev/null; }
+
+start() { # name, then the command line
+  local name=$1; shift
+  mkdir -p "$logs"
+  setsid "$@" >"$logs/$name.log" 2>&1 < /dev/null &
+  echo $! >"$run/$name.pid"
+}
+
+# Waits for a check to pass while the component stays alive; names the log on failure.
+wait_for() { # component, description, check command...
+  local name=$1 what=$2; shift 2
+  local deadline=$(( $(date +%s) + START_TIMEOUT ))
+  until "$@" >/dev/null 2>&1; do
+    if ! alive "$name"; then
+      tail -n 20 "$logs/$name.log" >&2 || true
+      die "$name exited while waiting for $what; see its log: $logs/$name.log"
+    fi
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+      tail -n 20 "$logs/$name.log" >&2 || true
+      die "$name: $what not reached in ${START_TIMEOUT}s; see its log: $logs/$name.log"
+    fi
+    sleep 0.5
+  done
+}
+
+make_pki() {
+  mkdir -p "$pki"
+  [ -f "$pki/ca.crt" ] && return
+  say "creating certificates and tokens in $pki"
+  (
+    cd "$pki"
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 3650 \
+      -subj "/CN=modelplane-local-ca" 2>/dev/null
+    cat >apiserver.ext <<EOF
+subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local
+extendedKeyUsage=serverAuth
+EOF
+    openssl req -newkey rsa:2048 -nodes -keyout apiserver.key -out apiserver.csr \
+      -subj "/CN=kube-apiserver" 2>/dev/null
+    openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
+      -out apiserver.crt -days 3650 -extfile apiserver.ext 2>/dev/null
+    openssl genrsa -out sa.key 2048 2>/dev/null
+    openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
+    for who in admin controller-manager scheduler kwok; do
+      python3 -c 'import secrets, sys; sys.stdout.write(secrets.token_hex(24))' >"$who.token"
+    done
+    {
+      echo "$(cat admin.token),modelplane-admin,admin,\"system:masters\""
+      echo "$(cat controller-manager.token),system:kube-controller-manager,kcm,"
+      echo "$(cat scheduler.token),system:kube-scheduler,scheduler,"
+      echo "$(cat kwok.token),kwok-controller,kwok,\"system:masters\""
+    } >tokens.csv
+    chmod 600 ./*.key ./*.token tokens.csv
+  )
+}
+
+write_kubeconfig() { # file, token name
+  cat >"$1" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: modelplane-local
+  cluster:
+    server: https://127.0.0.1:$(cat "$run/apiserver.port")
+    certificate-authority: $pki/ca.crt
+users:
+- name: $2
+  user:
+    tokenFile: $pki/$2.token
+contexts:
+- name: modelplane-local
+  context: {cluster: modelplane-local, user: $2}
+current-context: modelplane-local
+EOF
+  chmod 600 "$1"
+}
+
+node_manifests() {
+  local i
+  node() { # name, extra labels (yaml lines), taints yaml, extra allocatable (yaml lines)
+    cat <<EOF
+---
+apiVersion: v1
+kind: Node
+metadata:
+  name: $1
+  annotations:
+    kwok.x-k8s.io/node: fake
+    node.alpha.kubernetes.io/ttl: "0"
+  labels:
+    type: kwok
+    kubernetes.io/hostname: $1
+    kubernetes.io/os: linux
+    kubernetes.io/arch: amd64
+$2
+spec:
+$3
+status:
+  allocatable: &res
+    cpu: "64"
+    memory: 512Gi
+    pods: "$KWOK_NODE_PODS"
+$4
+  capacity: *res
+  nodeInfo:
+    kubeletVersion: fake
+    kubeProxyVersion: fake
+    operatingSystem: linux
+    architecture: amd64
+EOF
+  }
+  local gpu_taint='  taints:
+  - {key: nvidia.com/gpu, value: present, effect: NoSchedule}'
+  for ((i = 0; i < KWOK_CPU_NODES; i++)); do
+    node "kwok-cpu-$i" "    modelplane.io/pool: cpu" "  taints: []" ""
+  done
+  for ((i = 0; i < KWOK_GPU_NODES; i++)); do
+    node "kwok-gpu-$i" "    modelplane.io/pool: gpu
+    nvidia.com/gpu.present: \"true\"
+    nvidia.com/gpu.product: $GPU_PRODUCT
+    nvidia.com/gpu.count: \"$GPUS_PER_NODE\"
+    nvidia.com/gpu.memory: \"81920\"" "$gpu_taint" "    nvidia.com/gpu: \"$GPUS_PER_NODE\""
+  done
+  node kwok-mig-0 "    modelplane.io/pool: mig
+    nvidia.com/gpu.present: \"true\"
+    nvidia.com/gpu.product: $GPU_PRODUCT-MIG-1g.10gb
+    nvidia.com/gpu.count: \"1\"
+    nvidia.com/mig.strategy: mixed" "$gpu_taint" "    $MIG_RESOURCE: \"7\""
+}
+
+print_env() {
+  echo "export KUBECONFIG=$CLUSTER_DIR/kubeconfig"
+  echo "export PATH=$(cat "$run/bin_dir"):\$PATH"
+}
+
+healthy() {
+  local c
+  for c in etcd kube-apiserver kube-controller-manager kube-scheduler kwok; do alive "$c" || return 1; done
+  "$(cat "$run/bin_dir")/kubectl" --kubeconfig "$CLUSTER_DIR/kubeconfig" get --raw /readyz >/dev/null 2>&1
+}
+
+up() {
+  if [ -d "$run" ] && healthy; then
+    say "already running in $CLUSTER_DIR"
+    print_env
+    return
+  fi
+  [ -d "$run" ] && { say "cleaning up a previous, unhealthy cluster"; down; }
+  local t0 bin_dir
+  t0=$(date +%s)
+  bin_dir=$("$repo/hack/control-plane/build.sh")
+  mkdir -p "$run" "$logs" "$CLUSTER_DIR/etcd"
+  echo "$bin_dir" >"$run/bin_dir"
+  make_pki
+  for p in etcd etcd-peer apiserver controller-manager scheduler kwok; do free_port >"$run/$p.port"; done
+  local etcd_url=http://127.0.0.1:$(cat "$run/etcd.port")
+  local peer_url=http://127.0.0.1:$(cat "$run/etcd-peer.port")
+
+  say "starting etcd on $etcd_url"
+  start etcd "$bin_dir/etcd" --name local --data-dir "$CLUSTER_DIR/etcd" \
+    --listen-client-urls "$etcd_url" --advertise-client-urls "$etcd_url" \
+    --listen-peer-urls "$peer_url" --initial-advertise-peer-urls "$peer_url" \
+    --initial-cluster "local=$peer_url" \
+    --unsafe-no-fsync --quota-backend-bytes 4294967296 --log-level warn
+  wait_for etcd "a healthy etcd" curl -sf "$etcd_url/health"
+
+  say "starting kube-apiserver on https://127.0.0.1:$(cat "$run/apiserver.port")"
+  start kube-apiserver "$bin_dir/kube-apiserver" \
+    --etcd-servers "$etcd_url" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 \
+    --secure-port "$(cat "$run/apiserver.port")" \
+    --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
+    --client-ca-file "$pki/ca.crt" --token-auth-file "$pki/tokens.csv" \
+    --authorization-mode Node,RBAC \
+    --service-account-issuer https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
+    --service-cluster-ip-range 10.96.0.0/16 \
+    --endpoint-reconciler-type none \
+    --allow-privileged=true --profiling=false --v=1
+  write_kubeconfig "$CLUSTER_DIR/kubeconfig" admin
+  write_kubeconfig "$CLUSTER_DIR/controller-manager.kubeconfig" controller-manager
+  write_kubeconfig "$CLUSTER_DIR/scheduler.kubeconfig" scheduler
+  write_kubeconfig "$CLUSTER_DIR/kwok.kubeconfig" kwok
+  local kubectl=("$bin_dir/kubectl" --kubeconfig "$CLUSTER_DIR/kubeconfig")
+  wait_for kube-apiserver "/readyz" "${kubectl[@]}" get --raw /readyz
+
+  say "starting kube-controller-manager and kube-scheduler"
+  start kube-controller-manager "$bin_dir/kube-controller-manager" \
+    --kubeconfig "$CLUSTER_DIR/controller-manager.kubeconfig" \
+    --authentication-kubeconfig "$CLUSTER_DIR/controller-manager.kubeconfig" \
+    --authorization-kubeconfig "$CLUSTER_DIR/controller-manager.kubeconfig" \
+    --bind-address 127.0.0.1 --secure-port "$(cat "$run/controller-manager.port")" \
+    --leader-elect=false --use-service-account-credentials=true \
+    --service-account-private-key-file "$pki/sa.key" --root-ca-file "$pki/ca.crt" \
+    --cluster-signing-cert-file "$pki/ca.crt" --cluster-signing-key-file "$pki/ca.key" \
+    --controllers '*,bootstrapsigner,tokencleaner' \
+    --horizontal-pod-autoscaler-sync-period 5s --v=1
+  start kube-scheduler "$bin_dir/kube-scheduler" \
+    --kubeconfig "$CLUSTER_DIR/scheduler.kubeconfig" \
+    --authentication-kubeconfig "$CLUSTER_DIR/scheduler.kubeconfig" \
+    --authorization-kubeconfig "$CLUSTER_DIR/scheduler.kubeconfig" \
+    --bind-address 127.0.0.1 --secure-port "$(cat "$run/scheduler.port")" \
+    --leader-elect=false --v=1
+  wait_for kube-controller-manager "healthz" curl -skf "https://127.0.0.1:$(cat "$run/controller-manager.port")/healthz"
+  wait_for kube-scheduler "healthz" curl -skf "https://127.0.0.1:$(cat "$run/scheduler.port")/healthz"
+
+  say "starting kwok and registering fake nodes"
+  start kwok "$bin_dir/kwok" --kubeconfig "$CLUSTER_DIR/kwok.kubeconfig" \
+    --manage-all-nodes=false \
+    --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
+    --manage-nodes-with-label-selector= \
+    --disregard-status-with-annotation-selector=kwok.x-k8s.io/status=custom \
+    --disregard-status-with-label-selector= \
+    --cidr=10.244.0.1/16 --node-ip=10.0.0.1 --node-lease-duration-seconds=40 \
+    --server-address "127.0.0.1:$(cat "$run/kwok.port")"
+  node_manifests >"$CLUSTER_DIR/nodes.yaml"
+  "${kubectl[@]}" apply -f "$CLUSTER_DIR/nodes.yaml" >/dev/null
+  wait_for kwok "all nodes Ready" "${kubectl[@]}" wait --for=condition=Ready node --all --timeout=2s
+  wait_for kube-controller-manager "the default ServiceAccount" "${kubectl[@]}" -n default get serviceaccount default
+
+  say "control plane ready in $(( $(date +%s) - t0 ))s ($("${kubectl[@]}" get nodes --no-headers | wc -l) nodes); logs in $logs"
+  print_env
+}
+
+down() {
+  local c pid
+  for c in kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do
+    [ -f "$run/$c.pid" ] || continue
+    pid=$(cat "$run/$c.pid")
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  rm -rf "$CLUSTER_DIR"
+  say "stopped and removed $CLUSTER_DIR"
+}
+
+case ${1:-up} in
+  up) up ;;
+  down) down ;;
+  env) print_env ;;
+  *) die "usage: $0 up|down|env" ;;
+esac

@@ -1,0 +1,43 @@
+"""Deciding whether a child must be (re)applied: pure comparisons, no I/O."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from modelplane.spec import JSON
+
+SPEC_HASH_ANNOTATION = "modelplane.io/spec-hash"
+
+
+def _same_scalar(want: Any, have: Any) -> bool:
+    # The apiserver returns quantities and int-or-string values as strings.
+    return bool(want == have or str(want) == str(have))
+
+
+def is_subset(want: Any, have: Any) -> bool:
+    """True when every field we set is present with the same value (defaults may add more)."""
+    if isinstance(want, dict):
+        return isinstance(have, dict) and all(
+            key in have and is_subset(value, have[key]) for key, value in want.items()
+        )
+    if isinstance(want, list):
+        return (
+            isinstance(have, list)
+            and len(want) == len(have)
+            and all(is_subset(w, h) for w, h in zip(want, have, strict=True))
+        )
+    return _same_scalar(want, have)
+
+
+def stamp(manifest: JSON) -> JSON:
+    """Adds the hash of the manifest itself, so that fields we stop setting are noticed."""
+    digest = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:16]
+    metadata = manifest["metadata"]
+    annotations = {**metadata.get("annotations", {}), SPEC_HASH_ANNOTATION: digest}
+    return {**manifest, "metadata": {**metadata, "annotations": annotations}}
+
+
+def needs_apply(desired: JSON, observed: JSON | None) -> bool:
+    return observed is None or not is_subset(desired, observed)

@@ -1,0 +1,108 @@
+"""Thin JSON access to the Kubernetes API: server-side apply, delete, status patch, get.
+
+The kubernetes client is synchronous; callers in async code run these in threads.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from kubernetes import client
+
+from modelplane import FIELD_MANAGER, GROUP, PLURAL, VERSION
+from modelplane.spec import JSON
+
+# apiVersion/kind -> URL plural, for the kinds the operator owns.
+PLURALS = {
+    ("apps/v1", "Deployment"): "deployments",
+    ("v1", "Service"): "services",
+    ("v1", "ServiceAccount"): "serviceaccounts",
+    ("autoscaling/v2", "HorizontalPodAutoscaler"): "horizontalpodautoscalers",
+    ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitors",
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"): "httproutes",
+    (f"{GROUP}/{VERSION}", "ModelDeployment"): PLURAL,
+}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, body: str) -> None:
+        super().__init__(f"HTTP {status}: {body[:500]}")
+        self.status = status
+        self.body = body
+
+
+def object_path(api_version: str, kind: str, namespace: str, name: str = "") -> str:
+    prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    path = f"{prefix}/namespaces/{namespace}/{PLURALS[(api_version, kind)]}"
+    return f"{path}/{name}" if name else path
+
+
+class Kube:
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self.api_client = api_client
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        query: list[tuple[str, str]] | None = None,
+        content_type: str = "application/json",
+    ) -> JSON:
+        params = self.api_client.param_serialize(
+            method=method,
+            resource_path=path,
+            query_params=query or [],
+            header_params={"Content-Type": content_type, "Accept": "application/json"},
+            # The client JSON-encodes bodies for JSON content types; other types go as text.
+            body=body if "json" in content_type or body is None else json.dumps(body),
+            auth_settings=["BearerToken"],
+        )
+        response = self.api_client.call_api(*params)
+        response.read()
+        text = response.data.decode() if response.data else ""
+        if response.status >= 400:
+            raise ApiError(response.status, text)
+        result: JSON = json.loads(text) if text else {}
+        return result
+
+    def apply(self, manifest: JSON) -> JSON:
+        """Server-side apply under modelplane's single field manager."""
+        metadata = manifest["metadata"]
+        path = object_path(
+            manifest["apiVersion"], manifest["kind"], metadata["namespace"], metadata["name"]
+        )
+        return self.request(
+            "PATCH", path, manifest,
+            query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+            content_type="application/apply-patch+yaml",
+        )
+
+    def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+        try:
+            self.request(
+                "DELETE", object_path(api_version, kind, namespace, name),
+                {"propagationPolicy": "Background"},
+            )
+        except ApiError as error:
+            if error.status != 404:
+                raise
+
+    def get(self, path: str) -> JSON | None:
+        try:
+            return self.request("GET", path)
+        except ApiError as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def patch_status(self, namespace: str, name: str, status: JSON) -> JSON:
+        path = object_path(f"{GROUP}/{VERSION}", "ModelDeployment", namespace, name) + "/status"
+        return self.request(
+            "PATCH", path, {"status": status}, content_type="application/merge-patch+json"
+        )
+
+    def exists(self, path: str) -> bool:
+        return self.get(path) is not None

@@ -1,0 +1,24 @@
+"""The operator's own Prometheus metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+RECONCILES = Counter(
+    "modelplane_operator_reconcile_total", "Reconciles run, by result.", ["result"]
+)
+RECONCILE_ERRORS = Counter(
+    "modelplane_operator_reconcile_errors_total", "Reconciles that raised an error.", ["error"]
+)
+RECONCILE_DURATION = Histogram(
+    "modelplane_operator_reconcile_duration_seconds", "Time spent in one reconcile.",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+MODEL_DEPLOYMENTS = Gauge(
+    "modelplane_operator_modeldeployments",
+    "ModelDeployments by condition type and status.",
+    ["condition", "status"],
+)
+WATCH_EVENTS = Counter(
+    "modelplane_operator_watch_events_total", "Watch events seen, by kind.", ["kind"]
+)

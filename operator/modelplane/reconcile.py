@@ -1,0 +1,220 @@
+"""One reconcile of one ModelDeployment: render, apply what differs, prune, report status."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from modelplane.config import OperatorConfig
+from modelplane.drift import needs_apply, stamp
+from modelplane.kube import Kube
+from modelplane.render import (
+    DEPLOYMENT_LABEL,
+    REVISION_LABEL,
+    Owner,
+    RenderContext,
+    render_children,
+    service_url,
+)
+from modelplane.revision import revision_of
+from modelplane.spec import JSON, ModelDeploymentSpec, parse_spec
+from modelplane.status import Observed, compute_status, revision_state
+
+SHARED_KINDS = ("ServiceAccount", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget",
+                "ServiceMonitor")
+
+
+class EventSink(Protocol):
+    def __call__(self, body: JSON, type_: str, reason: str, message: str) -> None: ...
+
+
+@dataclass
+class Children:
+    """A ModelDeployment's observed children, taken from the watch caches."""
+
+    by_kind: dict[str, list[JSON]] = field(default_factory=dict)
+    pods: list[JSON] = field(default_factory=list)
+
+    def find(self, kind: str, name: str) -> JSON | None:
+        return next(
+            (c for c in self.by_kind.get(kind, []) if c["metadata"]["name"] == name), None
+        )
+
+
+def now_iso() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def check_references(kube: Kube, namespace: str, spec: ModelDeploymentSpec) -> str:
+    """What the schema cannot check: referenced Secrets and claims must exist."""
+    secret = spec.model.credentials_secret
+    if secret and not kube.exists(f"/api/v1/namespaces/{namespace}/secrets/{secret}"):
+        return f"spec.model.credentials.secretRef: Secret {namespace}/{secret} not found"
+    if spec.model.uri.startswith("pvc://"):
+        claim = spec.model.uri.removeprefix("pvc://").split("/", 1)[0]
+        path = f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/{claim}"
+        if not kube.exists(path):
+            return f"spec.model.uri: PersistentVolumeClaim {namespace}/{claim} not found"
+    return ""
+
+
+def status_patch(previous: JSON, status: JSON) -> JSON:
+    """A merge patch that also clears fields we no longer report."""
+    patch: JSON = {key: None for key in previous if key not in status}
+    patch.update(status)
+    return patch
+
+
+def _ignoring_times(status: JSON) -> JSON:
+    conditions = [
+        {k: v for k, v in c.items() if k != "lastTransitionTime"}
+        for c in status.get("conditions") or []
+    ]
+    return {**status, "conditions": conditions}
+
+
+def transition_events(previous: JSON, status: JSON) -> list[tuple[str, str, str]]:
+    """(type, reason, message) for each condition whose status or reason changed."""
+    before = {c["type"]: c for c in previous.get("conditions") or []}
+    events = []
+    for condition in status["conditions"]:
+        old = before.get(condition["type"])
+        if old and (old["status"], old["reason"]) == (condition["status"], condition["reason"]):
+            continue
+        if condition["type"] == "Progressing":
+            continue
+        bad = (condition["type"] == "Ready") == (condition["status"] == "False")
+        if not old and not bad:
+            continue
+        events.append(("Warning" if bad else "Normal", condition["reason"], condition["message"]))
+    return events
+
+
+class Reconciler:
+    def __init__(self, kube: Kube, config: OperatorConfig, emit: EventSink) -> None:
+        self.kube = kube
+        self.config = config
+        self.emit = emit
+        self.service_monitor_available = False
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._pending: set[tuple[str, str]] = set()
+
+    async def trigger(
+        self, key: tuple[str, str], load: Callable[[], tuple[JSON | None, Children]]
+    ) -> bool:
+        """Reconciles `key` once; triggers that arrive while one waits are coalesced into it."""
+        if key in self._pending:
+            return False
+        self._pending.add(key)
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            self._pending.discard(key)
+            body, children = load()
+            if body is None:
+                self._locks.pop(key, None)
+                return False
+            await self.reconcile(body, children)
+        return True
+
+    async def reconcile(self, body: JSON, children: Children) -> None:
+        metadata = body["metadata"]
+        owner = Owner(metadata["name"], metadata["namespace"], metadata["uid"])
+        spec = parse_spec(body["spec"])
+        revision = revision_of(body["spec"], self.config.runtime_image)
+        invalid = await asyncio.to_thread(check_references, self.kube, owner.namespace, spec)
+        if not invalid:
+            await self.apply_children(body, owner, spec, revision, children)
+        await self.report_status(body, owner, spec, revision, children, invalid)
+
+    async def apply_children(
+        self, body: JSON, owner: Owner, spec: ModelDeploymentSpec, revision: str,
+        children: Children,
+    ) -> None:
+        context = RenderContext(self.config, self.service_monitor_available)
+        desired = [stamp(m) for m in render_children(owner, spec, revision, context)]
+        for manifest in desired:
+            observed = children.find(manifest["kind"], manifest["metadata"]["name"])
+            if not needs_apply(manifest, observed):
+                continue
+            await asyncio.to_thread(self.kube.apply, manifest)
+            if observed is None and _existed_before(body, manifest, revision):
+                self.emit(body, "Normal", "ChildRestored",
+                          f"recreated {manifest['kind']} {manifest['metadata']['name']} after it was deleted")
+            elif observed is not None and _spec_hash(observed) == _spec_hash(manifest):
+                self.emit(body, "Normal", "DriftReverted",
+                          f"reverted a manual change to {manifest['kind']} {manifest['metadata']['name']}")
+        desired_names = {(m["kind"], m["metadata"]["name"]) for m in desired}
+        for kind in SHARED_KINDS:
+            for child in children.by_kind.get(kind, []):
+                name = child["metadata"]["name"]
+                if (kind, name) not in desired_names:
+                    await asyncio.to_thread(
+                        self.kube.delete, child["apiVersion"], kind, owner.namespace, name
+                    )
+        await self.prune_old_revisions(body, owner, revision, children)
+
+    async def prune_old_revisions(
+        self, body: JSON, owner: Owner, revision: str, children: Children
+    ) -> None:
+        """Rolling: old revisions go once the current one is fully available."""
+        deployments = children.by_kind.get("Deployment", [])
+        current = next((d for d in deployments if _revision(d) == revision), None)
+        if current is None or not revision_state(current, []).complete:
+            return
+        for deployment in deployments:
+            if _revision(deployment) != revision:
+                name = deployment["metadata"]["name"]
+                await asyncio.to_thread(
+                    self.kube.delete, "apps/v1", "Deployment", owner.namespace, name
+                )
+                self.emit(body, "Normal", "RevisionRemoved",
+                          f"removed revision {_revision(deployment)} after {revision} became available")
+
+    async def report_status(
+        self, body: JSON, owner: Owner, spec: ModelDeploymentSpec, revision: str,
+        children: Children, invalid: str,
+    ) -> None:
+        previous = dict(body.get("status") or {})
+        states = tuple(
+            revision_state(d, [p for p in children.pods if _revision(p) == _revision(d)])
+            for d in children.by_kind.get("Deployment", [])
+        )
+        observed = Observed(
+            generation=int(body["metadata"].get("generation", 1)),
+            revision=revision,
+            revisions=states,
+            previous_status=previous,
+            invalid_spec=invalid,
+        )
+        status = compute_status(
+            observed,
+            url=service_url(owner, spec, self.config),
+            selector=f"{DEPLOYMENT_LABEL}={owner.name}",
+            now=now_iso(),
+        )
+        if _ignoring_times(status) == _ignoring_times(previous):
+            return
+        await asyncio.to_thread(
+            self.kube.patch_status, owner.namespace, owner.name, status_patch(previous, status)
+        )
+        for type_, reason, message in transition_events(previous, status):
+            self.emit(body, type_, reason, message)
+
+
+def _revision(obj: JSON) -> str:
+    return str(obj["metadata"].get("labels", {}).get(REVISION_LABEL, ""))
+
+
+def _spec_hash(obj: JSON) -> str:
+    return str(obj["metadata"].get("annotations", {}).get("modelplane.io/spec-hash", ""))
+
+
+def _existed_before(body: JSON, manifest: JSON, revision: str) -> bool:
+    """Whether status shows that this child had been created already (so it was deleted)."""
+    previous = body.get("status") or {}
+    if manifest["kind"] == "Deployment":
+        return any(r.get("name") == revision for r in previous.get("revisions") or [])
+    return manifest["kind"] in ("Service", "ServiceAccount") and bool(previous.get("url"))

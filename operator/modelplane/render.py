@@ -1,0 +1,242 @@
+"""Pure rendering: a ModelDeployment in, its child manifests out. No I/O."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+
+from modelplane import GROUP, KIND, VERSION
+from modelplane.config import OperatorConfig
+from modelplane.spec import JSON, ModelDeploymentSpec
+
+TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
+MODEL_MOUNT = "/mnt/models"
+GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+DEPLOYMENT_LABEL = f"{GROUP}/deployment"
+REVISION_LABEL = f"{GROUP}/revision"
+MODEL_VERSION_ANNOTATION = f"{GROUP}/model-version"
+
+
+@dataclass(frozen=True)
+class Owner:
+    """What a child needs to know about its ModelDeployment."""
+
+    name: str
+    namespace: str
+    uid: str
+
+
+@dataclass(frozen=True)
+class RenderContext:
+    config: OperatorConfig
+    service_monitor_available: bool = False
+
+
+@functools.cache
+def _environment(templates_dir: Path = TEMPLATES_DIR) -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(templates_dir),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+    )
+
+
+def render_template(template: str, **values: Any) -> JSON:
+    text = _environment().get_template(template).render(**values)
+    manifest = yaml.safe_load(text)
+    assert isinstance(manifest, dict), f"{template} did not render a mapping"
+    return manifest
+
+
+def owner_references(owner: Owner) -> list[JSON]:
+    return [{
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": KIND,
+        "name": owner.name,
+        "uid": owner.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }]
+
+
+def common_labels(owner: Owner, revision: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": owner.name,
+        "app.kubernetes.io/instance": owner.name,
+        "app.kubernetes.io/component": "model-server",
+        "app.kubernetes.io/part-of": "modelplane",
+        "app.kubernetes.io/managed-by": "modelplane",
+        DEPLOYMENT_LABEL: owner.name,
+        REVISION_LABEL: revision,
+    }
+
+
+def deployment_name(owner_name: str, revision: str) -> str:
+    return f"{owner_name}-{revision}"
+
+
+def model_location(uri: str) -> tuple[str, list[JSON], list[JSON]]:
+    """Maps pvc://claim/path onto a read-only volume; other URIs pass through."""
+    if not uri.startswith("pvc://"):
+        return uri, [], []
+    claim, _, path = uri.removeprefix("pvc://").partition("/")
+    volume = {"name": "model-store", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
+    mount = {"name": "model-store", "mountPath": MODEL_MOUNT, "readOnly": True}
+    return f"{MODEL_MOUNT}/{path}".rstrip("/"), [volume], [mount]
+
+
+def runtime_env(owner: Owner, spec: ModelDeploymentSpec, model_uri: str) -> list[JSON]:
+    values = {
+        "MODELPLANE_MODEL_NAME": owner.name,
+        "MODELPLANE_MODEL_URI": model_uri,
+        "MODELPLANE_MODEL_FORMAT": spec.model.format,
+        "MODELPLANE_MODEL_VERSION": spec.model.version or "1",
+        "MODELPLANE_MODEL_SHA256": spec.model.sha256,
+        "MODELPLANE_HTTP_PORT": "8080",
+        "MODELPLANE_MAX_BATCH_SIZE": str(spec.runtime.batching.max_batch_size),
+        "MODELPLANE_MAX_LATENCY_MS": str(spec.runtime.batching.max_latency_ms),
+        "MODELPLANE_WORKERS": str(spec.runtime.workers or ""),
+        "MODELPLANE_CACHE_DIR": "/var/cache/modelplane",
+        "MODELPLANE_EXIT_ON_LOAD_FAILURE": "true",
+    }
+    env: list[JSON] = [{"name": k, "value": v} for k, v in values.items() if v]
+    return env + [dict(e) for e in spec.runtime.env]
+
+
+def pod_resources(spec: ModelDeploymentSpec, config: OperatorConfig) -> JSON:
+    requests = dict(spec.resources.get("requests") or config.default_requests)
+    limits = dict(spec.resources.get("limits") or {})
+    if spec.gpu:
+        limits[spec.gpu.resource] = spec.gpu.count
+    resources: JSON = {"requests": requests}
+    if limits:
+        resources["limits"] = limits
+    return resources
+
+
+def placement(spec: ModelDeploymentSpec) -> tuple[JSON, list[JSON]]:
+    node_selector = dict(spec.node_selector)
+    tolerations = [dict(t) for t in spec.tolerations]
+    if spec.gpu:
+        if spec.gpu.product:
+            node_selector["nvidia.com/gpu.product"] = spec.gpu.product
+        if GPU_TOLERATION not in tolerations:
+            tolerations.append(GPU_TOLERATION)
+    return node_selector, tolerations
+
+
+def render_deployment(
+    owner: Owner,
+    spec: ModelDeploymentSpec,
+    revision: str,
+    config: OperatorConfig,
+    replicas: int | None,
+) -> JSON:
+    """One revision's Deployment; `replicas` is None when an HPA owns the count."""
+    model_uri, volumes, mounts = model_location(spec.model.uri)
+    node_selector, tolerations = placement(spec)
+    env_from = (
+        [{"secretRef": {"name": spec.model.credentials_secret}}]
+        if spec.model.credentials_secret
+        else []
+    )
+    return render_template(
+        "deployment.yaml.j2",
+        name=deployment_name(owner.name, revision),
+        namespace=owner.namespace,
+        labels=common_labels(owner, revision),
+        annotations={MODEL_VERSION_ANNOTATION: spec.model.version},
+        owner_references=owner_references(owner),
+        replicas=replicas,
+        progress_deadline_seconds=spec.rollout.progress_deadline_seconds,
+        selector={DEPLOYMENT_LABEL: owner.name, REVISION_LABEL: revision},
+        pod_annotations={
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": "8080",
+            "prometheus.io/path": "/metrics",
+            MODEL_VERSION_ANNOTATION: spec.model.version,
+        },
+        service_account=owner.name,
+        node_selector=node_selector,
+        tolerations=tolerations,
+        affinity=spec.affinity,
+        image=spec.runtime.image or config.runtime_image,
+        image_pull_policy=spec.runtime.image_pull_policy or config.runtime_image_pull_policy,
+        env=runtime_env(owner, spec, model_uri),
+        env_from=env_from,
+        resources=pod_resources(spec, config),
+        # Model downloads and ONNX compilation can be slow: allow 10 minutes before restarts.
+        startup_failure_threshold=120,
+        volume_mounts=[
+            {"name": "tmp", "mountPath": "/tmp"},
+            {"name": "model-cache", "mountPath": "/var/cache/modelplane"},
+            *mounts,
+        ],
+        volumes=[
+            {"name": "tmp", "emptyDir": {}},
+            {"name": "model-cache", "emptyDir": {}},
+            *volumes,
+        ],
+    )
+
+
+def service_url(owner: Owner, spec: ModelDeploymentSpec, config: OperatorConfig) -> str:
+    host = f"http://{owner.name}.{owner.namespace}.svc.{config.cluster_domain}"
+    if spec.runtime.protocol == "v1":
+        return f"{host}/v1/models/{owner.name}:predict"
+    return f"{host}/v2/models/{owner.name}/infer"
+
+
+def render_shared_children(
+    owner: Owner,
+    spec: ModelDeploymentSpec,
+    revision: str,
+    context: RenderContext,
+    service_selector: dict[str, str],
+) -> list[JSON]:
+    """The children shared by all revisions: Service, ServiceAccount, HPA, PDB, ServiceMonitor."""
+    labels = common_labels(owner, revision)
+    base = {
+        "name": owner.name,
+        "namespace": owner.namespace,
+        "labels": labels,
+        "owner_references": owner_references(owner),
+    }
+    children = [
+        render_template("serviceaccount.yaml.j2", **base),
+        render_template("service.yaml.j2", **base, selector=service_selector),
+    ]
+    if spec.autoscaling:
+        children.append(render_template(
+            "hpa.yaml.j2", **base, target=deployment_name(owner.name, revision),
+            autoscaling=spec.autoscaling,
+        ))
+    if spec.min_replicas > 1:
+        children.append(render_template(
+            "pdb.yaml.j2", **base, selector={DEPLOYMENT_LABEL: owner.name}
+        ))
+    if context.service_monitor_available:
+        children.append(render_template(
+            "servicemonitor.yaml.j2", **base,
+            selector={DEPLOYMENT_LABEL: owner.name, "app.kubernetes.io/managed-by": "modelplane"},
+        ))
+    return children
+
+
+def render_children(
+    owner: Owner, spec: ModelDeploymentSpec, revision: str, context: RenderContext
+) -> list[JSON]:
+    """Every child of a ModelDeployment under the Rolling strategy, current revision first."""
+    replicas = None if spec.autoscaling else spec.replicas
+    return [
+        render_deployment(owner, spec, revision, context.config, replicas),
+        *render_shared_children(
+            owner, spec, revision, context, service_selector={DEPLOYMENT_LABEL: owner.name}
+        ),
+    ]

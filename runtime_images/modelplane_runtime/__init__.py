@@ -1,0 +1,3 @@
+"""modelplane serving runtime."""
+
+__version__ = "0.1.0"

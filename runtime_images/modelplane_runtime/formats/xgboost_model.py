@@ -1,0 +1,54 @@
+"""XGBoost boosters saved as JSON or UBJSON (or the legacy binary format)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .base import PREDICT, PREDICT_PROBA, Array, TabularModel
+
+
+class XGBoostModel(TabularModel):
+    def __init__(self) -> None:
+        super().__init__()
+        self.booster: Any = None
+        self.objective = ""
+
+    def load(self, model_file: Path) -> None:
+        import xgboost
+
+        self.booster = xgboost.Booster(model_file=str(model_file))
+        self.booster.set_param({"nthread": 1})
+        config = json.loads(self.booster.save_config())
+        self.objective = config["learner"]["objective"]["name"]
+        self._set_inputs(self.booster.num_features())
+        if self.is_classifier:
+            self.output_names = (PREDICT, PREDICT_PROBA)
+
+    @property
+    def is_classifier(self) -> bool:
+        return self.objective.startswith(("binary:", "multi:"))
+
+    def probabilities(self, x: Array) -> Array:
+        import xgboost
+
+        raw = self.booster.predict(xgboost.DMatrix(x))
+        if raw.ndim == 1:  # binary: P(class 1) only
+            return np.stack([1.0 - raw, raw], axis=1)
+        return np.asarray(raw)
+
+    def predict(self, inputs: Mapping[str, Array], outputs: Sequence[str]) -> dict[str, Array]:
+        import xgboost
+
+        x = self.single_input(inputs)
+        if not self.is_classifier:
+            return {PREDICT: self.booster.predict(xgboost.DMatrix(x))}
+        proba = self.probabilities(x)
+        result: dict[str, Array] = {PREDICT: proba.argmax(axis=1).astype(np.int64)}
+        if PREDICT_PROBA in outputs:
+            result[PREDICT_PROBA] = proba
+        return result

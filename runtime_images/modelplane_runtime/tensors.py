@@ -1,0 +1,108 @@
+"""Typed tensors of the Open Inference Protocol: datatype names, decoding to numpy, encoding."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .errors import bad_request
+from .formats.base import Array, TensorSpec
+
+DATATYPES: dict[str, np.dtype[Any]] = {
+    "BOOL": np.dtype(np.bool_),
+    "UINT8": np.dtype(np.uint8),
+    "UINT16": np.dtype(np.uint16),
+    "UINT32": np.dtype(np.uint32),
+    "UINT64": np.dtype(np.uint64),
+    "INT8": np.dtype(np.int8),
+    "INT16": np.dtype(np.int16),
+    "INT32": np.dtype(np.int32),
+    "INT64": np.dtype(np.int64),
+    "FP16": np.dtype(np.float16),
+    "FP32": np.dtype(np.float32),
+    "FP64": np.dtype(np.float64),
+}
+_BY_DTYPE = {dtype: name for name, dtype in DATATYPES.items()}
+_INTEGER_TYPES = frozenset(n for n, d in DATATYPES.items() if d.kind in "biu")
+MAX_DIMS = 8
+
+
+def datatype_of(dtype: np.dtype[Any]) -> str:
+    return _BY_DTYPE.get(dtype, "BYTES")
+
+
+def check_shape(name: str, shape: Any) -> tuple[int, ...]:
+    if not isinstance(shape, list) or not shape or len(shape) > MAX_DIMS:
+        raise bad_request(f"input '{name}': 'shape' must be a list of 1 to {MAX_DIMS} integers")
+    for dim in shape:
+        if type(dim) is not int or dim < 0:
+            raise bad_request(f"input '{name}': shape {shape} must hold non-negative integers")
+    return tuple(shape)
+
+
+def check_datatype(name: str, datatype: Any) -> np.dtype[Any]:
+    if datatype == "BYTES":
+        raise bad_request(f"input '{name}': datatype BYTES is not supported by this model")
+    dtype = DATATYPES.get(datatype) if isinstance(datatype, str) else None
+    if dtype is None:
+        raise bad_request(
+            f"input '{name}': unknown datatype {datatype!r}; expected one of "
+            + ", ".join(DATATYPES)
+        )
+    return dtype
+
+
+def from_json_data(name: str, datatype: str, shape: tuple[int, ...], data: Any) -> Array:
+    if not isinstance(data, list):
+        raise bad_request(f"input '{name}': 'data' must be a list")
+    try:
+        array = np.array(data)
+    except ValueError:
+        raise bad_request(f"input '{name}': 'data' is ragged; nested lists must be even") from None
+    if array.dtype.kind not in "biuf":
+        raise bad_request(f"input '{name}': 'data' must hold only numbers for {datatype}")
+    if datatype in _INTEGER_TYPES and array.dtype.kind == "f":
+        raise bad_request(f"input '{name}': datatype {datatype} but 'data' holds non-integers")
+    if array.size != math.prod(shape):
+        raise bad_request(
+            f"input '{name}': shape {list(shape)} needs {math.prod(shape)} values, "
+            f"'data' has {array.size}"
+        )
+    return array.reshape(shape)
+
+
+def from_binary(name: str, dtype: np.dtype[Any], shape: tuple[int, ...], raw: bytes) -> Array:
+    expected = math.prod(shape) * dtype.itemsize
+    if len(raw) != expected:
+        raise bad_request(
+            f"input '{name}': binary data holds {len(raw)} bytes; shape {list(shape)} of "
+            f"{datatype_of(dtype)} needs {expected}"
+        )
+    return np.frombuffer(raw, dtype=dtype.newbyteorder("<")).reshape(shape)
+
+
+def conform(spec: TensorSpec, name: str, array: Array, allow_missing: bool) -> Array:
+    """Check the tensor against the model's input and cast it to the model's dtype."""
+    if len(spec.shape) != array.ndim:
+        raise bad_request(
+            f"input '{name}': expected {len(spec.shape)}-D shape {_show(spec.shape)}, "
+            f"got {list(array.shape)}"
+        )
+    for want, got in zip(spec.shape[1:], array.shape[1:], strict=True):
+        if want >= 0 and want != got:
+            raise bad_request(
+                f"input '{name}': expected shape {_show(spec.shape)}, got {list(array.shape)}"
+            )
+    if array.shape[0] == 0:
+        raise bad_request(f"input '{name}': the batch is empty (shape {list(array.shape)})")
+    converted = array.astype(spec.dtype, copy=False)
+    # tree boosters read NaN as "missing"; for every other model it is an input error
+    if converted.dtype.kind == "f" and not allow_missing and not np.isfinite(converted).all():
+        raise bad_request(f"input '{name}': values must be finite (no NaN or infinity)")
+    return converted
+
+
+def _show(shape: tuple[int, ...]) -> str:
+    return "[" + ", ".join("-1" if d < 0 else str(d) for d in shape) + "]"

@@ -1,0 +1,187 @@
+"""Open Inference Protocol V2 over REST: infer requests in, responses out.
+
+Both JSON bodies and the binary tensor data extension (an Inference-Header-Content-Length
+header, a JSON header, then raw little-endian tensor bytes) are read, as tritonclient sends
+them by default. Response field order follows MLServer's, and output names follow its
+sklearn runtime (predict, predict_proba), so MLServer clients decode our answers unchanged.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from . import tensors
+from .errors import bad_request
+from .formats.base import Array, Model
+
+BINARY_HEADER = "inference-header-content-length"
+_OUTPUT_PARAMETERS = {"content_type": "np"}
+
+
+@dataclass(frozen=True)
+class InferRequest:
+    id: str
+    inputs: dict[str, Array]
+    rows: int
+    outputs: tuple[str, ...]
+    binary_outputs: frozenset[str]
+
+
+def parse_json(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise bad_request(f"request body is not valid JSON: {exc}") from None
+
+
+def decode_request(
+    body: bytes, binary_header_length: str | None, model: Model, allow_missing: bool
+) -> InferRequest:
+    raw_tail = b""
+    if binary_header_length is not None:
+        try:
+            json_length = int(binary_header_length)
+        except ValueError:
+            raise bad_request("Inference-Header-Content-Length must be an integer") from None
+        if not 0 < json_length <= len(body):
+            raise bad_request(
+                f"Inference-Header-Content-Length {json_length} is outside the body of "
+                f"{len(body)} bytes"
+            )
+        raw_tail = body[json_length:]
+        body = body[:json_length]
+    request = parse_json(body)
+    if not isinstance(request, dict):
+        raise bad_request("request body must be a JSON object")
+    request_id = request.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise bad_request("'id' must be a string")
+    raw_inputs = request.get("inputs")
+    if not isinstance(raw_inputs, list) or not raw_inputs:
+        raise bad_request("'inputs' must be a non-empty list of tensors")
+    specs = model.inputs
+    if len(raw_inputs) != len(specs):
+        raise bad_request(
+            f"the model takes {len(specs)} input(s), the request has {len(raw_inputs)}"
+        )
+    by_name = {spec.name: spec for spec in specs}
+    inputs: dict[str, Array] = {}
+    offset = 0
+    for raw in raw_inputs:
+        if not isinstance(raw, dict):
+            raise bad_request("each input must be a JSON object")
+        name = raw.get("name")
+        if not isinstance(name, str):
+            raise bad_request("each input needs a 'name' string")
+        spec = specs[0] if len(specs) == 1 else by_name.get(name)
+        if spec is None:
+            raise bad_request(
+                f"unknown input '{name}'; the model's inputs are {', '.join(by_name)}"
+            )
+        if spec.name in inputs:
+            raise bad_request(f"input '{name}' is given twice")
+        shape = tensors.check_shape(name, raw.get("shape"))
+        dtype = tensors.check_datatype(name, raw.get("datatype"))
+        parameters = raw.get("parameters")
+        binary_size = parameters.get("binary_data_size") if isinstance(parameters, dict) else None
+        if binary_size is not None:
+            if type(binary_size) is not int or binary_size < 0:
+                raise bad_request(f"input '{name}': binary_data_size must be an integer >= 0")
+            if offset + binary_size > len(raw_tail):
+                raise bad_request(f"input '{name}': binary data runs past the end of the body")
+            array = tensors.from_binary(name, dtype, shape, raw_tail[offset : offset + binary_size])
+            offset += binary_size
+        elif "data" in raw:
+            array = tensors.from_json_data(name, raw["datatype"], shape, raw["data"])
+        else:
+            raise bad_request(f"input '{name}' has neither 'data' nor binary_data_size")
+        inputs[spec.name] = tensors.conform(spec, name, array, allow_missing)
+    if offset != len(raw_tail):
+        raise bad_request(f"{len(raw_tail) - offset} bytes of binary data belong to no input")
+    rows = {a.shape[0] for a in inputs.values()}
+    if len(rows) != 1:
+        raise bad_request("all inputs must have the same batch size (first dimension)")
+    outputs, binary_outputs = _requested_outputs(request, model)
+    return InferRequest(
+        request_id if request_id is not None else str(uuid.uuid4()),
+        inputs,
+        rows.pop(),
+        outputs,
+        binary_outputs,
+    )
+
+
+def _requested_outputs(
+    request: Mapping[str, Any], model: Model
+) -> tuple[tuple[str, ...], frozenset[str]]:
+    parameters = request.get("parameters")
+    all_binary = isinstance(parameters, dict) and parameters.get("binary_data_output") is True
+    raw_outputs = request.get("outputs")
+    if raw_outputs is None:
+        names = model.default_outputs
+        return names, frozenset(names) if all_binary else frozenset()
+    if not isinstance(raw_outputs, list):
+        raise bad_request("'outputs' must be a list")
+    names_list: list[str] = []
+    binary: set[str] = set()
+    for raw in raw_outputs:
+        name = raw.get("name") if isinstance(raw, dict) else None
+        if not isinstance(name, str):
+            raise bad_request("each requested output needs a 'name' string")
+        if name not in model.output_names:
+            raise bad_request(
+                f"unknown output '{name}'; the model's outputs are {', '.join(model.output_names)}"
+            )
+        names_list.append(name)
+        output_parameters = raw.get("parameters")
+        if all_binary or (
+            isinstance(output_parameters, dict) and output_parameters.get("binary_data") is True
+        ):
+            binary.add(name)
+    if not names_list:
+        return model.default_outputs, frozenset()
+    return tuple(dict.fromkeys(names_list)), frozenset(binary)
+
+
+def encode_response(
+    model_name: str, model_version: str, request: InferRequest, results: Mapping[str, Array]
+) -> tuple[bytes, int | None]:
+    """The body, and the JSON header's length when binary outputs follow it."""
+    outputs: list[dict[str, Any]] = []
+    raw_parts: list[bytes] = []
+    for name in request.outputs:
+        array = np.asarray(results[name])
+        if array.ndim == 1:  # MLServer's NumpyCodec: [N] is reported as [N, 1]
+            array = array.reshape(-1, 1)
+        datatype = tensors.datatype_of(array.dtype)
+        entry: dict[str, Any] = {
+            "name": name,
+            "shape": list(array.shape),
+            "datatype": datatype,
+            "parameters": _OUTPUT_PARAMETERS,
+        }
+        if name in request.binary_outputs and datatype != "BYTES":
+            data = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+            entry["parameters"] = {**_OUTPUT_PARAMETERS, "binary_data_size": len(data)}
+            raw_parts.append(data)
+        elif datatype == "BYTES":
+            entry["data"] = [str(v) for v in array.ravel().tolist()]
+        else:
+            entry["data"] = np.ascontiguousarray(array).ravel()
+        outputs.append(entry)
+    document = {
+        "model_name": model_name,
+        "model_version": model_version,
+        "id": request.id,
+        "outputs": outputs,
+    }
+    header = orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY)
+    if not raw_parts:
+        return header, None
+    return b"".join([header, *raw_parts]), len(header)

@@ -1,0 +1,181 @@
+"""Fixtures that give integration tests a real control plane.
+
+The session starts one private cluster through hack/cluster.sh, or uses the one named by
+MODELPLANE_TEST_KUBECONFIG. When it cannot be built or started the tests fail with the
+reason; they are never skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from kubernetes import client, config
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Cluster:
+    kubeconfig: str
+    bin_dir: str
+
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [os.path.join(self.bin_dir, "kubectl"), "--kubeconfig", self.kubeconfig, *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"kubectl {' '.join(args)} failed ({result.returncode}): {result.stderr}"
+            )
+        return result
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Environment for child processes (the operator) that talk to this cluster."""
+        return {
+            **os.environ,
+            "KUBECONFIG": self.kubeconfig,
+            "PATH": f"{self.bin_dir}:{os.environ['PATH']}",
+        }
+
+
+def _bin_dir_for_existing_cluster() -> str:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.fail("MODELPLANE_TEST_KUBECONFIG is set but no kubectl is on PATH")
+    return os.path.dirname(kubectl)
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Cluster]:
+    existing = os.environ.get("MODELPLANE_TEST_KUBECONFIG")
+    if existing:
+        yield Cluster(kubeconfig=existing, bin_dir=_bin_dir_for_existing_cluster())
+        return
+    cluster_dir = tempfile.mkdtemp(prefix="modelplane-test-cluster-")
+    env = {**os.environ, "CLUSTER_DIR": cluster_dir}
+    script = str(REPO / "hack" / "cluster.sh")
+    started = subprocess.run(
+        [script, "up"], env=env, capture_output=True, text=True, timeout=3600
+    )
+    if started.returncode != 0:
+        subprocess.run([script, "down"], env=env, capture_output=True, timeout=120)
+        pytest.fail(f"local control plane failed to start:\n{started.stderr[-4000:]}")
+    bin_dir = Path(cluster_dir, "run", "bin_dir").read_text().strip()
+    try:
+        yield Cluster(kubeconfig=os.path.join(cluster_dir, "kubeconfig"), bin_dir=bin_dir)
+    finally:
+        subprocess.run([script, "down"], env=env, capture_output=True, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def api_client(cluster: Cluster) -> client.ApiClient:
+    return config.new_client_from_config(config_file=cluster.kubeconfig)
+
+
+@pytest.fixture(scope="session")
+def crd_installed(cluster: Cluster) -> None:
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
+    cluster.kubectl(
+        "wait", "--for=condition=Established", "--timeout=60s",
+        "crd/modeldeployments.modelplane.io",
+    )
+
+
+@pytest.fixture
+def namespace(cluster: Cluster, api_client: client.ApiClient) -> Iterator[str]:
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    core = client.CoreV1Api(api_client)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    deadline = time.monotonic() + 30
+    while True:  # pods cannot be created before the namespace's default ServiceAccount exists
+        try:
+            core.read_namespaced_service_account("default", name)
+            break
+        except client.ApiException as error:
+            if error.status != 404 or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    yield name
+    core.delete_namespace(name)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class OperatorProcess:
+    """The operator run from source, as `make run` does, against the test cluster."""
+
+    def __init__(self, cluster: Cluster, log_dir: str) -> None:
+        self.cluster = cluster
+        self.log_path = os.path.join(log_dir, "operator.log")
+        self.metrics_port = _free_port()
+        self.liveness_port = _free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {
+            **self.cluster.env,
+            "MODELPLANE_METRICS_PORT": str(self.metrics_port),
+            "MODELPLANE_LIVENESS": f"http://127.0.0.1:{self.liveness_port}/healthz",
+            "MODELPLANE_TIMER_INTERVAL_SECONDS": "5",
+        }
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child process
+        self.process = subprocess.Popen(
+            [str(REPO / ".venv" / "bin" / "python"), "-m", "modelplane"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+        )
+        deadline = time.monotonic() + 60
+        import urllib.request
+
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"operator exited with {self.process.returncode}; log: {self.log_path}")
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{self.liveness_port}/healthz", timeout=2)
+                return
+            except OSError:
+                time.sleep(0.3)
+        pytest.fail(f"operator did not report healthy in 60s; log: {self.log_path}")
+
+    def kill(self) -> None:
+        """SIGKILL: the harshest way to stop it, as a node failure would."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+@pytest.fixture(scope="session")
+def operator(cluster: Cluster, crd_installed: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+    process = OperatorProcess(cluster, str(tmp_path_factory.mktemp("operator")))
+    process.start()
+    yield process
+    process.stop()

@@ -1,0 +1,53 @@
+"""Small polling and object helpers shared by the integration tests."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from tests.integration.conftest import Cluster
+
+T = TypeVar("T")
+
+
+def eventually(check: Callable[[], T], timeout: float = 60, interval: float = 0.5) -> T:
+    """Polls `check` until it returns something truthy without raising AssertionError."""
+    deadline = time.monotonic() + timeout
+    last_error: AssertionError | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+            if result:
+                return result
+        except AssertionError as error:
+            last_error = error
+        time.sleep(interval)
+    raise AssertionError(f"not true within {timeout}s: {last_error or check}")
+
+
+def get_json(cluster: Cluster, *args: str) -> Any:
+    return json.loads(cluster.kubectl("get", *args, "-o", "json").stdout)
+
+
+def condition(md: dict[str, Any], type_: str) -> dict[str, Any]:
+    for item in (md.get("status") or {}).get("conditions") or []:
+        if item["type"] == type_:
+            return dict(item)
+    return {}
+
+
+def model_deployment(name: str, **spec: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "apiVersion": "modelplane.io/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": name},
+        "spec": {"model": {"format": "sklearn", "uri": "https://models.example.com/iris/", "version": "1"}},
+    }
+    body["spec"].update(spec)
+    return body
+
+
+def apply(cluster: Cluster, namespace: str, body: dict[str, Any]) -> None:
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(body))

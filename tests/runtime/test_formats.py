@@ -1,0 +1,132 @@
+"""Each format served by a real runtime process answers like the model does in-process."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from .conftest import StartRuntime
+from .models import TrainedModel
+from .runtime_process import RuntimeProcess
+
+pytestmark = pytest.mark.runtime
+
+FORMATS = ["sklearn", "xgboost", "lightgbm"]
+
+
+@pytest.fixture(scope="module", params=FORMATS)
+def served(
+    request: pytest.FixtureRequest, start_module_runtime: StartRuntime
+) -> tuple[TrainedModel, RuntimeProcess]:
+    trained: TrainedModel = request.getfixturevalue(f"{request.param}_model")
+    runtime = start_module_runtime(
+        MODELPLANE_MODEL_NAME="m",
+        MODELPLANE_MODEL_VERSION="7",
+        MODELPLANE_MODEL_URI=str(trained.directory),
+        MODELPLANE_MODEL_FORMAT=trained.model_format,
+    )
+    return trained, runtime
+
+
+def v2_body(x: np.ndarray, outputs: list[str] | None = None) -> dict[str, object]:
+    body: dict[str, object] = {
+        "inputs": [{"name": "input-0", "shape": list(x.shape), "datatype": "FP64",
+                    "data": x.ravel().tolist()}]
+    }  # fmt: skip
+    if outputs is not None:
+        body["outputs"] = [{"name": n} for n in outputs]
+    return body
+
+
+def test_v2_single_row_matches_in_process(served: tuple[TrainedModel, RuntimeProcess]) -> None:
+    trained, runtime = served
+    for row in trained.x[:5]:
+        response = runtime.post_json("/v2/models/m/infer", v2_body(row[None, :]))
+        assert response.status == 200, response.body
+        (output,) = response.json()["outputs"]
+        assert output["name"] == "predict"
+        assert output["shape"] == [1, 1]
+        assert output["data"] == trained.expected_predict(row[None, :]).tolist()
+
+
+def test_v2_batch_with_probabilities(served: tuple[TrainedModel, RuntimeProcess]) -> None:
+    trained, runtime = served
+    response = runtime.post_json(
+        "/v2/models/m/versions/7/infer", v2_body(trained.x, ["predict", "predict_proba"])
+    )
+    assert response.status == 200, response.body
+    assert response.headers["x-model-name"] == "m"
+    assert response.headers["x-model-version"] == "7"
+    predict, proba = response.json()["outputs"]
+    assert predict["data"] == trained.expected_predict(trained.x).tolist()
+    assert proba["name"] == "predict_proba"
+    assert proba["shape"] == [len(trained.x), 3]
+    expected = trained.expected_proba(trained.x)
+    np.testing.assert_allclose(np.reshape(proba["data"], proba["shape"]), expected, atol=1e-4)
+
+
+def test_v1_predict_matches_in_process(served: tuple[TrainedModel, RuntimeProcess]) -> None:
+    trained, runtime = served
+    response = runtime.post_json("/v1/models/m:predict", {"instances": trained.x.tolist()})
+    assert response.status == 200, response.body
+    assert response.json() == {"predictions": trained.expected_predict(trained.x).tolist()}
+    assert response.headers["x-model-version"] == "7"
+    status = runtime.get("/v1/models/m")
+    assert status.json() == {"name": "m", "ready": True}
+
+
+def test_concurrent_clients_get_their_own_answers(
+    served: tuple[TrainedModel, RuntimeProcess],
+) -> None:
+    trained, runtime = served
+    rows = np.tile(trained.x, (4, 1))
+    expected = trained.expected_predict(rows).tolist()
+
+    def one(i: int) -> int:
+        response = runtime.post_json("/v2/models/m/infer", v2_body(rows[i : i + 1]))
+        assert response.status == 200, response.body
+        return int(response.json()["outputs"][0]["data"][0])
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(one, range(len(rows))))
+    assert answers == expected
+
+
+def test_compiled_to_onnx(served: tuple[TrainedModel, RuntimeProcess]) -> None:
+    _, runtime = served
+    assert runtime.get("/v2/models/m").json()["parameters"] == {"backend": "onnx"}
+    assert '"backend":"onnx"' in runtime.logs()
+
+
+def test_pickle_file_and_native_fallback(
+    sklearn_pickle_model: TrainedModel, start_runtime: StartRuntime, tmp_path: object
+) -> None:
+    # a fresh cache and a compiler that cannot run force the native path: same answers
+    runtime = start_runtime(
+        MODELPLANE_MODEL_URI=f"file://{sklearn_pickle_model.file}",
+        MODELPLANE_MODEL_FORMAT="sklearn",
+        MODELPLANE_CACHE_DIR="/proc/modelplane-unwritable",
+    )
+    response = runtime.post_json("/v2/models/model/infer", v2_body(sklearn_pickle_model.x))
+    assert response.status == 200, response.body
+    expected = sklearn_pickle_model.expected_predict(sklearn_pickle_model.x).tolist()
+    assert response.json()["outputs"][0]["data"] == expected
+
+
+def test_onnx_named_outputs(affine_onnx: object, start_runtime: StartRuntime) -> None:
+    runtime = start_runtime(MODELPLANE_MODEL_URI=str(affine_onnx), MODELPLANE_MODEL_FORMAT="onnx")
+    x = np.array([[1, 2, 3, 4], [0, 0, 0, 1]], dtype=np.float32)
+    body = {"inputs": [{"name": "x", "shape": [2, 4], "datatype": "FP32", "data": x.tolist()}],
+            "outputs": [{"name": "y"}]}  # fmt: skip
+    response = runtime.post_json("/v2/models/model/infer", body)
+    assert response.status == 200, response.body
+    (output,) = response.json()["outputs"]
+    w = np.arange(12, dtype=np.float32).reshape(4, 3) / 10
+    expected = x @ w + np.array([1, 2, 3], dtype=np.float32)
+    assert output["name"] == "y" and output["datatype"] == "FP32" and output["shape"] == [2, 3]
+    np.testing.assert_allclose(np.reshape(output["data"], (2, 3)), expected, rtol=1e-6)
+    metadata = runtime.get("/v2/models/model").json()
+    assert metadata["inputs"] == [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}]
+    assert metadata["outputs"] == [{"name": "y"}]
