@@ -40,4 +40,34 @@ def stamp(manifest: JSON) -> JSON:
 
 
 def needs_apply(desired: JSON, observed: JSON | None) -> bool:
-    return observed is None or not is_subset(desired, observed)
+    return (
+        observed is None
+        or not is_subset(desired, observed)
+        or foreign_keys_patch(desired, observed) is not None
+    )
+
+
+# Maps where a key added by someone else changes behaviour (which pods get traffic),
+# so extra keys count as drift and are removed, not shared.
+EXACT_MAPS = {"Service": (("spec", "selector"),)}
+
+
+def _at(obj: JSON, path: tuple[str, ...]) -> Any:
+    for key in path:
+        obj = obj.get(key) or {}
+    return obj
+
+
+def foreign_keys_patch(desired: JSON, observed: JSON | None) -> JSON | None:
+    """A merge patch that deletes keys others added to maps we own exactly, or None."""
+    if observed is None:
+        return None
+    patch: JSON = {}
+    for path in EXACT_MAPS.get(desired["kind"], ()):
+        extra = set(_at(observed, path)) - set(_at(desired, path))
+        if extra:
+            node = patch
+            for key in path[:-1]:
+                node = node.setdefault(key, {})
+            node[path[-1]] = {key: None for key in extra}
+    return patch or None

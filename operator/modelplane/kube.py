@@ -80,6 +80,13 @@ class Kube:
             content_type="application/apply-patch+yaml",
         )
 
+    def merge_patch(self, manifest: JSON, patch: JSON) -> JSON:
+        metadata = manifest["metadata"]
+        path = object_path(
+            manifest["apiVersion"], manifest["kind"], metadata["namespace"], metadata["name"]
+        )
+        return self.request("PATCH", path, patch, content_type="application/merge-patch+json")
+
     def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
         try:
             self.request(

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from modelplane.config import OperatorConfig
-from modelplane.drift import needs_apply, stamp
+from modelplane.drift import foreign_keys_patch, needs_apply, stamp
 from modelplane.kube import Kube
 from modelplane.render import (
     DEPLOYMENT_LABEL,
@@ -89,7 +89,9 @@ def transition_events(previous: JSON, status: JSON) -> list[tuple[str, str, str]
         bad = (condition["type"] == "Ready") == (condition["status"] == "False")
         if not old and not bad:
             continue
-        events.append(("Warning" if bad else "Normal", condition["reason"], condition["message"]))
+        event = ("Warning" if bad else "Normal", condition["reason"], condition["message"])
+        if not any(e[:2] == event[:2] for e in events):  # Ready and Degraded often agree
+            events.append(event)
     return events
 
 
@@ -140,6 +142,9 @@ class Reconciler:
             if not needs_apply(manifest, observed):
                 continue
             await asyncio.to_thread(self.kube.apply, manifest)
+            foreign = foreign_keys_patch(manifest, observed)
+            if foreign is not None:
+                await asyncio.to_thread(self.kube.merge_patch, manifest, foreign)
             if observed is None and _existed_before(body, manifest, revision):
                 self.emit(body, "Normal", "ChildRestored",
                           f"recreated {manifest['kind']} {manifest['metadata']['name']} after it was deleted")

@@ -13,8 +13,7 @@ import sys
 import tempfile
 
 from . import jsonlog
-from .config import ConfigError, Settings
-from .metrics import MULTIPROC_ENV
+from .config import MULTIPROC_ENV, ConfigError, Settings
 
 log = logging.getLogger("modelplane.runtime")
 

@@ -19,11 +19,11 @@ import orjson
 
 from . import __version__, v1, v2
 from .batcher import AdaptiveBatcher
-from .config import Settings
+from .config import MULTIPROC_ENV, Settings
 from .errors import RequestError, bad_request
 from .formats.base import Model
 from .loader import LoadedModel, ModelLoadError, load
-from .metrics import MULTIPROC_ENV, RuntimeMetrics
+from .metrics import RuntimeMetrics
 
 log = logging.getLogger("modelplane.runtime")
 

@@ -9,6 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 FORMATS = ("sklearn", "xgboost", "lightgbm", "onnx")
+# prometheus-client reads this when it is first imported: the launcher must set it before
+# anything imports prometheus_client (workers may be forked from the launcher)
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 class ConfigError(ValueError):

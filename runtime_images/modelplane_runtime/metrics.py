@@ -19,7 +19,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+from .config import MULTIPROC_ENV
 
 LATENCY_BUCKETS = (
     0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.015, 0.02,

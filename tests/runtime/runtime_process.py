@@ -96,7 +96,9 @@ class RuntimeProcess:
     def get(self, path: str, headers: dict[str, str] | None = None) -> Response:
         return self.request("GET", path, headers=headers, timeout=5)
 
-    def post_json(self, path: str, document: Any, headers: dict[str, str] | None = None) -> Response:
+    def post_json(
+        self, path: str, document: Any, headers: dict[str, str] | None = None
+    ) -> Response:
         return self.request(
             "POST",
             path,
