@@ -5,6 +5,7 @@
 #   hack/cluster.sh up      start (or reuse) the cluster in $CLUSTER_DIR
 #   hack/cluster.sh down    stop it and remove everything it created
 #   hack/cluster.sh env     print the two export lines
+#   hack/cluster.sh stats   resident memory of each component
 #
 # Everything listens on 127.0.0.1 only. Each component has its own data dir and log.
 set -euo pipefail
@@ -268,9 +269,21 @@ down() {
   say "stopped and removed $CLUSTER_DIR"
 }
 
+stats() {
+  local c total=0 rss
+  for c in etcd kube-apiserver kube-controller-manager kube-scheduler kwok; do
+    alive "$c" || continue
+    rss=$(awk '/VmRSS/ {print int($2 / 1024)}' "/proc/$(cat "$run/$c.pid")/status")
+    total=$((total + rss))
+    printf '%-24s %5d MiB\n' "$c" "$rss"
+  done
+  printf '%-24s %5d MiB\n' total "$total"
+}
+
 case ${1:-up} in
   up) up ;;
   down) down ;;
   env) print_env ;;
-  *) die "usage: $0 up|down|env" ;;
+  stats) stats ;;
+  *) die "usage: $0 up|down|env|stats" ;;
 esac

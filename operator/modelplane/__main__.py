@@ -13,8 +13,16 @@ def main() -> None:
     scope = [f"--namespace={n}" for n in namespaces] or ["--all-namespaces"]
     liveness = os.environ.get("MODELPLANE_LIVENESS", "http://0.0.0.0:8081/healthz")
     log_format = os.environ.get("MODELPLANE_LOG_FORMAT", "json")
-    args = ["run", "--standalone", f"--liveness={liveness}", f"--log-format={log_format}",
-            *scope, "-m", "modelplane.handlers", *sys.argv[1:]]
+    args = [
+        "run",
+        "--standalone",
+        f"--liveness={liveness}",
+        f"--log-format={log_format}",
+        *scope,
+        "-m",
+        "modelplane.handlers",
+        *sys.argv[1:],
+    ]
     sys.exit(cli.main(args=args, prog_name="modelplane-operator", standalone_mode=True))
 
 

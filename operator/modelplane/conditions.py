@@ -25,14 +25,16 @@ def merge_conditions(
         status = "True" if condition.status else "False"
         old = before.get(condition.type)
         since = old["lastTransitionTime"] if old and old.get("status") == status else now
-        merged.append({
-            "type": condition.type,
-            "status": status,
-            "reason": condition.reason,
-            "message": condition.message,
-            "observedGeneration": generation,
-            "lastTransitionTime": since,
-        })
+        merged.append(
+            {
+                "type": condition.type,
+                "status": status,
+                "reason": condition.reason,
+                "message": condition.message,
+                "observedGeneration": generation,
+                "lastTransitionTime": since,
+            }
+        )
     return merged
 
 

@@ -10,12 +10,11 @@ from collections import Counter as Tally
 from typing import Any
 
 import kopf
-from kubernetes import config as kube_config
 from prometheus_client import start_http_server
 
 from modelplane import GROUP, PLURAL, VERSION
 from modelplane.config import config_from_env
-from modelplane.kube import ApiError, Kube
+from modelplane.kube import ApiError, Kube, connect
 from modelplane.metrics import (
     MODEL_DEPLOYMENTS,
     RECONCILE_DURATION,
@@ -61,8 +60,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     # Every watch event runs a handler; kopf's per-object "succeeded" lines would flood the log.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     operator_config = config_from_env()
-    kube_config.load_config()
-    kube = Kube(kube_config.new_client_from_config() if _has_kubeconfig() else _incluster())
+    kube = Kube(connect())
     reconciler = Reconciler(kube, operator_config, emit=_emit)
     reconciler.service_monitor_available = await asyncio.to_thread(
         _crd_exists, kube, "servicemonitors.monitoring.coreos.com"
@@ -71,19 +69,6 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     memo.config = operator_config
     memo.stale_since = None
     start_http_server(operator_config.metrics_port)
-
-
-def _has_kubeconfig() -> bool:
-    import os
-
-    return bool(os.environ.get("KUBECONFIG")) or os.path.exists(os.path.expanduser("~/.kube/config"))
-
-
-def _incluster() -> Any:
-    from kubernetes import client
-
-    kube_config.load_incluster_config()
-    return client.ApiClient()
 
 
 def _crd_exists(kube: Kube, name: str) -> bool:
@@ -99,6 +84,7 @@ def _emit(body: JSON, type_: str, reason: str, message: str) -> None:
 
 # Watch caches. Each maps (namespace, ModelDeployment name) to the objects seen for it.
 
+
 @kopf.index(GROUP, VERSION, PLURAL)
 def model_deployments(namespace: str, name: str, body: kopf.Body, **_: Any) -> JSON:
     WATCH_EVENTS.labels("ModelDeployment").inc()
@@ -112,7 +98,10 @@ def _child_index(kind: str) -> None:
         return {(namespace, labels[OWNER_LABEL]): trimmed(body)}
 
     kopf.index(
-        group, version, plural, id=f"children_{plural}",
+        group,
+        version,
+        plural,
+        id=f"children_{plural}",
         labels={**MANAGED, OWNER_LABEL: kopf.PRESENT},
     )(index)
 
@@ -183,14 +172,16 @@ async def reconcile_on_annotation(
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=15.0, idle=5.0)
-async def reconcile_periodically(
-    namespace: str, name: str, memo: kopf.Memo, **kwargs: Any
-) -> None:
+async def reconcile_periodically(namespace: str, name: str, memo: kopf.Memo, **kwargs: Any) -> None:
     await _reconcile((namespace, name), memo, _indexes(kwargs))
 
 
 async def _on_child_event(
-    event: JSON, namespace: str, labels: kopf.Labels, memo: kopf.Memo, kind: str,
+    event: JSON,
+    namespace: str,
+    labels: kopf.Labels,
+    memo: kopf.Memo,
+    kind: str,
     kwargs: dict[str, Any],
 ) -> None:
     WATCH_EVENTS.labels(kind).inc()
@@ -229,20 +220,23 @@ def count_by_condition(model_deployments: kopf.Index[Any, Any], **_: Any) -> dic
 
 
 @kopf.on.probe(id="watch")
-async def watch_is_fresh(
-    memo: kopf.Memo, model_deployments: kopf.Index[Any, Any], **_: Any
-) -> str:
+async def watch_is_fresh(memo: kopf.Memo, model_deployments: kopf.Index[Any, Any], **_: Any) -> str:
     """Fails when the apiserver holds ModelDeployment versions the watch never delivered."""
     listed = await asyncio.to_thread(
-        memo.reconciler.kube.request, "GET", f"/apis/{GROUP}/{VERSION}/{PLURAL}",
-        None, [("limit", "100")],
+        memo.reconciler.kube.request,
+        "GET",
+        f"/apis/{GROUP}/{VERSION}/{PLURAL}",
+        None,
+        [("limit", "100")],
     )
     cached = {
         (b["metadata"]["namespace"], b["metadata"]["name"]): b["metadata"]["resourceVersion"]
-        for key in model_deployments for b in model_deployments[key]
+        for key in model_deployments
+        for b in model_deployments[key]
     }
     missing = [
-        item["metadata"]["name"] for item in listed.get("items", [])
+        item["metadata"]["name"]
+        for item in listed.get("items", [])
         if cached.get((item["metadata"]["namespace"], item["metadata"]["name"]))
         != item["metadata"]["resourceVersion"]
     ]

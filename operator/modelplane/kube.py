@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from kubernetes import client
+from kubernetes import client, config
 
 from modelplane import FIELD_MANAGER, GROUP, PLURAL, VERSION
 from modelplane.spec import JSON
@@ -24,6 +24,15 @@ PLURALS = {
     ("gateway.networking.k8s.io/v1", "HTTPRoute"): "httproutes",
     (f"{GROUP}/{VERSION}", "ModelDeployment"): PLURAL,
 }
+
+
+def connect() -> client.ApiClient:
+    """In-cluster credentials when running in a pod, else $KUBECONFIG or ~/.kube/config."""
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_kube_config()  # type: ignore[no-untyped-call]
+    return client.ApiClient()
 
 
 class ApiError(Exception):
@@ -61,7 +70,7 @@ class Kube:
             auth_settings=["BearerToken"],
         )
         response = self.api_client.call_api(*params)
-        response.read()
+        response.read()  # type: ignore[no-untyped-call]
         text = response.data.decode() if response.data else ""
         if response.status >= 400:
             raise ApiError(response.status, text)
@@ -75,7 +84,9 @@ class Kube:
             manifest["apiVersion"], manifest["kind"], metadata["namespace"], metadata["name"]
         )
         return self.request(
-            "PATCH", path, manifest,
+            "PATCH",
+            path,
+            manifest,
             query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
             content_type="application/apply-patch+yaml",
         )
@@ -90,7 +101,8 @@ class Kube:
     def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
         try:
             self.request(
-                "DELETE", object_path(api_version, kind, namespace, name),
+                "DELETE",
+                object_path(api_version, kind, namespace, name),
                 {"propagationPolicy": "Background"},
             )
         except ApiError as error:

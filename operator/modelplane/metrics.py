@@ -11,7 +11,8 @@ RECONCILE_ERRORS = Counter(
     "modelplane_operator_reconcile_errors_total", "Reconciles that raised an error.", ["error"]
 )
 RECONCILE_DURATION = Histogram(
-    "modelplane_operator_reconcile_duration_seconds", "Time spent in one reconcile.",
+    "modelplane_operator_reconcile_duration_seconds",
+    "Time spent in one reconcile.",
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 MODEL_DEPLOYMENTS = Gauge(

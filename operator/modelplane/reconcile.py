@@ -23,8 +23,13 @@ from modelplane.revision import revision_of
 from modelplane.spec import JSON, ModelDeploymentSpec, parse_spec
 from modelplane.status import Observed, compute_status, revision_state
 
-SHARED_KINDS = ("ServiceAccount", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget",
-                "ServiceMonitor")
+SHARED_KINDS = (
+    "ServiceAccount",
+    "Service",
+    "HorizontalPodAutoscaler",
+    "PodDisruptionBudget",
+    "ServiceMonitor",
+)
 
 
 class EventSink(Protocol):
@@ -39,9 +44,7 @@ class Children:
     pods: list[JSON] = field(default_factory=list)
 
     def find(self, kind: str, name: str) -> JSON | None:
-        return next(
-            (c for c in self.by_kind.get(kind, []) if c["metadata"]["name"] == name), None
-        )
+        return next((c for c in self.by_kind.get(kind, []) if c["metadata"]["name"] == name), None)
 
 
 def now_iso() -> str:
@@ -79,7 +82,7 @@ def _ignoring_times(status: JSON) -> JSON:
 def transition_events(previous: JSON, status: JSON) -> list[tuple[str, str, str]]:
     """(type, reason, message) for each condition whose status or reason changed."""
     before = {c["type"]: c for c in previous.get("conditions") or []}
-    events = []
+    events: list[tuple[str, str, str]] = []
     for condition in status["conditions"]:
         old = before.get(condition["type"])
         if old and (old["status"], old["reason"]) == (condition["status"], condition["reason"]):
@@ -132,7 +135,11 @@ class Reconciler:
         await self.report_status(body, owner, spec, revision, children, invalid)
 
     async def apply_children(
-        self, body: JSON, owner: Owner, spec: ModelDeploymentSpec, revision: str,
+        self,
+        body: JSON,
+        owner: Owner,
+        spec: ModelDeploymentSpec,
+        revision: str,
         children: Children,
     ) -> None:
         context = RenderContext(self.config, self.service_monitor_available)
@@ -146,11 +153,19 @@ class Reconciler:
             if foreign is not None:
                 await asyncio.to_thread(self.kube.merge_patch, manifest, foreign)
             if observed is None and _existed_before(body, manifest, revision):
-                self.emit(body, "Normal", "ChildRestored",
-                          f"recreated {manifest['kind']} {manifest['metadata']['name']} after it was deleted")
+                self.emit(
+                    body,
+                    "Normal",
+                    "ChildRestored",
+                    f"recreated {manifest['kind']} {manifest['metadata']['name']} after it was deleted",
+                )
             elif observed is not None and _spec_hash(observed) == _spec_hash(manifest):
-                self.emit(body, "Normal", "DriftReverted",
-                          f"reverted a manual change to {manifest['kind']} {manifest['metadata']['name']}")
+                self.emit(
+                    body,
+                    "Normal",
+                    "DriftReverted",
+                    f"reverted a manual change to {manifest['kind']} {manifest['metadata']['name']}",
+                )
         desired_names = {(m["kind"], m["metadata"]["name"]) for m in desired}
         for kind in SHARED_KINDS:
             for child in children.by_kind.get(kind, []):
@@ -175,12 +190,21 @@ class Reconciler:
                 await asyncio.to_thread(
                     self.kube.delete, "apps/v1", "Deployment", owner.namespace, name
                 )
-                self.emit(body, "Normal", "RevisionRemoved",
-                          f"removed revision {_revision(deployment)} after {revision} became available")
+                self.emit(
+                    body,
+                    "Normal",
+                    "RevisionRemoved",
+                    f"removed revision {_revision(deployment)} after {revision} became available",
+                )
 
     async def report_status(
-        self, body: JSON, owner: Owner, spec: ModelDeploymentSpec, revision: str,
-        children: Children, invalid: str,
+        self,
+        body: JSON,
+        owner: Owner,
+        spec: ModelDeploymentSpec,
+        revision: str,
+        children: Children,
+        invalid: str,
     ) -> None:
         previous = dict(body.get("status") or {})
         states = tuple(

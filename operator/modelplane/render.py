@@ -55,14 +55,16 @@ def render_template(template: str, **values: Any) -> JSON:
 
 
 def owner_references(owner: Owner) -> list[JSON]:
-    return [{
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": KIND,
-        "name": owner.name,
-        "uid": owner.uid,
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }]
+    return [
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": KIND,
+            "name": owner.name,
+            "uid": owner.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
 
 
 def common_labels(owner: Owner, revision: str) -> dict[str, str]:
@@ -86,7 +88,10 @@ def model_location(uri: str) -> tuple[str, list[JSON], list[JSON]]:
     if not uri.startswith("pvc://"):
         return uri, [], []
     claim, _, path = uri.removeprefix("pvc://").partition("/")
-    volume = {"name": "model-store", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
+    volume = {
+        "name": "model-store",
+        "persistentVolumeClaim": {"claimName": claim, "readOnly": True},
+    }
     mount = {"name": "model-store", "mountPath": MODEL_MOUNT, "readOnly": True}
     return f"{MODEL_MOUNT}/{path}".rstrip("/"), [volume], [mount]
 
@@ -213,19 +218,29 @@ def render_shared_children(
         render_template("service.yaml.j2", **base, selector=service_selector),
     ]
     if spec.autoscaling:
-        children.append(render_template(
-            "hpa.yaml.j2", **base, target=deployment_name(owner.name, revision),
-            autoscaling=spec.autoscaling,
-        ))
+        children.append(
+            render_template(
+                "hpa.yaml.j2",
+                **base,
+                target=deployment_name(owner.name, revision),
+                autoscaling=spec.autoscaling,
+            )
+        )
     if spec.min_replicas > 1:
-        children.append(render_template(
-            "pdb.yaml.j2", **base, selector={DEPLOYMENT_LABEL: owner.name}
-        ))
+        children.append(
+            render_template("pdb.yaml.j2", **base, selector={DEPLOYMENT_LABEL: owner.name})
+        )
     if context.service_monitor_available:
-        children.append(render_template(
-            "servicemonitor.yaml.j2", **base,
-            selector={DEPLOYMENT_LABEL: owner.name, "app.kubernetes.io/managed-by": "modelplane"},
-        ))
+        children.append(
+            render_template(
+                "servicemonitor.yaml.j2",
+                **base,
+                selector={
+                    DEPLOYMENT_LABEL: owner.name,
+                    "app.kubernetes.io/managed-by": "modelplane",
+                },
+            )
+        )
     return children
 
 

@@ -8,7 +8,15 @@ import json
 from modelplane.spec import JSON
 
 # Fields of the spec whose change must create a new revision (a new Deployment).
-POD_AFFECTING_FIELDS = ("model", "runtime", "resources", "gpu", "nodeSelector", "tolerations", "affinity")
+POD_AFFECTING_FIELDS = (
+    "model",
+    "runtime",
+    "resources",
+    "gpu",
+    "nodeSelector",
+    "tolerations",
+    "affinity",
+)
 
 
 def revision_of(raw_spec: JSON, runtime_image: str) -> str:

@@ -174,7 +174,9 @@ def parse_spec(raw: JSON) -> ModelDeploymentSpec:
             uri=str(model["uri"]),
             version=str(model.get("version", "")),
             sha256=str(model.get("sha256", "")),
-            credentials_secret=str(model.get("credentials", {}).get("secretRef", {}).get("name", "")),
+            credentials_secret=str(
+                model.get("credentials", {}).get("secretRef", {}).get("name", "")
+            ),
         ),
         runtime=Runtime(
             image=str(runtime.get("image", "")),

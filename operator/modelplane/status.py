@@ -64,7 +64,9 @@ def pod_problem(pod: JSON) -> PodProblem | None:
             message = str(condition.get("message", ""))
             shortage = GPU_SHORTAGE.search(message)
             if shortage:
-                return PodProblem("InsufficientGPU", f"no node has a free {shortage.group(1)}: {message}")
+                return PodProblem(
+                    "InsufficientGPU", f"no node has a free {shortage.group(1)}: {message}"
+                )
             return PodProblem("Unschedulable", message)
     for container in status.get("containerStatuses") or []:
         terminated = (container.get("lastState") or {}).get("terminated") or {}
@@ -137,34 +139,52 @@ def rolling_conditions(observed: Observed) -> list[Condition]:
         ready = Condition("Ready", False, "InvalidSpec", observed.invalid_spec)
     elif current and current.complete:
         ready = Condition(
-            "Ready", True, "RevisionAvailable",
+            "Ready",
+            True,
+            "RevisionAvailable",
             f"revision {current.revision} has {current.available}/{current.desired} replicas available",
         )
     elif serving_older:
         names = ", ".join(r.revision for r in serving_older)
-        ready = Condition("Ready", True, "PreviousRevisionServing",
-                          f"revision {names} serves while {observed.revision} rolls out")
+        ready = Condition(
+            "Ready",
+            True,
+            "PreviousRevisionServing",
+            f"revision {names} serves while {observed.revision} rolls out",
+        )
     elif problem:
         ready = Condition("Ready", False, problem.reason, problem.message)
     elif current is None:
-        ready = Condition("Ready", False, "DeploymentPending",
-                          f"the Deployment for revision {observed.revision} is not observed yet")
+        ready = Condition(
+            "Ready",
+            False,
+            "DeploymentPending",
+            f"the Deployment for revision {observed.revision} is not observed yet",
+        )
     else:
         ready = Condition(
-            "Ready", False, "PodsNotReady",
+            "Ready",
+            False,
+            "PodsNotReady",
             f"revision {current.revision} has {current.available}/{current.desired} replicas available",
         )
 
     if current and current.complete and not older:
-        progressing = Condition("Progressing", False, "RolloutComplete",
-                                f"revision {observed.revision} is fully rolled out")
+        progressing = Condition(
+            "Progressing",
+            False,
+            "RolloutComplete",
+            f"revision {observed.revision} is fully rolled out",
+        )
     elif problem:
         progressing = Condition("Progressing", False, "RolloutStalled", problem.message)
     else:
         available = current.available if current else 0
         desired = current.desired if current else 0
         progressing = Condition(
-            "Progressing", True, "RollingOut",
+            "Progressing",
+            True,
+            "RollingOut",
             f"revision {observed.revision}: {available}/{desired} replicas available",
         )
 
@@ -186,13 +206,16 @@ def compute_status(observed: Observed, url: str, selector: str, now: str) -> JSO
         stable = current.revision
     else:
         live = {r.revision for r in observed.revisions if r.available > 0}
-        stable = previous.get("stableRevision", "") if previous.get("stableRevision") in live else ""
+        stable = (
+            previous.get("stableRevision", "") if previous.get("stableRevision") in live else ""
+        )
     revisions = [
         {
             "name": r.revision,
             "version": r.version,
-            "role": "stable" if r.revision == stable else (
-                "canary" if r.revision == observed.revision else "old"),
+            "role": "stable"
+            if r.revision == stable
+            else ("canary" if r.revision == observed.revision else "old"),
             "replicas": r.replicas,
             "readyReplicas": r.ready,
             "weight": weights[r.revision],

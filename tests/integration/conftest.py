@@ -70,9 +70,7 @@ def cluster() -> Iterator[Cluster]:
     cluster_dir = tempfile.mkdtemp(prefix="modelplane-test-cluster-")
     env = {**os.environ, "CLUSTER_DIR": cluster_dir}
     script = str(REPO / "hack" / "cluster.sh")
-    started = subprocess.run(
-        [script, "up"], env=env, capture_output=True, text=True, timeout=3600
-    )
+    started = subprocess.run([script, "up"], env=env, capture_output=True, text=True, timeout=3600)
     if started.returncode != 0:
         subprocess.run([script, "down"], env=env, capture_output=True, timeout=120)
         pytest.fail(f"local control plane failed to start:\n{started.stderr[-4000:]}")
@@ -92,7 +90,9 @@ def api_client(cluster: Cluster) -> client.ApiClient:
 def crd_installed(cluster: Cluster) -> None:
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
     cluster.kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s",
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
         "crd/modeldeployments.modelplane.io",
     )
 
@@ -143,7 +143,10 @@ class OperatorProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child process
         self.process = subprocess.Popen(
             [str(REPO / ".venv" / "bin" / "python"), "-m", "modelplane"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
         )
         deadline = time.monotonic() + 60
         import urllib.request
@@ -174,7 +177,9 @@ class OperatorProcess:
 
 
 @pytest.fixture(scope="session")
-def operator(cluster: Cluster, crd_installed: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+def operator(
+    cluster: Cluster, crd_installed: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
     process = OperatorProcess(cluster, str(tmp_path_factory.mktemp("operator")))
     process.start()
     yield process

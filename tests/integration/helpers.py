@@ -43,7 +43,13 @@ def model_deployment(name: str, **spec: Any) -> dict[str, Any]:
         "apiVersion": "modelplane.io/v1alpha1",
         "kind": "ModelDeployment",
         "metadata": {"name": name},
-        "spec": {"model": {"format": "sklearn", "uri": "https://models.example.com/iris/", "version": "1"}},
+        "spec": {
+            "model": {
+                "format": "sklearn",
+                "uri": "https://models.example.com/iris/",
+                "version": "1",
+            }
+        },
     }
     body["spec"].update(spec)
     return body

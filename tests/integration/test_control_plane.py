@@ -66,7 +66,9 @@ def test_deployment_reaches_three_available_pods_on_kwok_nodes(
             ),
         ),
     )
-    eventually(lambda: apps.read_namespaced_deployment("web", namespace).status.available_replicas == 3)
+    eventually(
+        lambda: apps.read_namespaced_deployment("web", namespace).status.available_replicas == 3
+    )
     pods = client.CoreV1Api(api_client).list_namespaced_pod(namespace, label_selector="app=web")
     assert len(pods.items) == 3
     assert all(p.spec.node_name.startswith("kwok-") for p in pods.items)
@@ -116,7 +118,9 @@ def test_garbage_collector_deletes_owned_children(
     )
     core.create_namespaced_config_map(
         namespace,
-        client.V1ConfigMap(metadata=client.V1ObjectMeta(name="child", owner_references=[reference])),
+        client.V1ConfigMap(
+            metadata=client.V1ObjectMeta(name="child", owner_references=[reference])
+        ),
     )
     core.delete_namespaced_config_map("owner", namespace)
 
@@ -140,29 +144,44 @@ def test_cel_validation_rule_rejects_a_bad_object(cluster: Cluster) -> None:
             "group": group,
             "scope": "Namespaced",
             "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
-            "versions": [{
-                "name": "v1",
-                "served": True,
-                "storage": True,
-                "schema": {"openAPIV3Schema": {
-                    "type": "object",
-                    "properties": {"spec": {
-                        "type": "object",
-                        "properties": {"min": {"type": "integer"}, "max": {"type": "integer"}},
-                        "x-kubernetes-validations": [{
-                            "rule": "self.min <= self.max",
-                            "message": "spec.min must be less than or equal to spec.max",
-                        }],
-                    }},
-                }},
-            }],
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {
+                                "spec": {
+                                    "type": "object",
+                                    "properties": {
+                                        "min": {"type": "integer"},
+                                        "max": {"type": "integer"},
+                                    },
+                                    "x-kubernetes-validations": [
+                                        {
+                                            "rule": "self.min <= self.max",
+                                            "message": "spec.min must be less than or equal to spec.max",
+                                        }
+                                    ],
+                                }
+                            },
+                        }
+                    },
+                }
+            ],
         },
     }
     cluster.kubectl("apply", "-f", "-", input=json.dumps(crd))
     try:
         cluster.kubectl("wait", "--for=condition=Established", f"crd/widgets.{group}")
-        bad = {"apiVersion": f"{group}/v1", "kind": "Widget",
-               "metadata": {"name": "bad", "namespace": "default"}, "spec": {"min": 5, "max": 1}}
+        bad = {
+            "apiVersion": f"{group}/v1",
+            "kind": "Widget",
+            "metadata": {"name": "bad", "namespace": "default"},
+            "spec": {"min": 5, "max": 1},
+        }
         result = cluster.kubectl("create", "-f", "-", input=json.dumps(bad), check=False)
         assert result.returncode != 0
         assert "spec.min must be less than or equal to spec.max" in result.stderr
@@ -177,8 +196,12 @@ def test_server_side_apply_conflicts_between_field_managers(
     configmaps = dynamic.DynamicClient(api_client).resources.get(api_version="v1", kind="ConfigMap")
 
     def apply(manager: str, value: str) -> None:
-        body = {"apiVersion": "v1", "kind": "ConfigMap",
-                "metadata": {"name": "shared", "namespace": namespace}, "data": {"key": value}}
+        body = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "shared", "namespace": namespace},
+            "data": {"key": value},
+        }
         configmaps.server_side_apply(body=body, namespace=namespace, field_manager=manager)
 
     apply("first", "a")

@@ -29,7 +29,9 @@ def ready(cluster: Cluster, namespace: str, name: str) -> dict:  # type: ignore[
 
 
 def deployments(cluster: Cluster, namespace: str, name: str) -> list[dict]:  # type: ignore[type-arg]
-    items = get_json(cluster, "-n", namespace, "deployments", "-l", f"modelplane.io/deployment={name}")
+    items = get_json(
+        cluster, "-n", namespace, "deployments", "-l", f"modelplane.io/deployment={name}"
+    )
     return items["items"]  # type: ignore[no-any-return]
 
 
@@ -54,8 +56,12 @@ def test_example_becomes_ready_with_every_child(
     assert "URL" in wide.splitlines()[0]
 
     everything = get_json(
-        cluster, "-n", namespace, "deployments,services,serviceaccounts,poddisruptionbudgets",
-        "-l", "modelplane.io/deployment=iris",
+        cluster,
+        "-n",
+        namespace,
+        "deployments,services,serviceaccounts,poddisruptionbudgets",
+        "-l",
+        "modelplane.io/deployment=iris",
     )["items"]
     kinds = sorted(item["kind"] for item in everything)
     assert kinds == ["Deployment", "PodDisruptionBudget", "Service", "ServiceAccount"]
@@ -64,7 +70,11 @@ def test_example_becomes_ready_with_every_child(
         assert labels["app.kubernetes.io/managed-by"] == "modelplane"
         assert labels["modelplane.io/revision"] == status["stableRevision"]
         owner = item["metadata"]["ownerReferences"][0]
-        assert (owner["kind"], owner["name"], owner["controller"]) == ("ModelDeployment", "iris", True)
+        assert (owner["kind"], owner["name"], owner["controller"]) == (
+            "ModelDeployment",
+            "iris",
+            True,
+        )
     pod_spec = deployments(cluster, namespace, "iris")[0]["spec"]["template"]["spec"]
     container = pod_spec["containers"][0]
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
@@ -77,10 +87,17 @@ def test_example_becomes_ready_with_every_child(
 def test_gpu_pods_land_on_gpu_nodes_and_shortage_is_reported(
     cluster: Cluster, operator: OperatorProcess, namespace: str
 ) -> None:
-    apply(cluster, namespace, model_deployment(
-        "gpu-ok", replicas=2, gpu={"count": 1, "product": "NVIDIA-A100-SXM4-80GB"}))
+    apply(
+        cluster,
+        namespace,
+        model_deployment(
+            "gpu-ok", replicas=2, gpu={"count": 1, "product": "NVIDIA-A100-SXM4-80GB"}
+        ),
+    )
     eventually(lambda: ready(cluster, namespace, "gpu-ok"), timeout=90)
-    pods = get_json(cluster, "-n", namespace, "pods", "-l", "modelplane.io/deployment=gpu-ok")["items"]
+    pods = get_json(cluster, "-n", namespace, "pods", "-l", "modelplane.io/deployment=gpu-ok")[
+        "items"
+    ]
     assert len(pods) == 2
     assert all(p["spec"]["nodeName"].startswith("kwok-gpu-") for p in pods)
 
@@ -95,8 +112,9 @@ def test_gpu_pods_land_on_gpu_nodes_and_shortage_is_reported(
     ready_condition = eventually(shortage, timeout=90)
     assert ready_condition["status"] == "False"
     assert "nvidia.com/gpu" in ready_condition["message"]
-    events = get_json(cluster, "-n", namespace, "events",
-                      "--field-selector", "involvedObject.name=gpu-too-big")["items"]
+    events = get_json(
+        cluster, "-n", namespace, "events", "--field-selector", "involvedObject.name=gpu-too-big"
+    )["items"]
     assert any(e["reason"] == "InsufficientGPU" and e["type"] == "Warning" for e in events)
 
 
@@ -104,7 +122,9 @@ def test_new_version_rolls_out_and_deleted_children_come_back(
     cluster: Cluster, operator: OperatorProcess, namespace: str
 ) -> None:
     apply(cluster, namespace, model_deployment("rollme", replicas=2))
-    first = eventually(lambda: ready(cluster, namespace, "rollme"), timeout=90)["status"]["stableRevision"]
+    first = eventually(lambda: ready(cluster, namespace, "rollme"), timeout=90)["status"][
+        "stableRevision"
+    ]
 
     body = model_deployment("rollme", replicas=2)
     body["spec"]["model"]["version"] = "2"
@@ -122,16 +142,29 @@ def test_new_version_rolls_out_and_deleted_children_come_back(
 
     deployment = f"rollme-{second}"
     cluster.kubectl("delete", "-n", namespace, "deployment", deployment, "--wait=false")
-    eventually(lambda: deployments(cluster, namespace, "rollme")
-               and deployments(cluster, namespace, "rollme")[0]["metadata"].get("deletionTimestamp") is None
-               and deployments(cluster, namespace, "rollme")[0]["metadata"]["name"] == deployment,
-               timeout=30)
+    eventually(
+        lambda: (
+            deployments(cluster, namespace, "rollme")
+            and deployments(cluster, namespace, "rollme")[0]["metadata"].get("deletionTimestamp")
+            is None
+            and deployments(cluster, namespace, "rollme")[0]["metadata"]["name"] == deployment
+        ),
+        timeout=30,
+    )
     eventually(lambda: ready(cluster, namespace, "rollme"), timeout=60)
     cluster.kubectl("delete", "-n", namespace, "service", "rollme", "--wait=false")
-    eventually(lambda: get_json(cluster, "-n", namespace, "service", "rollme")["metadata"].get(
-        "deletionTimestamp") is None, timeout=30)
-    events = get_json(cluster, "-n", namespace, "events",
-                      "--field-selector", "involvedObject.name=rollme")["items"]
+    eventually(
+        lambda: (
+            get_json(cluster, "-n", namespace, "service", "rollme")["metadata"].get(
+                "deletionTimestamp"
+            )
+            is None
+        ),
+        timeout=30,
+    )
+    events = get_json(
+        cluster, "-n", namespace, "events", "--field-selector", "involvedObject.name=rollme"
+    )["items"]
     assert any(e["reason"] == "ChildRestored" for e in events)
 
 
@@ -139,33 +172,67 @@ def test_hand_edits_to_children_are_reverted(
     cluster: Cluster, operator: OperatorProcess, namespace: str
 ) -> None:
     apply(cluster, namespace, model_deployment("drift"))
-    revision = eventually(lambda: ready(cluster, namespace, "drift"), timeout=90)["status"]["stableRevision"]
+    revision = eventually(lambda: ready(cluster, namespace, "drift"), timeout=90)["status"][
+        "stableRevision"
+    ]
     name = f"drift-{revision}"
-    patch = {"spec": {"template": {"spec": {"containers": [{"name": "model-server", "image": "evil:latest"}]}}}}
-    cluster.kubectl("patch", "-n", namespace, "deployment", name, "--type=strategic", "-p", json.dumps(patch))
+    patch = {
+        "spec": {
+            "template": {"spec": {"containers": [{"name": "model-server", "image": "evil:latest"}]}}
+        }
+    }
+    cluster.kubectl(
+        "patch", "-n", namespace, "deployment", name, "--type=strategic", "-p", json.dumps(patch)
+    )
 
     def reverted() -> bool:
         deployment = get_json(cluster, "-n", namespace, "deployment", name)
-        return bool(deployment["spec"]["template"]["spec"]["containers"][0]["image"] != "evil:latest")
+        return bool(
+            deployment["spec"]["template"]["spec"]["containers"][0]["image"] != "evil:latest"
+        )
 
     eventually(reverted, timeout=30)
-    cluster.kubectl("patch", "-n", namespace, "service", "drift", "--type=merge",
-                    "-p", json.dumps({"spec": {"selector": {"app": "other"}}}))
-    eventually(lambda: "app" not in get_json(cluster, "-n", namespace, "service", "drift")["spec"]["selector"],
-               timeout=30)
+    cluster.kubectl(
+        "patch",
+        "-n",
+        namespace,
+        "service",
+        "drift",
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"selector": {"app": "other"}}}),
+    )
+    eventually(
+        lambda: (
+            "app" not in get_json(cluster, "-n", namespace, "service", "drift")["spec"]["selector"]
+        ),
+        timeout=30,
+    )
 
 
 def test_autoscaling_renders_an_hpa_and_no_replicas(
     cluster: Cluster, operator: OperatorProcess, namespace: str
 ) -> None:
-    apply(cluster, namespace, model_deployment(
-        "scaled", autoscaling={"minReplicas": 2, "maxReplicas": 5, "targetCPUUtilizationPercentage": 70}))
+    apply(
+        cluster,
+        namespace,
+        model_deployment(
+            "scaled",
+            autoscaling={"minReplicas": 2, "maxReplicas": 5, "targetCPUUtilizationPercentage": 70},
+        ),
+    )
     md = eventually(lambda: ready(cluster, namespace, "scaled"), timeout=120)
     hpa = get_json(cluster, "-n", namespace, "hpa", "scaled")
     assert hpa["spec"]["scaleTargetRef"]["name"] == f"scaled-{md['status']['stableRevision']}"
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 5)
-    managed = get_json(cluster, "-n", namespace, "deployment", f"scaled-{md['status']['stableRevision']}",
-                       "--show-managed-fields")["metadata"]["managedFields"]
+    managed = get_json(
+        cluster,
+        "-n",
+        namespace,
+        "deployment",
+        f"scaled-{md['status']['stableRevision']}",
+        "--show-managed-fields",
+    )["metadata"]["managedFields"]
     ours = [m for m in managed if m["manager"] == "modelplane"]
     assert ours and "f:replicas" not in json.dumps(ours[0]["fieldsV1"].get("f:spec", {}))
 
@@ -188,12 +255,26 @@ def test_missing_secret_is_invalid_spec_without_retry_storm(
     assert ready_condition["status"] == "False"
     assert "s3-creds" in ready_condition["message"]
     assert deployments(cluster, namespace, "nosecret") == []
-    events = get_json(cluster, "-n", namespace, "events",
-                      "--field-selector", "involvedObject.name=nosecret,reason=InvalidSpec")["items"]
+    events = get_json(
+        cluster,
+        "-n",
+        namespace,
+        "events",
+        "--field-selector",
+        "involvedObject.name=nosecret,reason=InvalidSpec",
+    )["items"]
     assert len(events) == 1 and events[0].get("count", 1) == 1
 
-    cluster.kubectl("create", "secret", "generic", "s3-creds", "-n", namespace,
-                    "--from-literal=AWS_ACCESS_KEY_ID=x", "--from-literal=AWS_SECRET_ACCESS_KEY=y")
+    cluster.kubectl(
+        "create",
+        "secret",
+        "generic",
+        "s3-creds",
+        "-n",
+        namespace,
+        "--from-literal=AWS_ACCESS_KEY_ID=x",
+        "--from-literal=AWS_SECRET_ACCESS_KEY=y",
+    )
     eventually(lambda: ready(cluster, namespace, "nosecret"), timeout=60)
 
 
@@ -205,8 +286,14 @@ def test_deleting_the_model_deployment_removes_every_child(
     cluster.kubectl("delete", "-n", namespace, "md", "gone", "--wait=true", "--timeout=60s")
 
     def no_children() -> bool:
-        left = get_json(cluster, "-n", namespace, "deployments,services,serviceaccounts,"
-                        "poddisruptionbudgets,pods", "-l", "modelplane.io/deployment=gone")["items"]
+        left = get_json(
+            cluster,
+            "-n",
+            namespace,
+            "deployments,services,serviceaccounts,poddisruptionbudgets,pods",
+            "-l",
+            "modelplane.io/deployment=gone",
+        )["items"]
         return not left
 
     eventually(no_children, timeout=60)
@@ -216,8 +303,14 @@ def test_killing_the_operator_mid_reconcile_converges_without_duplicates(
     cluster: Cluster, operator: OperatorProcess, namespace: str
 ) -> None:
     names = [f"burst-{i}" for i in range(12)]
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", input="\n---\n".join(
-        json.dumps(model_deployment(n, replicas=2)) for n in names))
+    cluster.kubectl(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input="\n---\n".join(json.dumps(model_deployment(n, replicas=2)) for n in names),
+    )
     eventually(lambda: deployments(cluster, namespace, "burst-0"), timeout=30, interval=0.05)
     operator.kill()
     operator.start()
@@ -233,15 +326,24 @@ def test_killing_the_operator_mid_reconcile_converges_without_duplicates(
 def test_operator_liveness_and_metrics(operator: OperatorProcess) -> None:
     import urllib.request
 
-    health = json.loads(urllib.request.urlopen(
-        f"http://127.0.0.1:{operator.liveness_port}/healthz", timeout=5).read())
+    health = json.loads(
+        urllib.request.urlopen(
+            f"http://127.0.0.1:{operator.liveness_port}/healthz", timeout=5
+        ).read()
+    )
     assert health["watch"] in ("fresh",) or health["watch"].startswith("catching up")
-    metrics = urllib.request.urlopen(f"http://127.0.0.1:{operator.metrics_port}/metrics", timeout=5).read().decode()
+    metrics = (
+        urllib.request.urlopen(f"http://127.0.0.1:{operator.metrics_port}/metrics", timeout=5)
+        .read()
+        .decode()
+    )
     assert "modelplane_operator_reconcile_total" in metrics
     assert "modelplane_operator_reconcile_duration_seconds_bucket" in metrics
 
 
 def test_make_targets_exist() -> None:
-    targets = subprocess.run(["make", "-C", str(REPO), "help"], capture_output=True, text=True).stdout
+    targets = subprocess.run(
+        ["make", "-C", str(REPO), "help"], capture_output=True, text=True
+    ).stdout
     for target in ("install", "run", "cluster-up", "cluster-down", "test"):
         assert target in targets

@@ -11,7 +11,6 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from modelplane.config import OperatorConfig
 from modelplane.render import Owner, RenderContext, render_children
 from modelplane.revision import revision_of
@@ -36,13 +35,19 @@ def validate(manifest: dict[str, Any]) -> None:
 def examples() -> list[dict[str, Any]]:
     docs = []
     for path in sorted((REPO / "examples").glob("*.yaml")):
-        docs += [d for d in yaml.safe_load_all(path.read_text()) if d and d.get("kind") == "ModelDeployment"]
+        docs += [
+            d
+            for d in yaml.safe_load_all(path.read_text())
+            if d and d.get("kind") == "ModelDeployment"
+        ]
     return docs
 
 
 @pytest.mark.parametrize("example", examples(), ids=lambda e: e["metadata"]["name"])
 def test_every_example_renders_valid_children(example: dict[str, Any]) -> None:
-    children = render(example["spec"], RenderContext(OperatorConfig(), service_monitor_available=True))
+    children = render(
+        example["spec"], RenderContext(OperatorConfig(), service_monitor_available=True)
+    )
     assert children[0]["kind"] == "Deployment"
     for child in children:
         validate(child)
@@ -52,8 +57,11 @@ BASE: dict[str, Any] = {"model": {"format": "sklearn", "uri": "s3://bucket/iris/
 
 
 def test_hpa_owns_replicas_so_the_deployment_has_none() -> None:
-    spec = {**BASE, "replicas": 4, "autoscaling": {"minReplicas": 2, "maxReplicas": 6,
-                                                   "targetRequestsPerSecond": 50}}
+    spec = {
+        **BASE,
+        "replicas": 4,
+        "autoscaling": {"minReplicas": 2, "maxReplicas": 6, "targetRequestsPerSecond": 50},
+    }
     deployment, *shared = render(spec)
     assert "replicas" not in deployment["spec"]
     hpa = next(c for c in shared if c["kind"] == "HorizontalPodAutoscaler")
@@ -68,15 +76,22 @@ def test_single_replica_gets_no_pdb_and_no_hpa() -> None:
 
 
 def test_gpu_placement() -> None:
-    spec = {**BASE, "gpu": {"count": 2, "product": "NVIDIA-A100-SXM4-80GB", "resource": "nvidia.com/gpu"}}
+    spec = {
+        **BASE,
+        "gpu": {"count": 2, "product": "NVIDIA-A100-SXM4-80GB", "resource": "nvidia.com/gpu"},
+    }
     pod = render(spec)[0]["spec"]["template"]["spec"]
     assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 2
     assert pod["nodeSelector"]["nvidia.com/gpu.product"] == "NVIDIA-A100-SXM4-80GB"
-    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod[
+        "tolerations"
+    ]
 
 
 def test_mig_resource_is_requested_by_name() -> None:
-    pod = render({**BASE, "gpu": {"count": 1, "resource": "nvidia.com/mig-1g.10gb"}})[0]["spec"]["template"]["spec"]
+    pod = render({**BASE, "gpu": {"count": 1, "resource": "nvidia.com/mig-1g.10gb"}})[0]["spec"][
+        "template"
+    ]["spec"]
     assert pod["containers"][0]["resources"]["limits"] == {"nvidia.com/mig-1g.10gb": 1}
     assert "nvidia.com/gpu.product" not in pod["nodeSelector"]
 
@@ -87,8 +102,10 @@ def test_restricted_pod_security() -> None:
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     assert container["securityContext"] == {
-        "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-        "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]},
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
     }
     assert pod["automountServiceAccountToken"] is False
 
@@ -104,7 +121,10 @@ def test_pvc_uri_mounts_the_claim_read_only() -> None:
     pod = render(spec)[0]["spec"]["template"]["spec"]
     env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
     assert env["MODELPLANE_MODEL_URI"] == "/mnt/models/iris/v3"
-    assert {"name": "model-store", "persistentVolumeClaim": {"claimName": "models", "readOnly": True}} in pod["volumes"]
+    assert {
+        "name": "model-store",
+        "persistentVolumeClaim": {"claimName": "models", "readOnly": True},
+    } in pod["volumes"]
 
 
 def test_rendering_does_not_mutate_its_input() -> None:
@@ -143,27 +163,50 @@ specs = st.fixed_dictionaries(
     },
     optional={
         "replicas": st.integers(0, 50),
-        "runtime": st.fixed_dictionaries({}, optional={
-            "image": st.just("registry.local/runtime:1"),
-            "protocol": st.sampled_from(["v1", "v2"]),
-            "workers": st.integers(1, 8),
-            "env": st.lists(st.builds(lambda n, v: {"name": n.upper(), "value": v}, names, names), max_size=3),
-            "batching": st.fixed_dictionaries({"maxBatchSize": st.integers(1, 1024),
-                                               "maxLatencyMs": st.integers(0, 1000)}),
-        }),
-        "resources": st.fixed_dictionaries({}, optional={
-            "requests": st.dictionaries(st.sampled_from(["cpu", "memory"]), quantities, min_size=1),
-            "limits": st.dictionaries(st.sampled_from(["cpu", "memory"]), quantities, min_size=1),
-        }),
-        "gpu": st.fixed_dictionaries({"count": st.integers(1, 8)}, optional={
-            "product": st.just("NVIDIA-H100-80GB-HBM3"),
-            "resource": st.sampled_from(["nvidia.com/gpu", "nvidia.com/mig-1g.10gb"]),
-        }),
+        "runtime": st.fixed_dictionaries(
+            {},
+            optional={
+                "image": st.just("registry.local/runtime:1"),
+                "protocol": st.sampled_from(["v1", "v2"]),
+                "workers": st.integers(1, 8),
+                "env": st.lists(
+                    st.builds(lambda n, v: {"name": n.upper(), "value": v}, names, names),
+                    max_size=3,
+                ),
+                "batching": st.fixed_dictionaries(
+                    {"maxBatchSize": st.integers(1, 1024), "maxLatencyMs": st.integers(0, 1000)}
+                ),
+            },
+        ),
+        "resources": st.fixed_dictionaries(
+            {},
+            optional={
+                "requests": st.dictionaries(
+                    st.sampled_from(["cpu", "memory"]), quantities, min_size=1
+                ),
+                "limits": st.dictionaries(
+                    st.sampled_from(["cpu", "memory"]), quantities, min_size=1
+                ),
+            },
+        ),
+        "gpu": st.fixed_dictionaries(
+            {"count": st.integers(1, 8)},
+            optional={
+                "product": st.just("NVIDIA-H100-80GB-HBM3"),
+                "resource": st.sampled_from(["nvidia.com/gpu", "nvidia.com/mig-1g.10gb"]),
+            },
+        ),
         "nodeSelector": st.dictionaries(names, names, max_size=2),
         "autoscaling": st.builds(
-            lambda lo, extra, cpu: {"minReplicas": lo, "maxReplicas": lo + extra,
-                                    "targetCPUUtilizationPercentage": cpu},
-            st.integers(1, 5), st.integers(0, 5), st.integers(1, 100)),
+            lambda lo, extra, cpu: {
+                "minReplicas": lo,
+                "maxReplicas": lo + extra,
+                "targetCPUUtilizationPercentage": cpu,
+            },
+            st.integers(1, 5),
+            st.integers(0, 5),
+            st.integers(1, 100),
+        ),
     },
 )
 

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The main job, end to end, on the local control plane (no cloud, no Docker):
+# start the cluster, install the CRD, run the operator, deploy the iris example and
+# watch it become Ready; then serve a real model with the runtime and predict.
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+py=${PY:-$repo/.venv/bin/python}
+CLUSTER_DIR=${CLUSTER_DIR:-$repo/.cluster}
+export CLUSTER_DIR
+work=$CLUSTER_DIR/demo
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; }
+trap cleanup EXIT
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+step "1. local control plane (etcd, kube-apiserver, controllers, scheduler, kwok nodes)"
+eval "$(hack/cluster.sh up)"
+mkdir -p "$work"
+kubectl get nodes -L nvidia.com/gpu.product
+
+step "2. install the ModelDeployment CRD and start the operator"
+kubectl apply --server-side --force-conflicts -f crds/ >/dev/null
+kubectl wait --for=condition=Established crd/modeldeployments.modelplane.io >/dev/null
+MODELPLANE_METRICS_PORT=0 MODELPLANE_LIVENESS=http://127.0.0.1:0/healthz \
+  "$py" -m modelplane >"$work/operator.log" 2>&1 &
+pids+=($!)
+echo "operator running (pid ${pids[-1]}), log: $work/operator.log"
+
+step "3. kubectl apply -f examples/sklearn-iris.yaml, and watch it become Ready"
+kubectl create namespace demo --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+kubectl -n demo apply -f examples/sklearn-iris.yaml
+last=""
+for _ in $(seq 1 120); do
+  line=$(kubectl -n demo get md iris --no-headers 2>/dev/null || true)
+  [ "$line" != "$last" ] && { echo "$line"; last=$line; }
+  ready=$(kubectl -n demo get md iris -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null || true)
+  [ "$ready" = True ] && break
+  sleep 1
+done
+[ "$ready" = True ] || { echo "iris did not become Ready; operator log: $work/operator.log" >&2; exit 1; }
+kubectl -n demo get md -o wide
+echo
+kubectl -n demo get deployments,services,serviceaccounts,poddisruptionbudgets,pods -l modelplane.io/deployment=iris
+
+step "4. serve a real iris model with the modelplane runtime and send a prediction"
+"$py" hack/demo_model.py "$work/model"
+port=$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+MODELPLANE_MODEL_NAME=iris MODELPLANE_MODEL_URI="$work/model" MODELPLANE_MODEL_FORMAT=sklearn \
+  MODELPLANE_MODEL_VERSION=1 MODELPLANE_HTTP_PORT=$port MODELPLANE_WORKERS=1 \
+  "$py" -m modelplane_runtime >"$work/runtime.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do
+  curl -sf "http://127.0.0.1:$port/v2/health/ready" >/dev/null && break
+  sleep 0.2
+done
+request='{"inputs":[{"name":"input-0","shape":[2,4],"datatype":"FP32","data":[[6.8,2.8,4.8,1.4],[5.1,3.5,1.4,0.2]]}]}'
+echo "POST http://127.0.0.1:$port/v2/models/iris/infer"
+echo "$request"
+curl -sf -H 'Content-Type: application/json' -d "$request" "http://127.0.0.1:$port/v2/models/iris/infer"
+echo
+
+step "done"
+echo "The cluster is still up for you to explore:"
+hack/cluster.sh env
+echo "Stop it with: make cluster-down"
