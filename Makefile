@@ -48,7 +48,7 @@ test: venv binaries ## Run the whole suite: lint, unit, runtime and integration 
 
 .PHONY: install
 install: ## Apply the CRDs to $KUBECONFIG
-	kubectl apply --server-side --force-conflicts -f crds/
+	kubectl apply --server-side --force-conflicts -k crds/
 	kubectl wait --for=condition=Established --timeout=60s crd/modeldeployments.modelplane.io
 
 .PHONY: run

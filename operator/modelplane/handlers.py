@@ -57,6 +57,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.watching.connect_timeout = 30
     settings.posting.level = logging.WARNING
     settings.execution.max_workers = 8
+    # Our resources are known up front; scanning would need list/watch on every CRD.
+    settings.scanning.disabled = True
     # Every watch event runs a handler; kopf's per-object "succeeded" lines would flood the log.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     operator_config = config_from_env()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,10 @@ from modelplane import GROUP, KIND, VERSION
 from modelplane.config import OperatorConfig
 from modelplane.spec import JSON, ModelDeploymentSpec
 
-TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
+# The image sets MODELPLANE_TEMPLATES_DIR; from a source checkout templates/ sits at the root.
+TEMPLATES_DIR = Path(
+    os.environ.get("MODELPLANE_TEMPLATES_DIR", Path(__file__).resolve().parents[2] / "templates")
+)
 MODEL_MOUNT = "/mnt/models"
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 DEPLOYMENT_LABEL = f"{GROUP}/deployment"

@@ -88,7 +88,7 @@ def api_client(cluster: Cluster) -> client.ApiClient:
 
 @pytest.fixture(scope="session")
 def crd_installed(cluster: Cluster) -> None:
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-k", str(REPO / "crds"))
     cluster.kubectl(
         "wait",
         "--for=condition=Established",

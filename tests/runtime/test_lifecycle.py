@@ -77,9 +77,7 @@ def test_loop_serves_while_predict_runs_and_overload_is_503(
         assert in_flight.result(timeout=30).status == 200
     assert overloaded.status == 503
     assert overloaded.headers["retry-after"] == "1"
-    assert overloaded.json() == {
-        "error": "server overloaded: too many requests in flight; retry"
-    }
+    assert overloaded.json() == {"error": "server overloaded: too many requests in flight; retry"}
     assert runtime.post_json("/v2/models/model/infer", rows_body(1)).status == 200
 
 
@@ -156,15 +154,11 @@ def test_metrics_aggregate_across_workers(
     assert metric(text, "modelplane_requests_total", protocol="v2", code="400", **labels) == (
         statuses.count(400)
     )
-    assert metric(
-        text, "modelplane_request_duration_seconds_count", protocol="v2", **labels
-    ) == 80
+    assert metric(text, "modelplane_request_duration_seconds_count", protocol="v2", **labels) == 80
     assert metric(text, "modelplane_request_duration_seconds_bucket", le="0.0005", **labels) >= 0
     assert metric(text, "modelplane_batch_size_count", **labels) >= 1
     assert metric(text, "modelplane_inflight_requests", **labels) == 0
     assert metric(text, "modelplane_model_load_seconds", **labels) > 0
-    assert metric(
-        text, "modelplane_model_info", format="sklearn", backend="onnx", **labels
-    ) == 1
+    assert metric(text, "modelplane_model_info", format="sklearn", backend="onnx", **labels) == 1
     assert len(set(re.findall(r'"pid":(\d+),"model":"iris","version":"3","backend"',
                               runtime.logs()))) == 2  # fmt: skip

@@ -1,0 +1,311 @@
+"""Benchmark modelplane-runtime against KServe and MLServer on the same core with wrk.
+
+Trains iris LogisticRegression and a RandomForest (64 features, 100 trees), installs the
+peers into their own venvs under .bench/, runs each server pinned to core 0 and wrk pinned
+to core 1 at concurrency 1, 8 and 64 with 1-row and 32-row requests, and prints one markdown
+table plus cold start, RSS and the in-process predict cost.
+
+usage: benchmarks/runtime/run.sh [--duration 5] [--servers ours,kserve,mlserver]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+BENCH = REPO / ".bench"
+HERE = Path(__file__).resolve().parent
+SERVER_CORE, CLIENT_CORE = "0", "1"
+SKLEARN_PIN = "scikit-learn==1.9.1"
+PEERS = {
+    "kserve": ["kserve==0.21.0", SKLEARN_PIN, "joblib"],
+    "mlserver": ["mlserver==1.7.1", "mlserver-sklearn==1.7.1", SKLEARN_PIN, "joblib"],
+}
+
+
+@dataclass
+class Result:
+    server: str
+    model: str
+    protocol: str
+    rows: int
+    concurrency: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def train(models: Path) -> dict[str, tuple[Path, int]]:
+    import joblib
+    from sklearn.datasets import load_iris, make_classification
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = load_iris(return_X_y=True)
+    iris = LogisticRegression(max_iter=1000).fit(x, y)
+    x_rf, y_rf = make_classification(n_samples=2000, n_features=64, random_state=0)
+    rf = RandomForestClassifier(n_estimators=100, random_state=0, n_jobs=1).fit(x_rf, y_rf)
+    out: dict[str, tuple[Path, int]] = {}
+    for name, model, width in (("iris", iris, 4), ("rf", rf, 64)):
+        directory = models / name
+        directory.mkdir(parents=True, exist_ok=True)
+        joblib.dump(model, directory / "model.joblib")
+        out[name] = (directory, width)
+    return out
+
+
+def in_process_cost(model_file: Path, width: int) -> dict[str, float]:
+    """Microseconds per row of model.predict in this process, one thread."""
+    import joblib
+
+    model = joblib.load(model_file)
+    if hasattr(model, "n_jobs"):
+        model.n_jobs = 1
+    rng = np.random.default_rng(0)
+    costs = {}
+    for rows in (1, 32):
+        x = rng.normal(size=(rows, width))
+        model.predict(x)
+        n = 0
+        started = time.perf_counter()
+        while time.perf_counter() - started < 1.0:
+            model.predict(x)
+            n += 1
+        costs[f"us_per_row_{rows}"] = (time.perf_counter() - started) / n / rows * 1e6
+    return costs
+
+
+def ensure_venv(name: str) -> Path:
+    venv = BENCH / name
+    marker = venv / ".installed"
+    if not marker.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(venv / "bin/pip"), "install", "-q", *PEERS[name]], check=True)
+        marker.touch()
+    return venv
+
+
+def rss_kib(pid: int) -> int:
+    """RSS of a process and all its descendants."""
+    total = 0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+            total += int(re.search(r"VmRSS:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, AttributeError):
+            continue
+    return total
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 120) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return time.monotonic()
+        except OSError:
+            pass
+        time.sleep(0.01)
+    raise RuntimeError(f"{url} not ready in {timeout}s")
+
+
+def start_server(
+    server: str, model: str, directory: Path, port: int, logs: Path, cache: Path
+) -> tuple[subprocess.Popen[bytes], float]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELPLANE_")}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    if server == "ours":
+        command = [str(REPO / ".venv/bin/modelplane-runtime")]
+        env.update(
+            MODELPLANE_MODEL_NAME=model, MODELPLANE_MODEL_URI=str(directory),
+            MODELPLANE_MODEL_FORMAT="sklearn", MODELPLANE_HTTP_PORT=str(port),
+            MODELPLANE_WORKERS="1", MODELPLANE_CACHE_DIR=str(cache), MODELPLANE_LOG_LEVEL="WARNING",
+        )  # fmt: skip
+        ready = f"http://127.0.0.1:{port}/v2/models/{model}/ready"
+    elif server == "kserve":
+        command = [str(BENCH / "kserve/bin/python"), str(HERE / "kserve_sklearn.py"), model,
+                   str(directory / "model.joblib"), str(port)]  # fmt: skip
+        ready = f"http://127.0.0.1:{port}/v2/models/{model}/ready"
+    else:
+        repo = logs / f"mlserver-{model}"
+        shutil.rmtree(repo, ignore_errors=True)
+        repo.mkdir(parents=True)
+        (repo / "settings.json").write_text(json.dumps({
+            "http_port": port, "grpc_port": free_port(), "metrics_port": free_port(),
+            "parallel_workers": 0, "debug": False,
+        }))  # fmt: skip
+        (repo / "model-settings.json").write_text(json.dumps({
+            "name": model, "implementation": "mlserver_sklearn.SKLearnModel",
+            "parameters": {"uri": str(directory / "model.joblib")},
+        }))  # fmt: skip
+        command = [str(BENCH / "mlserver/bin/mlserver"), "start", str(repo)]
+        ready = f"http://127.0.0.1:{port}/v2/models/{model}/ready"
+    log = (logs / f"{server}-{model}.log").open("ab")
+    started = time.monotonic()
+    process = subprocess.Popen(
+        ["taskset", "-c", SERVER_CORE, *command], env=env, stdout=log, stderr=log
+    )
+    cold_start = wait_ready(ready, process) - started
+    return process, cold_start
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def lua_script(path: Path, body: bytes) -> Path:
+    path.write_text(
+        'wrk.method = "POST"\n'
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f"wrk.body = {json.dumps(body.decode())}\n"
+    )
+    return path
+
+
+def bodies(model: str, width: int, rows: int) -> dict[str, bytes]:
+    x = np.round(np.random.default_rng(rows).normal(size=(rows, width)), 4)
+    v2 = {"inputs": [{"name": "input-0", "shape": [rows, width], "datatype": "FP64",
+                      "data": x.ravel().tolist()}]}  # fmt: skip
+    return {"v2": json.dumps(v2).encode(), "v1": json.dumps({"instances": x.tolist()}).encode()}
+
+
+def wrk(url: str, script: Path, concurrency: int, duration: int) -> tuple[float, float, float, int]:
+    output = subprocess.run(
+        ["taskset", "-c", CLIENT_CORE, "wrk", "-t1", f"-c{concurrency}", f"-d{duration}s",
+         "--latency", "--timeout", "10s", "-s", str(script), url],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+
+    def latency_ms(pct: str) -> float:
+        value, unit = re.search(rf"{pct}%\s+([\d.]+)(us|ms|s)", output).groups()  # type: ignore[union-attr]
+        return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    socket_errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
+    count = int(errors.group(1)) if errors else 0
+    if socket_errors:
+        count += sum(int(g) for g in socket_errors.groups())
+    return rps, latency_ms("50"), latency_ms("99"), count
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--duration", type=int, default=5)
+    parser.add_argument("--servers", default="ours,kserve,mlserver")
+    parser.add_argument("--concurrency", default="1,8,64")
+    args = parser.parse_args()
+    servers = args.servers.split(",")
+    concurrencies = [int(c) for c in args.concurrency.split(",")]
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is missing: apt-get install -y wrk")
+    BENCH.mkdir(exist_ok=True)
+    logs = BENCH / "logs"
+    logs.mkdir(exist_ok=True)
+    for peer in servers:
+        if peer in PEERS:
+            ensure_venv(peer)
+    models = train(BENCH / "models")
+    results: list[Result] = []
+    starts: list[str] = []
+    costs = {name: in_process_cost(d / "model.joblib", w) for name, (d, w) in models.items()}
+    for model, (directory, width) in models.items():
+        for server in servers:
+            cache = BENCH / "cache" / model
+            if server == "ours":  # first start with an empty compile cache, then a warm one
+                shutil.rmtree(cache, ignore_errors=True)
+                port = free_port()
+                process, cold = start_server(server, model, directory, port, logs, cache)
+                stop(process)
+                starts.append(f"| ours | {model} | {cold:.2f} s (empty compile cache) |")
+            port = free_port()
+            process, cold = start_server(server, model, directory, port, logs, cache)
+            label = "warm compile cache" if server == "ours" else "process start to ready"
+            starts.append(f"| {server} | {model} | {cold:.2f} s ({label}) |")
+            try:
+                protocols = ["v2", "v1"] if server != "mlserver" else ["v2"]
+                for protocol in protocols:
+                    path = (f"/v2/models/{model}/infer" if protocol == "v2"
+                            else f"/v1/models/{model}:predict")  # fmt: skip
+                    for rows in (1, 32):
+                        body = bodies(model, width, rows)[protocol]
+                        script = lua_script(logs / f"{model}-{protocol}-{rows}.lua", body)
+                        url = f"http://127.0.0.1:{port}{path}"
+                        for concurrency in concurrencies:
+                            rps, p50, p99, errors = wrk(url, script, concurrency, args.duration)
+                            results.append(Result(server, model, protocol, rows, concurrency,
+                                                  rps, p50, p99, errors))  # fmt: skip
+                            print(f"{server} {model} {protocol} rows={rows} c={concurrency}: "
+                                  f"{rps:.0f} req/s p50 {p50:.2f} ms p99 {p99:.2f} ms "
+                                  f"errors {errors}", file=sys.stderr, flush=True)  # fmt: skip
+                starts[-1] += f" {rss_kib(process.pid) / 1024:.0f} MiB |"
+            finally:
+                stop(process)
+    print_report(results, starts, costs)
+
+
+def print_report(
+    results: list[Result], starts: list[str], costs: dict[str, dict[str, float]]
+) -> None:
+    print("| model | protocol | rows | conc | server | req/s | p50 ms | p99 ms | errors |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in sorted(results, key=lambda r: (r.model, r.protocol, r.rows, r.concurrency, r.server)):
+        print(f"| {r.model} | {r.protocol} | {r.rows} | {r.concurrency} | {r.server} | "
+              f"{r.rps:.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} |")  # fmt: skip
+    print("\n| server | model | cold start | RSS after load |")
+    print("|---|---|---|---|")
+    for line in starts:
+        print(line if line.count("|") == 5 else line + " n/a |")
+    print(
+        "\n| model | sklearn predict, 1 row | per row at 32 rows | ours c=64 1-row V2 rows/s "
+        "| as a fraction of 1-row in-process predict | ours vs best peer at c=64 1-row V2 |"
+    )
+    print("|---|---|---|---|---|---|")
+    for model, cost in costs.items():
+        ours = [r for r in results if (r.server, r.model, r.protocol, r.rows, r.concurrency)
+                == ("ours", model, "v2", 1, 64)]  # fmt: skip
+        peers = [r for r in results if r.server != "ours" and (r.model, r.protocol, r.rows,
+                 r.concurrency) == (model, "v2", 1, 64)]  # fmt: skip
+        ours_rps = ours[0].rps if ours else float("nan")
+        best = max((r.rps for r in peers), default=float("nan"))
+        limit = 1e6 / cost["us_per_row_1"]
+        print(f"| {model} | {cost['us_per_row_1']:.0f} µs | {cost['us_per_row_32']:.1f} µs | "
+              f"{ours_rps:.0f} | {ours_rps / limit:.2f}x | {ours_rps / best:.1f}x |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""The install manifests: apply cleanly, admit the operator pod under PSS restricted, and
+grant exactly the access the operator needs (proved by running it with that access)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import Cluster, OperatorProcess
+from tests.integration.helpers import apply, condition, eventually, get_json, model_deployment
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[2]
+OPERATOR_SA = "system:serviceaccount:modelplane-system:modelplane-operator"
+
+
+@pytest.fixture(scope="module")
+def installed(cluster: Cluster, crd_installed: None) -> None:
+    cluster.kubectl(
+        "apply", "--server-side", "--force-conflicts", "-k", str(REPO / "config" / "default")
+    )
+
+
+def can(cluster: Cluster, verb: str, resource: str, namespace: str = "default") -> bool:
+    result = cluster.kubectl(
+        "auth", "can-i", verb, resource, "-n", namespace, "--as", OPERATOR_SA, check=False
+    )
+    return result.stdout.strip() == "yes"
+
+
+def test_operator_deployment_is_admitted_under_restricted_and_scheduled(
+    cluster: Cluster, installed: None
+) -> None:
+    namespace = get_json(cluster, "namespace", "modelplane-system")
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    deployment = get_json(cluster, "-n", "modelplane-system", "deployment", "modelplane-operator")
+    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+    assert deployment["spec"]["replicas"] == 1
+
+    def scheduled() -> str:
+        pods = get_json(
+            cluster, "-n", "modelplane-system", "pods", "-l", "app.kubernetes.io/component=operator"
+        )["items"]
+        return str(pods[0]["spec"].get("nodeName", "")) if pods else ""
+
+    assert eventually(scheduled, timeout=60).startswith("kwok-")
+
+
+def test_rbac_is_least_privilege(cluster: Cluster, installed: None) -> None:
+    for verb, resource in [
+        ("patch", "modeldeployments.modelplane.io/status"),
+        ("watch", "modeldeployments.modelplane.io"),
+        ("patch", "deployments.apps"),
+        ("delete", "horizontalpodautoscalers.autoscaling"),
+        ("watch", "pods"),
+        ("get", "secrets"),
+        ("create", "events"),
+    ]:
+        assert can(cluster, verb, resource), f"operator needs {verb} {resource}"
+    for verb, resource in [
+        ("list", "secrets"),
+        ("watch", "secrets"),
+        ("delete", "pods"),
+        ("create", "pods"),
+        ("delete", "modeldeployments.modelplane.io"),
+        ("create", "clusterroles.rbac.authorization.k8s.io"),
+        ("patch", "nodes"),
+        ("delete", "customresourcedefinitions.apiextensions.k8s.io"),
+    ]:
+        assert not can(cluster, verb, resource), f"operator must not {verb} {resource}"
+
+
+def test_operator_works_with_exactly_the_installed_rbac(
+    cluster: Cluster, installed: None, operator: OperatorProcess, namespace: str, tmp_path: Path
+) -> None:
+    token = cluster.kubectl(
+        "create", "token", "modelplane-operator", "-n", "modelplane-system"
+    ).stdout.strip()
+    config = json.loads(cluster.kubectl("config", "view", "--raw", "--minify", "-o", "json").stdout)
+    config["users"] = [{"name": "operator", "user": {"token": token}}]
+    config["contexts"][0]["context"]["user"] = "operator"
+    kubeconfig = tmp_path / "operator.kubeconfig"
+    kubeconfig.write_text(json.dumps(config))
+    os.chmod(kubeconfig, 0o600)
+
+    operator.stop()  # one operator at a time, as the Recreate strategy guarantees in-cluster
+    restricted = OperatorProcess(Cluster(str(kubeconfig), cluster.bin_dir), str(tmp_path))
+    try:
+        restricted.start()
+        body = model_deployment("rbac", replicas=2)
+        apply(cluster, namespace, body)
+
+        def ready() -> bool:
+            md = get_json(cluster, "-n", namespace, "md", "rbac")
+            return condition(md, "Ready").get("status") == "True"
+
+        eventually(ready, timeout=90)
+        log = Path(restricted.log_path).read_text()
+        assert "Forbidden" not in log and " 403" not in log, log[-3000:]
+    finally:
+        restricted.stop()
+        operator.start()
