@@ -84,6 +84,18 @@ EOF
       echo "$(cat scheduler.token),system:kube-scheduler,scheduler,"
       echo "$(cat kwok.token),kwok-controller,kwok,\"system:masters\""
     } >tokens.csv
+    # Writes only, metadata level: enough to count who writes what (benchmarks use it).
+    cat >audit-policy.yaml <<EOF
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: None
+  resources: [{group: coordination.k8s.io, resources: [leases]}]
+- level: Metadata
+  verbs: [create, update, patch, delete, deletecollection]
+- level: None
+EOF
     chmod 600 ./*.key ./*.token tokens.csv
   )
 }
@@ -210,6 +222,8 @@ up() {
     --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
     --service-cluster-ip-range 10.96.0.0/16 \
     --endpoint-reconciler-type none \
+    --audit-policy-file "$pki/audit-policy.yaml" --audit-log-path "$logs/audit.log" \
+    --audit-log-maxsize 100 --audit-log-maxbackup 1 \
     --allow-privileged=true --profiling=false --v=1
   write_kubeconfig "$CLUSTER_DIR/kubeconfig" admin
   write_kubeconfig "$CLUSTER_DIR/controller-manager.kubeconfig" controller-manager

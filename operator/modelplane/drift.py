@@ -6,21 +6,31 @@ import hashlib
 import json
 from typing import Any
 
+from kubernetes.utils.quantity import parse_quantity
+
 from modelplane.spec import JSON
 
 SPEC_HASH_ANNOTATION = "modelplane.io/spec-hash"
 
 
 def _same_scalar(want: Any, have: Any) -> bool:
-    # The apiserver returns quantities and int-or-string values as strings.
-    return bool(want == have or str(want) == str(have))
+    # The apiserver returns quantities and int-or-string values as strings, and rewrites
+    # quantities into canonical form ("0.5" comes back as "500m").
+    if want == have or str(want) == str(have):
+        return True
+    try:
+        return bool(parse_quantity(want) == parse_quantity(have))
+    except (ValueError, TypeError):
+        return False
 
 
 def is_subset(want: Any, have: Any) -> bool:
     """True when every field we set is present with the same value (defaults may add more)."""
     if isinstance(want, dict):
+        # The apiserver drops empty maps and lists, so an empty one we set matches a missing key.
         return isinstance(have, dict) and all(
-            key in have and is_subset(value, have[key]) for key, value in want.items()
+            is_subset(value, have[key]) if key in have else value in ({}, [])
+            for key, value in want.items()
         )
     if isinstance(want, list):
         return (

@@ -224,13 +224,17 @@ def count_by_condition(model_deployments: kopf.Index[Any, Any], **_: Any) -> dic
 @kopf.on.probe(id="watch")
 async def watch_is_fresh(memo: kopf.Memo, model_deployments: kopf.Index[Any, Any], **_: Any) -> str:
     """Fails when the apiserver holds ModelDeployment versions the watch never delivered."""
-    listed = await asyncio.to_thread(
-        memo.reconciler.kube.request,
-        "GET",
-        f"/apis/{GROUP}/{VERSION}/{PLURAL}",
-        None,
-        [("limit", "100")],
-    )
+    try:
+        listed = await asyncio.to_thread(
+            memo.reconciler.kube.request,
+            "GET",
+            f"/apis/{GROUP}/{VERSION}/{PLURAL}",
+            None,
+            [("limit", "100")],
+        )
+    except ApiError as error:
+        # Fail the probe at once (no retries): a restart re-discovers a late-installed CRD.
+        raise kopf.PermanentError(f"cannot list ModelDeployments: {error}") from error
     cached = {
         (b["metadata"]["namespace"], b["metadata"]["name"]): b["metadata"]["resourceVersion"]
         for key in model_deployments

@@ -15,7 +15,7 @@ WAITING_REASONS = {
     "InvalidImageName": "ImagePullBackOff",
     "CreateContainerConfigError": "CreateContainerConfigError",
 }
-GPU_SHORTAGE = re.compile(r"Insufficient (nvidia\.com/[\w.\-]+)")
+GPU_SHORTAGE = re.compile(r"Insufficient (nvidia\.com/[\w.\-]*[\w\-])")
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,8 @@ def pod_problem(pod: JSON) -> PodProblem | None:
             return PodProblem("Unschedulable", message)
     for container in status.get("containerStatuses") or []:
         terminated = (container.get("lastState") or {}).get("terminated") or {}
-        if str(terminated.get("message", "")).startswith("ModelLoadFailed"):
+        recovered = container.get("ready") is True
+        if not recovered and str(terminated.get("message", "")).startswith("ModelLoadFailed"):
             return PodProblem("ModelLoadFailed", str(terminated["message"]).strip())
         waiting = (container.get("state") or {}).get("waiting") or {}
         reason = WAITING_REASONS.get(str(waiting.get("reason", "")))

@@ -1,0 +1,710 @@
+"""Pure status derivation: pods and Deployments as the cluster writes them, status out.
+
+The inputs are shaped as the scheduler, kubelet and Deployment controller write them
+(zero-valued replica counts omitted, scheduler messages with their preemption suffix), so
+that what is proved here is what a user sees in `kubectl get modeldeployment`.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from modelplane.conditions import find
+from modelplane.reconcile import _ignoring_times, status_patch, transition_events
+from modelplane.status import (
+    Observed,
+    PodProblem,
+    RevisionState,
+    compute_status,
+    effective_weights,
+    pod_problem,
+    revision_state,
+)
+
+JSON = dict[str, Any]
+T0 = "2025-06-01T10:00:00Z"
+T1 = "2025-06-01T10:05:00Z"
+URL = "http://iris.models.svc.cluster.local/v2/models/iris/infer"
+SELECTOR = "modelplane.io/deployment=iris"
+
+
+# --- realistic cluster objects -------------------------------------------------------------
+
+
+def pod(
+    revision: str,
+    *,
+    phase: str = "Running",
+    conditions: list[JSON] | None = None,
+    containers: list[JSON] | None = None,
+) -> JSON:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": f"iris-{revision}-7d9c5b8f4-x2k8p",
+            "namespace": "models",
+            "labels": {"modelplane.io/deployment": "iris", "modelplane.io/revision": revision},
+        },
+        "status": {
+            "phase": phase,
+            "qosClass": "Burstable",
+            "conditions": conditions if conditions is not None else [],
+            **({"containerStatuses": containers} if containers is not None else {}),
+        },
+    }
+
+
+def unschedulable(revision: str, message: str) -> JSON:
+    return pod(
+        revision,
+        phase="Pending",
+        conditions=[
+            {
+                "type": "PodScheduled",
+                "status": "False",
+                "lastProbeTime": None,
+                "lastTransitionTime": T0,
+                "reason": "Unschedulable",
+                "message": message,
+            }
+        ],
+    )
+
+
+def scheduled_conditions(ready: bool) -> list[JSON]:
+    flag = "True" if ready else "False"
+    conditions = [
+        {"type": "PodReadyToStartContainers", "status": "True", "lastTransitionTime": T0},
+        {"type": "Initialized", "status": "True", "lastTransitionTime": T0},
+        {"type": "Ready", "status": flag, "lastTransitionTime": T0},
+        {"type": "ContainersReady", "status": flag, "lastTransitionTime": T0},
+        {"type": "PodScheduled", "status": "True", "lastTransitionTime": T0},
+    ]
+    if not ready:
+        for c in conditions[2:4]:
+            c["reason"] = "ContainersNotReady"
+            c["message"] = "containers with unready status: [model-server]"
+    return conditions
+
+
+def container(state: JSON, last_state: JSON | None = None, *, ready: bool = False) -> JSON:
+    return {
+        "name": "model-server",
+        "image": "ghcr.io/modelplane/runtime:0.1.0",
+        "imageID": "",
+        "containerID": "containerd://4f1c0d2e9a",
+        "ready": ready,
+        "started": ready,
+        "restartCount": 0 if last_state is None else 4,
+        "state": state,
+        "lastState": last_state or {},
+    }
+
+
+def waiting_pod(revision: str, reason: str, message: str, last_state: JSON | None = None) -> JSON:
+    return pod(
+        revision,
+        phase="Pending" if last_state is None else "Running",
+        conditions=scheduled_conditions(ready=False),
+        containers=[container({"waiting": {"reason": reason, "message": message}}, last_state)],
+    )
+
+
+def crash_looping(revision: str) -> JSON:
+    return waiting_pod(
+        revision,
+        "CrashLoopBackOff",
+        "back-off 1m20s restarting failed container=model-server "
+        f"pod=iris-{revision}-7d9c5b8f4-x2k8p_models(0b7c3b9e-0000-4000-8000-000000000002)",
+        {
+            "terminated": {
+                "exitCode": 1,
+                "reason": "Error",
+                "startedAt": T0,
+                "finishedAt": T1,
+                "containerID": "containerd://4f1c0d2e9a",
+            }
+        },
+    )
+
+
+def healthy(revision: str) -> JSON:
+    return pod(
+        revision,
+        conditions=scheduled_conditions(ready=True),
+        containers=[container({"running": {"startedAt": T0}}, ready=True)],
+    )
+
+
+def deployment(
+    revision: str,
+    *,
+    desired: int = 2,
+    replicas: int = 0,
+    ready: int = 0,
+    available: int = 0,
+    updated: int = 0,
+    generation: int = 1,
+    observed_generation: int = 1,
+    conditions: list[JSON] | None = None,
+) -> JSON:
+    counts = {
+        "replicas": replicas,
+        "readyReplicas": ready,
+        "availableReplicas": available,
+        "updatedReplicas": updated,
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": f"iris-{revision}",
+            "namespace": "models",
+            "generation": generation,
+            "labels": {"modelplane.io/deployment": "iris", "modelplane.io/revision": revision},
+            "annotations": {"modelplane.io/model-version": f"v-{revision}"},
+        },
+        "spec": {"replicas": desired},
+        "status": {
+            "observedGeneration": observed_generation,
+            # The Deployment controller omits counts that are zero.
+            **{key: value for key, value in counts.items() if value},
+            "conditions": conditions or [],
+        },
+    }
+
+
+def full(revision: str, n: int = 2) -> JSON:
+    return deployment(revision, desired=n, replicas=n, ready=n, available=n, updated=n)
+
+
+def observe(
+    current: str,
+    *states: tuple[JSON, list[JSON]],
+    previous: JSON | None = None,
+    generation: int = 4,
+    invalid: str = "",
+) -> Observed:
+    return Observed(
+        generation=generation,
+        revision=current,
+        revisions=tuple(revision_state(d, pods) for d, pods in states),
+        previous_status=previous if previous is not None else {},
+        invalid_spec=invalid,
+    )
+
+
+def status_of(observed: Observed, now: str = T1) -> JSON:
+    return compute_status(observed, URL, SELECTOR, now)
+
+
+def cond(status: JSON, type_: str) -> tuple[str, str]:
+    condition = find(status["conditions"], type_)
+    assert condition is not None, f"no {type_} condition in {status['conditions']}"
+    return condition["status"], condition["reason"]
+
+
+# --- pod_problem ------------------------------------------------------------------------------
+
+# Messages as kube-scheduler 1.34 writes them (taken from a local control plane).
+GPU_SHORTAGE = (
+    "0/6 nodes are available: 3 Insufficient nvidia.com/gpu, 3 node(s) had untolerated "
+    "taint(s). no new claims to deallocate, preemption: 0/6 nodes are available: 6 "
+    "Preemption is not helpful for scheduling."
+)
+MIG_SHORTAGE = (
+    "0/6 nodes are available: 2 Insufficient nvidia.com/mig-1g.10gb, 4 node(s) didn't match "
+    "Pod's node affinity/selector. no new claims to deallocate, preemption: 0/6 nodes are "
+    "available: 2 No preemption victims found for incoming pod, 4 Preemption is not helpful "
+    "for scheduling."
+)
+
+
+@pytest.mark.parametrize(
+    ("message", "resource"),
+    [(GPU_SHORTAGE, "nvidia.com/gpu"), (MIG_SHORTAGE, "nvidia.com/mig-1g.10gb")],
+    ids=["whole-gpu", "mig-slice"],
+)
+def test_gpu_shortage_names_the_resource(message: str, resource: str) -> None:
+    problem = pod_problem(unschedulable("a1", message))
+    assert problem is not None
+    assert problem.reason == "InsufficientGPU"
+    assert problem.message.startswith(f"no node has a free {resource}:")
+    assert message in problem.message  # the scheduler's own words are kept
+
+
+@pytest.mark.parametrize("resource", ["nvidia.com/gpu", "nvidia.com/mig-1g.10gb"])
+def test_gpu_shortage_as_the_only_reason_names_the_resource_without_punctuation(
+    resource: str,
+) -> None:
+    # Every node lacks the resource: the scheduler's only reason ends its sentence.
+    message = (
+        f"0/6 nodes are available: 6 Insufficient {resource}. no new claims to deallocate, "
+        "preemption: 0/6 nodes are available: 6 Preemption is not helpful for scheduling."
+    )
+    problem = pod_problem(unschedulable("a1", message))
+    assert problem is not None
+    assert problem.reason == "InsufficientGPU"
+    assert problem.message.startswith(f"no node has a free {resource}:")
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "0/3 nodes are available: 3 Insufficient cpu. no new claims to deallocate, preemption: "
+        "0/3 nodes are available: 3 No preemption victims found for incoming pod.",
+        "0/3 nodes are available: 3 node(s) had untolerated taint {dedicated: infra}. "
+        "preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling.",
+        "0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector. "
+        "preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling.",
+    ],
+    ids=["cpu", "taint", "selector"],
+)
+def test_other_scheduling_failures_are_unschedulable(message: str) -> None:
+    assert pod_problem(unschedulable("a1", message)) == PodProblem("Unschedulable", message)
+
+
+@pytest.mark.parametrize(
+    ("waiting_reason", "message", "expected"),
+    [
+        (
+            "ImagePullBackOff",
+            'Back-off pulling image "ghcr.io/modelplane/runtime:nope"',
+            "ImagePullBackOff",
+        ),
+        (
+            "ErrImagePull",
+            'failed to pull and unpack image "ghcr.io/modelplane/runtime:nope": not found',
+            "ImagePullBackOff",
+        ),
+        (
+            "CreateContainerConfigError",
+            'secret "s3-credentials" not found',
+            "CreateContainerConfigError",
+        ),
+    ],
+)
+def test_waiting_containers_name_their_reason(
+    waiting_reason: str, message: str, expected: str
+) -> None:
+    problem = pod_problem(waiting_pod("a1", waiting_reason, message))
+    assert problem == PodProblem(expected, message)
+
+
+def test_crash_loop_is_reported() -> None:
+    problem = pod_problem(crash_looping("a1"))
+    assert problem is not None
+    assert problem.reason == "CrashLoopBackOff"
+    assert "back-off 1m20s" in problem.message
+
+
+def test_model_load_failure_wins_over_the_crash_loop_it_causes() -> None:
+    message = "ModelLoadFailed: sha256 mismatch: expected 9f86d081884c7d65, got e3b0c44298fc1c14\n"
+    failed = waiting_pod(
+        "a1",
+        "CrashLoopBackOff",
+        "back-off 40s restarting failed container=model-server",
+        {
+            "terminated": {
+                "exitCode": 3,
+                "reason": "Error",
+                "message": message,
+                "startedAt": T0,
+                "finishedAt": T1,
+            }
+        },
+    )
+    assert pod_problem(failed) == PodProblem("ModelLoadFailed", message.strip())
+
+
+def test_healthy_running_pod_has_no_problem() -> None:
+    assert pod_problem(healthy("a1")) is None
+
+
+def test_pod_still_creating_has_no_problem() -> None:
+    creating = waiting_pod("a1", "ContainerCreating", "")
+    assert pod_problem(creating) is None
+    assert pod_problem({"metadata": {"name": "new"}}) is None  # no status written yet
+
+
+def test_recovered_container_is_not_a_model_load_failure() -> None:
+    recovered = pod(
+        "a1",
+        conditions=scheduled_conditions(ready=True),
+        containers=[
+            container(
+                {"running": {"startedAt": T1}},
+                {
+                    "terminated": {
+                        "exitCode": 3,
+                        "reason": "Error",
+                        "message": "ModelLoadFailed: s3://bucket/iris/: connection timed out",
+                        "startedAt": T0,
+                        "finishedAt": T0,
+                    }
+                },
+                ready=True,
+            )
+        ],
+    )
+    assert pod_problem(recovered) is None
+
+
+# --- conditions of the Rolling strategy -----------------------------------------------------
+
+
+def test_complete_revision_is_ready_and_rolled_out() -> None:
+    status = status_of(observe("a1", (full("a1"), [healthy("a1"), healthy("a1")])))
+    assert cond(status, "Ready") == ("True", "RevisionAvailable")
+    assert cond(status, "Progressing") == ("False", "RolloutComplete")
+    assert cond(status, "Degraded") == ("False", "AsExpected")
+    assert status["stableRevision"] == "a1"
+    assert status["revisions"] == [
+        {
+            "name": "a1",
+            "version": "v-a1",
+            "role": "stable",
+            "replicas": 2,
+            "readyReplicas": 2,
+            "weight": 100,
+        }
+    ]
+    assert status["traffic"] == "a1:100"
+    assert (status["url"], status["selector"]) == (URL, SELECTOR)
+
+
+def test_new_revision_rolling_out_while_the_old_one_serves() -> None:
+    status = status_of(
+        observe(
+            "b2",
+            (deployment("b2", replicas=1, updated=1), [waiting_pod("b2", "ContainerCreating", "")]),
+            (full("a1"), [healthy("a1"), healthy("a1")]),
+            previous={"stableRevision": "a1"},
+        )
+    )
+    assert cond(status, "Ready") == ("True", "PreviousRevisionServing")
+    assert cond(status, "Progressing") == ("True", "RollingOut")
+    assert cond(status, "Degraded") == ("False", "AsExpected")
+    assert status["stableRevision"] == "a1"
+    roles = {r["name"]: (r["role"], r["weight"]) for r in status["revisions"]}
+    assert roles == {"b2": ("canary", 0), "a1": ("stable", 100)}
+    assert status["revisions"][0]["name"] == "b2"  # the current revision is listed first
+    assert status["traffic"] == "b2:0 a1:100"
+
+
+def test_crash_looping_new_revision_is_degraded_even_though_the_old_one_serves() -> None:
+    status = status_of(
+        observe(
+            "b2",
+            (deployment("b2", replicas=1, updated=1), [crash_looping("b2")]),
+            (full("a1"), [healthy("a1"), healthy("a1")]),
+            previous={"stableRevision": "a1"},
+        )
+    )
+    assert cond(status, "Ready") == ("True", "PreviousRevisionServing")
+    # Green is never shown while pods fail: Degraded says so, and the rollout is stalled.
+    assert cond(status, "Degraded") == ("True", "CrashLoopBackOff")
+    assert cond(status, "Progressing") == ("False", "RolloutStalled")
+    assert status["stableRevision"] == "a1"
+
+
+def test_first_revision_without_gpus_is_not_ready() -> None:
+    status = status_of(
+        observe(
+            "a1",
+            (
+                deployment("a1", desired=1, replicas=1, updated=1),
+                [unschedulable("a1", GPU_SHORTAGE)],
+            ),
+        )
+    )
+    assert cond(status, "Ready") == ("False", "InsufficientGPU")
+    assert cond(status, "Degraded") == ("True", "InsufficientGPU")
+    assert cond(status, "Progressing") == ("False", "RolloutStalled")
+    ready = find(status["conditions"], "Ready")
+    assert ready is not None
+    assert "nvidia.com/gpu" in ready["message"]
+    assert "stableRevision" not in status
+
+
+def test_progress_deadline_exceeded_is_reported() -> None:
+    stuck = deployment(
+        "a1",
+        replicas=2,
+        updated=2,
+        conditions=[
+            {
+                "type": "Available",
+                "status": "False",
+                "reason": "MinimumReplicasUnavailable",
+                "message": "Deployment does not have minimum availability.",
+            },
+            {
+                "type": "Progressing",
+                "status": "False",
+                "reason": "ProgressDeadlineExceeded",
+                "message": 'ReplicaSet "iris-a1-7d9c5b8f4" has timed out progressing.',
+            },
+        ],
+    )
+    status = status_of(observe("a1", (stuck, [])))
+    assert cond(status, "Ready") == ("False", "ProgressDeadlineExceeded")
+    assert cond(status, "Degraded") == ("True", "ProgressDeadlineExceeded")
+    assert cond(status, "Progressing") == ("False", "RolloutStalled")
+
+
+def test_progressing_deployment_is_not_a_deadline_problem() -> None:
+    rolling = deployment(
+        "a1",
+        replicas=2,
+        updated=2,
+        conditions=[
+            {
+                "type": "Progressing",
+                "status": "True",
+                "reason": "ReplicaSetUpdated",
+                "message": 'ReplicaSet "iris-a1-7d9c5b8f4" is progressing.',
+            }
+        ],
+    )
+    status = status_of(observe("a1", (rolling, [])))
+    assert cond(status, "Ready") == ("False", "PodsNotReady")
+    assert cond(status, "Progressing") == ("True", "RollingOut")
+    assert cond(status, "Degraded") == ("False", "AsExpected")
+
+
+def test_invalid_spec_overrides_a_serving_revision() -> None:
+    reason = "spec.model.credentials.secretRef: Secret models/s3 not found"
+    status = status_of(observe("a1", (full("a1"), [healthy("a1")]), invalid=reason))
+    assert cond(status, "Ready") == ("False", "InvalidSpec")
+    assert cond(status, "Degraded") == ("True", "InvalidSpec")
+    for type_ in ("Ready", "Degraded"):
+        condition = find(status["conditions"], type_)
+        assert condition is not None
+        assert condition["message"] == reason
+
+
+def test_no_deployment_observed_is_pending() -> None:
+    status = status_of(observe("a1"))
+    assert cond(status, "Ready") == ("False", "DeploymentPending")
+    assert cond(status, "Progressing") == ("True", "RollingOut")
+    assert status["replicas"] == status["readyReplicas"] == 0
+    assert status["revisions"] == []
+    assert status["traffic"] == "none"
+    assert "stableRevision" not in status
+
+
+def test_deployment_not_yet_observed_by_its_controller_is_not_complete() -> None:
+    # Counts from the previous spec: the controller has not seen generation 2 yet.
+    stale = deployment(
+        "a1",
+        replicas=2,
+        ready=2,
+        available=2,
+        updated=2,
+        generation=2,
+        observed_generation=1,
+    )
+    status = status_of(observe("a1", (stale, [])))
+    assert cond(status, "Ready") == ("False", "PodsNotReady")
+    assert cond(status, "Progressing") == ("True", "RollingOut")
+
+
+# --- stableRevision, counts, generation ----------------------------------------------------
+
+
+def test_stable_revision_is_kept_only_while_it_still_serves() -> None:
+    rolling: tuple[JSON, list[JSON]] = (deployment("b2", replicas=1, updated=1), [])
+    serving = observe("b2", rolling, (full("a1"), []), previous={"stableRevision": "a1"})
+    assert status_of(serving)["stableRevision"] == "a1"
+
+    drained = deployment("a1", desired=0, replicas=0)
+    gone = observe("b2", rolling, (drained, []), previous={"stableRevision": "a1"})
+    assert "stableRevision" not in status_of(gone)
+
+    done = observe("b2", (full("b2"), []), (full("a1"), []), previous={"stableRevision": "a1"})
+    status = status_of(done)
+    assert status["stableRevision"] == "b2"
+    assert cond(status, "Ready") == ("True", "RevisionAvailable")
+    # The old revision still exists until it is pruned, so the rollout is not over.
+    assert cond(status, "Progressing") == ("True", "RollingOut")
+    assert {r["name"]: r["role"] for r in status["revisions"]} == {"b2": "stable", "a1": "old"}
+
+
+def test_replica_counts_sum_over_revisions() -> None:
+    status = status_of(
+        observe(
+            "b2",
+            (deployment("b2", desired=3, replicas=3, ready=1, available=1, updated=3), []),
+            (deployment("a1", desired=3, replicas=2, ready=2, available=2, updated=2), []),
+        )
+    )
+    assert status["replicas"] == 5
+    assert status["readyReplicas"] == 3
+    weights = {r["name"]: r["weight"] for r in status["revisions"]}
+    assert weights == {"b2": 33, "a1": 67}
+    assert status["traffic"] == "b2:33 a1:67"
+
+
+@pytest.mark.parametrize("generation", [1, 7, 120])
+def test_observed_generation_is_the_generation_given(generation: int) -> None:
+    status = status_of(observe("a1", (full("a1"), []), generation=generation))
+    assert status["observedGeneration"] == generation
+    assert {c["observedGeneration"] for c in status["conditions"]} == {generation}
+
+
+def test_compute_status_does_not_mutate_its_inputs() -> None:
+    previous = status_of(observe("a1", (full("a1"), [])), now=T0)
+    observed = observe(
+        "b2",
+        (deployment("b2", replicas=1, updated=1), [crash_looping("b2")]),
+        (full("a1"), []),
+        previous=previous,
+    )
+    before = copy.deepcopy(observed)
+    status = status_of(observed)
+    assert observed == before
+    # And the result shares no mutable state with the previous status.
+    status["conditions"][0]["reason"] = "Changed"
+    assert observed == before
+
+
+# --- effective weights ----------------------------------------------------------------------
+
+
+def state(revision: str, ready: int) -> RevisionState:
+    return RevisionState(
+        name=f"iris-{revision}",
+        revision=revision,
+        version="",
+        desired=ready,
+        replicas=ready,
+        ready=ready,
+        available=ready,
+        updated=ready,
+        up_to_date=True,
+        deadline_exceeded=False,
+    )
+
+
+@given(st.lists(st.integers(min_value=0, max_value=1000), min_size=1, max_size=6))
+def test_weights_follow_ready_replicas_and_sum_to_100(ready: list[int]) -> None:
+    revisions = tuple(state(f"r{i}", n) for i, n in enumerate(ready))
+    weights = effective_weights(revisions)
+    assert set(weights) == {r.revision for r in revisions}
+    total = sum(ready)
+    if total == 0:
+        assert set(weights.values()) == {0}
+        return
+    assert sum(weights.values()) == 100
+    for r in revisions:
+        exact = 100 * r.ready / total
+        assert 0 <= weights[r.revision] <= 100
+        assert abs(weights[r.revision] - exact) < len(revisions)  # only rounding moves it
+        if r.ready == 0:
+            assert weights[r.revision] == 0
+
+
+@given(st.lists(st.integers(min_value=0, max_value=50), min_size=1, max_size=4))
+def test_status_weights_sum_to_100_whenever_a_pod_is_ready(ready: list[int]) -> None:
+    states: list[tuple[JSON, list[JSON]]] = [
+        (deployment(f"r{i}", desired=n, replicas=n, ready=n, available=n, updated=n), [])
+        for i, n in enumerate(ready)
+    ]
+    status = status_of(observe("r0", *states))
+    weights = [r["weight"] for r in status["revisions"]]
+    assert sum(weights) == (100 if sum(ready) else 0)
+    assert status["readyReplicas"] == sum(ready)
+
+
+# --- what reconcile does with a status ------------------------------------------------------
+
+
+def test_status_patch_clears_fields_no_longer_reported() -> None:
+    previous = status_of(observe("a1", (full("a1"), [])), now=T0)
+    assert "stableRevision" in previous
+    previous["history"] = [{"revision": "z9"}]
+    status = status_of(observe("b2", (deployment("b2", replicas=1, updated=1), [])))
+    patch = status_patch(previous, status)
+    assert patch["stableRevision"] is None
+    assert patch["history"] is None
+    assert {k: v for k, v in patch.items() if v is not None} == status
+
+
+def test_status_differing_only_in_transition_times_is_unchanged() -> None:
+    a = status_of(observe("a1", (full("a1"), [])), now=T0)
+    b = status_of(observe("a1", (full("a1"), [])), now=T1)
+    assert a != b
+    assert _ignoring_times(a) == _ignoring_times(b)
+    c = status_of(observe("a1", (full("a1", 3), [])), now=T0)
+    assert _ignoring_times(a) != _ignoring_times(c)
+    assert _ignoring_times({})["conditions"] == []
+
+
+def test_first_failure_is_one_warning_not_two() -> None:
+    status = status_of(
+        observe(
+            "a1",
+            (
+                deployment("a1", desired=1, replicas=1, updated=1),
+                [unschedulable("a1", GPU_SHORTAGE)],
+            ),
+        )
+    )
+    events = transition_events({}, status)
+    assert len(events) == 1
+    type_, reason, message = events[0]
+    assert (type_, reason) == ("Warning", "InsufficientGPU")
+    assert "nvidia.com/gpu" in message
+
+
+def test_becoming_ready_after_a_failure_is_a_normal_event() -> None:
+    previous = status_of(
+        observe("a1", (deployment("a1", desired=1, replicas=1, updated=1), [crash_looping("a1")])),
+        now=T0,
+    )
+    status = status_of(observe("a1", (full("a1", 1), [healthy("a1")]), previous=previous))
+    events = transition_events(previous, status)
+    assert ("Normal", "RevisionAvailable") in {e[:2] for e in events}
+    assert all(e[0] == "Normal" for e in events)
+
+
+def test_no_events_when_nothing_changed() -> None:
+    previous = status_of(observe("a1", (full("a1"), [])), now=T0)
+    status = status_of(observe("a1", (full("a1"), []), previous=previous))
+    assert transition_events(previous, status) == []
+
+
+def test_healthy_first_status_emits_nothing() -> None:
+    assert transition_events({}, status_of(observe("a1", (full("a1"), [])))) == []
+
+
+def test_progressing_changes_emit_nothing() -> None:
+    previous = status_of(
+        observe("b2", (deployment("b2", replicas=1, updated=1), []), (full("a1"), [])), now=T0
+    )
+    status = copy.deepcopy(previous)
+    for condition in status["conditions"]:
+        if condition["type"] == "Progressing":
+            condition.update(status="False", reason="RolloutComplete")
+    assert transition_events(previous, status) == []
+
+
+def test_new_failure_while_serving_warns_with_the_failure() -> None:
+    previous = status_of(
+        observe("b2", (deployment("b2", replicas=1, updated=1), []), (full("a1"), [])), now=T0
+    )
+    status = status_of(
+        observe(
+            "b2",
+            (deployment("b2", replicas=1, updated=1), [crash_looping("b2")]),
+            (full("a1"), []),
+            previous=previous,
+        )
+    )
+    assert [e[:2] for e in transition_events(previous, status)] == [("Warning", "CrashLoopBackOff")]
