@@ -3,6 +3,7 @@
 usage: python kserve_sklearn.py MODEL_NAME MODEL_FILE HTTP_PORT
 """
 
+import logging
 import sys
 
 import joblib
@@ -29,6 +30,9 @@ class SKLearnModel(kserve.Model):  # type: ignore[misc]
 
 if __name__ == "__main__":
     name, model_file, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    # per-request access and trace logs off, as in RUNTIME-PERF.md's KServe measurement
+    for logger in ("uvicorn.access", "kserve.trace"):
+        logging.getLogger(logger).disabled = True
     server = kserve.ModelServer(
         http_port=port, workers=1, enable_grpc=False, enable_latency_logging=False
     )

@@ -19,7 +19,7 @@ def _same_scalar(want: Any, have: Any) -> bool:
     if want == have or str(want) == str(have):
         return True
     try:
-        return bool(parse_quantity(want) == parse_quantity(have))
+        return bool(parse_quantity(want) == parse_quantity(have))  # type: ignore[no-untyped-call]
     except (ValueError, TypeError):
         return False
 

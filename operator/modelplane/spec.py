@@ -77,6 +77,7 @@ class Canary:
     parent_refs: tuple[JSON, ...] = ()
     hostnames: tuple[str, ...] = ()
     analysis: Analysis | None = None
+    scale_down_delay_seconds: int = 30
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,7 @@ def _rollout(raw: JSON) -> Rollout:
             parent_refs=tuple(gateway.get("parentRefs", ())),
             hostnames=tuple(gateway.get("hostnames", ())),
             analysis=_analysis(canary_raw.get("analysis")),
+            scale_down_delay_seconds=int(canary_raw.get("scaleDownDelaySeconds", 30)),
         )
     bg_raw = raw.get("blueGreen")
     blue_green = None
