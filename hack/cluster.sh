@@ -231,6 +231,8 @@ up() {
   write_kubeconfig "$CLUSTER_DIR/kwok.kubeconfig" kwok
   local kubectl=("$bin_dir/kubectl" --kubeconfig "$CLUSTER_DIR/kubeconfig")
   wait_for kube-apiserver "/readyz" "${kubectl[@]}" get --raw /readyz
+  say "installing the Gateway API CRDs"
+  "${kubectl[@]}" apply --server-side -f "$bin_dir"/../gateway-api-*.yaml >/dev/null
 
   say "starting kube-controller-manager and kube-scheduler"
   start kube-controller-manager "$bin_dir/kube-controller-manager" \

@@ -7,6 +7,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 K8S_VERSION=${K8S_VERSION:-v1.34.4}
 ETCD_VERSION=${ETCD_VERSION:-v3.6.4}
 KWOK_VERSION=${KWOK_VERSION:-v0.7.0}
+GATEWAY_API_VERSION=${GATEWAY_API_VERSION:-v1.3.0}
 CACHE_ROOT=${MODELPLANE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/modelplane}
 BIN_DIR=${BIN_DIR:-$CACHE_ROOT/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION/bin}
 # Components to build; kubelet and kube-proxy only when a real node is wanted.
@@ -29,6 +30,16 @@ package_of() {
     *) echo "k8s.io/kubernetes/cmd/$1" ;;
   esac
 }
+
+# Gateway API CRDs (standard channel), shipped inside the sigs.k8s.io/gateway-api module.
+gateway_crds="$BIN_DIR/../gateway-api-$GATEWAY_API_VERSION.yaml"
+if [ ! -s "$gateway_crds" ]; then
+  echo "fetching Gateway API $GATEWAY_API_VERSION CRDs from the Go module proxy ..." >&2
+  dir=$(cd "$here" && go mod download -json "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["Dir"])')
+  cat "$dir"/config/crd/standard/*.yaml >"$gateway_crds.tmp"
+  mv "$gateway_crds.tmp" "$gateway_crds"
+fi
 
 todo=()
 for c in $COMPONENTS; do [ -x "$BIN_DIR/$c" ] || todo+=("$c"); done

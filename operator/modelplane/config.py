@@ -18,6 +18,14 @@ class OperatorConfig:
     timer_interval_seconds: float = 15.0
     watch_stall_seconds: float = 120.0
     namespaces: tuple[str, ...] = ()
+    # How the operator reaches a Service (smoke tests). Cluster DNS in-cluster; operators
+    # run elsewhere point it at a gateway or port-forward.
+    service_url_template: str = "http://{service}.{namespace}.svc.{cluster_domain}:{port}"
+
+    def service_url(self, service: str, namespace: str, port: int = 80) -> str:
+        return self.service_url_template.format(
+            service=service, namespace=namespace, cluster_domain=self.cluster_domain, port=port
+        )
 
 
 def config_from_env(env: dict[str, str] | None = None) -> OperatorConfig:
@@ -38,4 +46,7 @@ def config_from_env(env: dict[str, str] | None = None) -> OperatorConfig:
             env.get("MODELPLANE_WATCH_STALL_SECONDS", defaults.watch_stall_seconds)
         ),
         namespaces=namespaces,
+        service_url_template=env.get(
+            "MODELPLANE_SERVICE_URL_TEMPLATE", defaults.service_url_template
+        ),
     )

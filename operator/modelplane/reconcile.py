@@ -4,24 +4,33 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
+from modelplane import GROUP, VERSION
+from modelplane.analysis import analyze
 from modelplane.config import OperatorConfig
 from modelplane.drift import foreign_keys_patch, needs_apply, stamp
 from modelplane.kube import Kube
+from modelplane.prometheus import PrometheusClient
 from modelplane.render import (
     DEPLOYMENT_LABEL,
     REVISION_LABEL,
     Owner,
     RenderContext,
-    render_children,
+    deployment_name,
+    render_plan,
     service_url,
 )
 from modelplane.revision import revision_of
+from modelplane.rollout import ACTIONS, Plan, RolloutInput
+from modelplane.rollout import plan as plan_rollout
+from modelplane.rollout_state import state_from_status
+from modelplane.smoke import run_smoke_tests
 from modelplane.spec import JSON, ModelDeploymentSpec, parse_spec
-from modelplane.status import Observed, compute_status, revision_state
+from modelplane.status import Observed, compute_status, revision_state, revision_view
 
 SHARED_KINDS = (
     "ServiceAccount",
@@ -104,6 +113,7 @@ class Reconciler:
         self.config = config
         self.emit = emit
         self.service_monitor_available = False
+        self.clock: Callable[[], float] = time.time
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._pending: set[tuple[str, str]] = set()
 
@@ -130,20 +140,74 @@ class Reconciler:
         spec = parse_spec(body["spec"])
         revision = revision_of(body["spec"], self.config.runtime_image)
         invalid = await asyncio.to_thread(check_references, self.kube, owner.namespace, spec)
+        states = tuple(
+            revision_state(d, [p for p in children.pods if _revision(p) == _revision(d)])
+            for d in children.by_kind.get("Deployment", [])
+        )
+        annotations = metadata.get("annotations") or {}
+        inp = RolloutInput(
+            spec=spec,
+            raw_spec=body["spec"],
+            desired=revision,
+            state=state_from_status(body.get("status") or {}),
+            observed={s.revision: revision_view(s) for s in states},
+            annotations=frozenset(a for a in ACTIONS if a in annotations),
+            now=self.clock(),
+        )
+        if invalid:
+            # Keep serving what runs; change nothing until the spec can be realized.
+            inp = replace(inp, annotations=frozenset())
+        plan = await self.plan(owner, spec, inp)
+        observed = Observed(
+            generation=int(metadata.get("generation", 1)),
+            revision=revision,
+            revisions=states,
+            previous_status=dict(body.get("status") or {}),
+            invalid_spec=invalid,
+        )
+        # Record the decision before acting on it, so a restart resumes from it.
+        await self.report_status(body, owner, spec, observed, plan)
         if not invalid:
-            await self.apply_children(body, owner, spec, revision, children)
-        await self.report_status(body, owner, spec, revision, children, invalid)
+            await self.apply_children(body, owner, spec, plan, children)
+        if plan.handled:
+            await asyncio.to_thread(
+                self.kube.merge_patch,
+                _as_ref(body),
+                {"metadata": {"annotations": {a: None for a in plan.handled}}},
+            )
+        for type_, reason, message in plan.events:
+            self.emit(body, type_, reason, message)
+
+    async def plan(self, owner: Owner, spec: ModelDeploymentSpec, inp: RolloutInput) -> Plan:
+        """Plans, running the analysis or smoke test the plan asks for, then plans again."""
+        planned = plan_rollout(inp)
+        canary = spec.rollout.canary
+        if planned.needs_analysis and canary and canary.analysis:
+            prometheus = PrometheusClient(canary.analysis.prometheus_address)
+            result = await asyncio.to_thread(
+                analyze,
+                canary.analysis,
+                owner.namespace,
+                owner.name,
+                planned.state.canary,
+                planned.state.stable,
+                prometheus.query,
+            )
+            planned = plan_rollout(replace(inp, analysis=result))
+        blue_green = spec.rollout.blue_green
+        if planned.needs_smoke_test and blue_green:
+            url = self.config.service_url(f"{owner.name}-preview", owner.namespace)
+            smoke = await asyncio.to_thread(
+                run_smoke_tests, url, owner.name, blue_green.smoke_tests
+            )
+            planned = plan_rollout(replace(inp, smoke=smoke))
+        return planned
 
     async def apply_children(
-        self,
-        body: JSON,
-        owner: Owner,
-        spec: ModelDeploymentSpec,
-        revision: str,
-        children: Children,
+        self, body: JSON, owner: Owner, spec: ModelDeploymentSpec, plan: Plan, children: Children
     ) -> None:
         context = RenderContext(self.config, self.service_monitor_available)
-        desired = [stamp(m) for m in render_children(owner, spec, revision, context)]
+        desired = [stamp(m) for m in render_plan(owner, spec, plan, context)]
         for manifest in desired:
             observed = children.find(manifest["kind"], manifest["metadata"]["name"])
             if not needs_apply(manifest, observed):
@@ -152,7 +216,7 @@ class Reconciler:
             foreign = foreign_keys_patch(manifest, observed)
             if foreign is not None:
                 await asyncio.to_thread(self.kube.merge_patch, manifest, foreign)
-            if observed is None and _existed_before(body, manifest, revision):
+            if observed is None and _existed_before(body, manifest):
                 self.emit(
                     body,
                     "Normal",
@@ -166,60 +230,23 @@ class Reconciler:
                     "DriftReverted",
                     f"reverted a manual change to {manifest['kind']} {manifest['metadata']['name']}",
                 )
-        desired_names = {(m["kind"], m["metadata"]["name"]) for m in desired}
-        for kind in SHARED_KINDS:
+        wanted = {(m["kind"], m["metadata"]["name"]) for m in desired}
+        wanted |= {("Deployment", deployment_name(owner.name, r)) for r in plan.keep}
+        for kind in ("Deployment", *SHARED_KINDS):
             for child in children.by_kind.get(kind, []):
                 name = child["metadata"]["name"]
-                if (kind, name) not in desired_names:
+                if (kind, name) not in wanted and not child["metadata"].get("deletionTimestamp"):
                     await asyncio.to_thread(
                         self.kube.delete, child["apiVersion"], kind, owner.namespace, name
                     )
-        await self.prune_old_revisions(body, owner, revision, children)
-
-    async def prune_old_revisions(
-        self, body: JSON, owner: Owner, revision: str, children: Children
-    ) -> None:
-        """Rolling: old revisions go once the current one is fully available."""
-        deployments = children.by_kind.get("Deployment", [])
-        current = next((d for d in deployments if _revision(d) == revision), None)
-        if current is None or not revision_state(current, []).complete:
-            return
-        for deployment in deployments:
-            if _revision(deployment) != revision:
-                name = deployment["metadata"]["name"]
-                await asyncio.to_thread(
-                    self.kube.delete, "apps/v1", "Deployment", owner.namespace, name
-                )
-                self.emit(
-                    body,
-                    "Normal",
-                    "RevisionRemoved",
-                    f"removed revision {_revision(deployment)} after {revision} became available",
-                )
 
     async def report_status(
-        self,
-        body: JSON,
-        owner: Owner,
-        spec: ModelDeploymentSpec,
-        revision: str,
-        children: Children,
-        invalid: str,
+        self, body: JSON, owner: Owner, spec: ModelDeploymentSpec, observed: Observed, plan: Plan
     ) -> None:
-        previous = dict(body.get("status") or {})
-        states = tuple(
-            revision_state(d, [p for p in children.pods if _revision(p) == _revision(d)])
-            for d in children.by_kind.get("Deployment", [])
-        )
-        observed = Observed(
-            generation=int(body["metadata"].get("generation", 1)),
-            revision=revision,
-            revisions=states,
-            previous_status=previous,
-            invalid_spec=invalid,
-        )
+        previous = observed.previous_status
         status = compute_status(
             observed,
+            plan,
             url=service_url(owner, spec, self.config),
             selector=f"{DEPLOYMENT_LABEL}={owner.name}",
             now=now_iso(),
@@ -233,6 +260,14 @@ class Reconciler:
             self.emit(body, type_, reason, message)
 
 
+def _as_ref(body: JSON) -> JSON:
+    return {
+        "apiVersion": body.get("apiVersion", f"{GROUP}/{VERSION}"),
+        "kind": body.get("kind", "ModelDeployment"),
+        "metadata": {"name": body["metadata"]["name"], "namespace": body["metadata"]["namespace"]},
+    }
+
+
 def _revision(obj: JSON) -> str:
     return str(obj["metadata"].get("labels", {}).get(REVISION_LABEL, ""))
 
@@ -241,9 +276,10 @@ def _spec_hash(obj: JSON) -> str:
     return str(obj["metadata"].get("annotations", {}).get("modelplane.io/spec-hash", ""))
 
 
-def _existed_before(body: JSON, manifest: JSON, revision: str) -> bool:
+def _existed_before(body: JSON, manifest: JSON) -> bool:
     """Whether status shows that this child had been created already (so it was deleted)."""
     previous = body.get("status") or {}
     if manifest["kind"] == "Deployment":
+        revision = manifest["metadata"]["labels"].get(REVISION_LABEL)
         return any(r.get("name") == revision for r in previous.get("revisions") or [])
     return manifest["kind"] in ("Service", "ServiceAccount") and bool(previous.get("url"))

@@ -13,7 +13,8 @@ import yaml
 
 from modelplane import GROUP, KIND, VERSION
 from modelplane.config import OperatorConfig
-from modelplane.spec import JSON, ModelDeploymentSpec
+from modelplane.rollout import Plan
+from modelplane.spec import JSON, ModelDeploymentSpec, parse_spec
 
 # The image sets MODELPLANE_TEMPLATES_DIR; from a source checkout templates/ sits at the root.
 TEMPLATES_DIR = Path(
@@ -205,35 +206,64 @@ def service_url(owner: Owner, spec: ModelDeploymentSpec, config: OperatorConfig)
 def render_shared_children(
     owner: Owner,
     spec: ModelDeploymentSpec,
-    revision: str,
+    plan: Plan,
     context: RenderContext,
-    service_selector: dict[str, str],
 ) -> list[JSON]:
-    """The children shared by all revisions: Service, ServiceAccount, HPA, PDB, ServiceMonitor."""
-    labels = common_labels(owner, revision)
+    """Children shared by the revisions: Services, ServiceAccount, HPA, PDB, route, monitor."""
+    labels = common_labels(owner, plan.hpa_target)
     base = {
         "name": owner.name,
         "namespace": owner.namespace,
         "labels": labels,
         "owner_references": owner_references(owner),
     }
+    main_selector = {DEPLOYMENT_LABEL: owner.name}
+    if plan.service_revision is not None:
+        main_selector[REVISION_LABEL] = plan.service_revision
     children = [
         render_template("serviceaccount.yaml.j2", **base),
-        render_template("service.yaml.j2", **base, selector=service_selector),
+        render_template("service.yaml.j2", **base, selector=main_selector),
     ]
+    if plan.preview_revision:
+        children.append(
+            render_template(
+                "service.yaml.j2",
+                **{**base, "name": f"{owner.name}-preview"},
+                selector={DEPLOYMENT_LABEL: owner.name, REVISION_LABEL: plan.preview_revision},
+            )
+        )
+    if plan.route_weights and spec.rollout.canary:
+        for revision in plan.route_weights:
+            children.append(
+                render_template(
+                    "service.yaml.j2",
+                    **{**base, "name": deployment_name(owner.name, revision)},
+                    selector={DEPLOYMENT_LABEL: owner.name, REVISION_LABEL: revision},
+                )
+            )
+        children.append(
+            render_template(
+                "httproute.yaml.j2",
+                **base,
+                parent_refs=[dict(p) for p in spec.rollout.canary.parent_refs],
+                hostnames=list(spec.rollout.canary.hostnames),
+                backend_refs=[
+                    {"name": deployment_name(owner.name, revision), "port": 80, "weight": weight}
+                    for revision, weight in plan.route_weights.items()
+                ],
+            )
+        )
     if spec.autoscaling:
         children.append(
             render_template(
                 "hpa.yaml.j2",
                 **base,
-                target=deployment_name(owner.name, revision),
+                target=deployment_name(owner.name, plan.hpa_target),
                 autoscaling=spec.autoscaling,
             )
         )
     if spec.min_replicas > 1:
-        children.append(
-            render_template("pdb.yaml.j2", **base, selector={DEPLOYMENT_LABEL: owner.name})
-        )
+        children.append(render_template("pdb.yaml.j2", **base, selector=main_selector))
     if context.service_monitor_available:
         children.append(
             render_template(
@@ -248,14 +278,35 @@ def render_shared_children(
     return children
 
 
-def render_children(
-    owner: Owner, spec: ModelDeploymentSpec, revision: str, context: RenderContext
+def render_plan(
+    owner: Owner, spec: ModelDeploymentSpec, plan: Plan, context: RenderContext
 ) -> list[JSON]:
-    """Every child of a ModelDeployment under the Rolling strategy, current revision first."""
-    replicas = None if spec.autoscaling else spec.replicas
-    return [
-        render_deployment(owner, spec, revision, context.config, replicas),
-        *render_shared_children(
-            owner, spec, revision, context, service_selector={DEPLOYMENT_LABEL: owner.name}
-        ),
+    """Every child the plan calls for: one Deployment per planned revision, then the rest."""
+    deployments = [
+        render_deployment(owner, parse_spec(d.raw_spec), d.revision, context.config, d.replicas)
+        for d in plan.deployments
     ]
+    return deployments + render_shared_children(owner, spec, plan, context)
+
+
+def render_children(
+    owner: Owner, raw_spec: JSON, revision: str, context: RenderContext
+) -> list[JSON]:
+    """The children of a settled ModelDeployment whose only revision is `revision`."""
+    from modelplane.rollout import RevisionView, RolloutInput, RolloutState
+    from modelplane.rollout import plan as plan_rollout
+
+    spec = parse_spec(raw_spec)
+    raw = raw_spec
+    settled = plan_rollout(
+        RolloutInput(
+            spec=spec,
+            raw_spec=raw,
+            desired=revision,
+            state=RolloutState(),
+            observed={revision: RevisionView(revision, spec.replicas, spec.replicas, True)},
+            annotations=frozenset(),
+            now=0.0,
+        )
+    )
+    return render_plan(owner, spec, settled, context)

@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from modelplane.conditions import Condition, merge_conditions
+from modelplane.problems import PodProblem, pod_problem
+from modelplane.rollout import Plan, RevisionView
+from modelplane.rollout_state import state_to_status
 from modelplane.spec import JSON
-
-WAITING_REASONS = {
-    "CrashLoopBackOff": "CrashLoopBackOff",
-    "ImagePullBackOff": "ImagePullBackOff",
-    "ErrImagePull": "ImagePullBackOff",
-    "InvalidImageName": "ImagePullBackOff",
-    "CreateContainerConfigError": "CreateContainerConfigError",
-}
-GPU_SHORTAGE = re.compile(r"Insufficient (nvidia\.com/[\w.\-]*[\w\-])")
-
-
-@dataclass(frozen=True)
-class PodProblem:
-    reason: str
-    message: str
 
 
 @dataclass(frozen=True)
@@ -54,30 +41,6 @@ class Observed:
     revisions: tuple[RevisionState, ...]
     previous_status: JSON = field(default_factory=dict)
     invalid_spec: str = ""
-
-
-def pod_problem(pod: JSON) -> PodProblem | None:
-    """The most specific reason a pod is not serving, if it has one."""
-    status = pod.get("status") or {}
-    for condition in status.get("conditions") or []:
-        if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
-            message = str(condition.get("message", ""))
-            shortage = GPU_SHORTAGE.search(message)
-            if shortage:
-                return PodProblem(
-                    "InsufficientGPU", f"no node has a free {shortage.group(1)}: {message}"
-                )
-            return PodProblem("Unschedulable", message)
-    for container in status.get("containerStatuses") or []:
-        terminated = (container.get("lastState") or {}).get("terminated") or {}
-        recovered = container.get("ready") is True
-        if not recovered and str(terminated.get("message", "")).startswith("ModelLoadFailed"):
-            return PodProblem("ModelLoadFailed", str(terminated["message"]).strip())
-        waiting = (container.get("state") or {}).get("waiting") or {}
-        reason = WAITING_REASONS.get(str(waiting.get("reason", "")))
-        if reason:
-            return PodProblem(reason, str(waiting.get("message", waiting.get("reason"))))
-    return None
 
 
 def revision_state(deployment: JSON, pods: list[JSON]) -> RevisionState:
@@ -117,41 +80,71 @@ def effective_weights(revisions: tuple[RevisionState, ...]) -> dict[str, int]:
     return weights
 
 
-def _problem(revision: RevisionState | None) -> PodProblem | None:
-    if revision is None:
+def revision_view(state: RevisionState) -> RevisionView:
+    return RevisionView(
+        revision=state.revision,
+        replicas=state.desired,
+        ready=state.ready,
+        complete=state.complete,
+        problem=state.problems[0] if state.problems else _deadline_problem(state),
+    )
+
+
+def _deadline_problem(state: RevisionState) -> PodProblem | None:
+    if not state.deadline_exceeded:
         return None
-    if revision.problems:
-        return revision.problems[0]
-    if revision.deadline_exceeded:
-        return PodProblem(
-            "ProgressDeadlineExceeded",
-            f"revision {revision.revision} did not become available within the progress deadline",
-        )
-    return None
+    return PodProblem(
+        "ProgressDeadlineExceeded",
+        f"revision {state.revision} did not become available within the progress deadline",
+    )
 
 
-def rolling_conditions(observed: Observed) -> list[Condition]:
-    current = next((r for r in observed.revisions if r.revision == observed.revision), None)
-    older = [r for r in observed.revisions if r.revision != observed.revision]
-    serving_older = [r for r in older if r.available > 0]
-    problem = _problem(current)
+def traffic_weights(plan: Plan, revisions: tuple[RevisionState, ...]) -> dict[str, int]:
+    """The effective share of each revision, from what actually has ready endpoints."""
+    if plan.route_weights:
+        ready = {r.revision for r in revisions if r.ready > 0}
+        weights = {r.revision: plan.route_weights.get(r.revision, 0) for r in revisions}
+        live = {k: v for k, v in weights.items() if k in ready}
+        total = sum(live.values())
+        if total == 0:
+            return {r.revision: 0 for r in revisions}
+        return {k: (live.get(k, 0) * 100 // total) for k in weights}
+    if plan.service_revision is None:
+        return effective_weights(revisions)
+    return {
+        r.revision: 100 if r.revision == plan.service_revision and r.ready > 0 else 0
+        for r in revisions
+    }
+
+
+def _role(revision: str, plan: Plan) -> str:
+    state = plan.state
+    if revision == state.stable:
+        return "stable"
+    if revision == plan.preview_revision:
+        return "preview"
+    if revision == state.canary:
+        return "canary"
+    if revision == state.aborted_revision:
+        return "aborted"
+    return "old"
+
+
+def conditions(observed: Observed, plan: Plan) -> list[Condition]:
+    serving = plan.state.stable or observed.revision
+    current = next((r for r in observed.revisions if r.revision == serving), None)
+    problem = revision_view(current).problem if current else None
+    others = [revision_view(r).problem for r in observed.revisions if r.revision != serving]
+    other_problem = next((p for p in others if p), None)
 
     if observed.invalid_spec:
         ready = Condition("Ready", False, "InvalidSpec", observed.invalid_spec)
-    elif current and current.complete:
+    elif current and current.complete and (current.ready > 0 or current.desired == 0):
         ready = Condition(
             "Ready",
             True,
             "RevisionAvailable",
-            f"revision {current.revision} has {current.available}/{current.desired} replicas available",
-        )
-    elif serving_older:
-        names = ", ".join(r.revision for r in serving_older)
-        ready = Condition(
-            "Ready",
-            True,
-            "PreviousRevisionServing",
-            f"revision {names} serves while {observed.revision} rolls out",
+            f"revision {serving} serves with {current.ready}/{current.desired} replicas ready",
         )
     elif problem:
         ready = Condition("Ready", False, problem.reason, problem.message)
@@ -160,74 +153,52 @@ def rolling_conditions(observed: Observed) -> list[Condition]:
             "Ready",
             False,
             "DeploymentPending",
-            f"the Deployment for revision {observed.revision} is not observed yet",
+            f"the Deployment for revision {serving} is not observed yet",
         )
     else:
         ready = Condition(
             "Ready",
             False,
             "PodsNotReady",
-            f"revision {current.revision} has {current.available}/{current.desired} replicas available",
-        )
-
-    if current and current.complete and not older:
-        progressing = Condition(
-            "Progressing",
-            False,
-            "RolloutComplete",
-            f"revision {observed.revision} is fully rolled out",
-        )
-    elif problem:
-        progressing = Condition("Progressing", False, "RolloutStalled", problem.message)
-    else:
-        available = current.available if current else 0
-        desired = current.desired if current else 0
-        progressing = Condition(
-            "Progressing",
-            True,
-            "RollingOut",
-            f"revision {observed.revision}: {available}/{desired} replicas available",
+            f"revision {serving} has {current.available}/{current.desired} replicas available",
         )
 
     if observed.invalid_spec:
         degraded = Condition("Degraded", True, "InvalidSpec", observed.invalid_spec)
-    elif problem:
-        degraded = Condition("Degraded", True, problem.reason, problem.message)
+    elif plan.degraded:
+        degraded = plan.degraded
+    elif problem or other_problem:
+        found = problem or other_problem
+        assert found is not None
+        degraded = Condition("Degraded", True, found.reason, found.message)
     else:
         degraded = Condition("Degraded", False, "AsExpected", "no failures observed")
-    return [ready, progressing, degraded]
+    return [ready, plan.progressing, degraded]
 
 
-def compute_status(observed: Observed, url: str, selector: str, now: str) -> JSON:
-    """The whole `.status` of a ModelDeployment under the Rolling strategy."""
+def compute_status(observed: Observed, plan: Plan, url: str, selector: str, now: str) -> JSON:
+    """The whole `.status` of a ModelDeployment, derived from what was observed and planned."""
     previous = observed.previous_status
-    weights = effective_weights(observed.revisions)
-    current = next((r for r in observed.revisions if r.revision == observed.revision), None)
-    if current and current.complete:
-        stable = current.revision
-    else:
-        live = {r.revision for r in observed.revisions if r.available > 0}
-        stable = (
-            previous.get("stableRevision", "") if previous.get("stableRevision") in live else ""
-        )
+    weights = traffic_weights(plan, observed.revisions)
+    ordered = sorted(
+        observed.revisions, key=lambda r: (r.revision != plan.state.stable, r.revision)
+    )
     revisions = [
         {
             "name": r.revision,
             "version": r.version,
-            "role": "stable"
-            if r.revision == stable
-            else ("canary" if r.revision == observed.revision else "old"),
+            "role": _role(r.revision, plan),
             "replicas": r.replicas,
             "readyReplicas": r.ready,
-            "weight": weights[r.revision],
+            "weight": weights.get(r.revision, 0),
         }
-        for r in sorted(observed.revisions, key=lambda r: r.revision != observed.revision)
+        for r in ordered
     ]
     status: JSON = {
         "observedGeneration": observed.generation,
         "conditions": merge_conditions(
             list(previous.get("conditions") or []),
-            rolling_conditions(observed),
+            conditions(observed, plan),
             observed.generation,
             now,
         ),
@@ -237,7 +208,6 @@ def compute_status(observed: Observed, url: str, selector: str, now: str) -> JSO
         "readyReplicas": sum(r.ready for r in observed.revisions),
         "revisions": revisions,
         "traffic": " ".join(f"{r['name']}:{r['weight']}" for r in revisions) or "none",
+        **state_to_status(plan.state, plan.progressing.reason, plan.progressing.message),
     }
-    if stable:
-        status["stableRevision"] = stable
     return status

@@ -183,7 +183,7 @@ def test_equal_quantities_in_other_notation_are_not_drift(want: str, have: str) 
 def rendered_cpu_only_deployment() -> JSON:
     spec: JSON = {"model": {"format": "sklearn", "uri": "s3://bucket/iris/"}}
     children = render_children(
-        OWNER, parse_spec(spec), revision_of(spec, "img"), RenderContext(OperatorConfig())
+        OWNER, spec, revision_of(spec, "img"), RenderContext(OperatorConfig())
     )
     return stamp(children[0])
 
@@ -341,10 +341,10 @@ def test_existed_before() -> None:
         }
     }
     dep = {"kind": "Deployment", "metadata": {"name": "iris-a1"}}
-    assert _existed_before(body, dep, "a1")
-    assert not _existed_before(body, dep, "c3")
-    assert _existed_before(body, {"kind": "Service"}, "c3")
-    assert _existed_before(body, {"kind": "ServiceAccount"}, "c3")
+    assert _existed_before(body, dep)
+    assert not _existed_before(body, dep)
+    assert _existed_before(body, {"kind": "Service"})
+    assert _existed_before(body, {"kind": "ServiceAccount"})
     assert not _existed_before(body, {"kind": "HorizontalPodAutoscaler"}, "a1")
     fresh: JSON = {"metadata": {"name": "iris"}}
     assert not _existed_before(fresh, dep, "a1")

@@ -23,7 +23,7 @@ K8S_VERSION = "1.34.0"
 
 
 def render(spec: dict[str, Any], context: RenderContext = CONTEXT) -> list[dict[str, Any]]:
-    return render_children(OWNER, parse_spec(spec), revision_of(spec, "img"), context)
+    return render_children(OWNER, spec, revision_of(spec, "img"), context)
 
 
 def validate(manifest: dict[str, Any]) -> None:

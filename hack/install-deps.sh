@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Installs the system packages the test suite needs on a fresh Debian/Ubuntu machine (CI):
+#
+#   prometheus   the real Prometheus server the canary-analysis tests start as a plain
+#                process (/usr/bin/prometheus); the package's systemd service is not used
+#   wrk          the HTTP load generator of the runtime benchmarks
+#
+# Idempotent: packages already installed are left alone, and `apt-get update` runs only
+# when something is missing. Needs root (or sudo).
+set -euo pipefail
+
+say() { printf '[install-deps] %s\n' "$*" >&2; }
+die() { printf '[install-deps] ERROR: %s\n' "$*" >&2; exit 1; }
+
+packages=(prometheus wrk)
+
+sudo=()
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || die "not root and no sudo: run as root"
+  sudo=(sudo)
+fi
+command -v apt-get >/dev/null || die "apt-get not found: this installer supports Debian/Ubuntu only"
+
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install ok installed$'; }
+
+missing=()
+for pkg in "${packages[@]}"; do
+  if installed "$pkg"; then
+    say "$pkg: already installed ($(dpkg-query -W -f='${Version}' "$pkg"))"
+  else
+    missing+=("$pkg")
+  fi
+done
+
+if [ "${#missing[@]}" -gt 0 ]; then
+  say "missing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  say "apt-get update"
+  "${sudo[@]}" apt-get update -q
+  say "apt-get install -y --no-install-recommends ${missing[*]}"
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# The tests start their own Prometheus on a free port with a temporary data dir. The
+# package's service, if the package started one, would hold :9090 and scrape for nothing:
+# stop it, and keep it from starting at boot.
+if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+  if systemctl is-active --quiet prometheus 2>/dev/null; then
+    say "stopping the prometheus systemd service (the tests run their own)"
+    "${sudo[@]}" systemctl stop prometheus
+  fi
+elif [ -x /etc/init.d/prometheus ] && /etc/init.d/prometheus status >/dev/null 2>&1; then
+  # no systemd (a container): the postinst may have started it through its init script
+  say "stopping the prometheus init.d service (the tests run their own)"
+  "${sudo[@]}" /etc/init.d/prometheus stop >/dev/null || true
+fi
+# `systemctl disable` only edits symlinks, so it works without a running systemd too
+if command -v systemctl >/dev/null && systemctl is-enabled --quiet prometheus 2>/dev/null; then
+  say "disabling the prometheus service"
+  "${sudo[@]}" systemctl disable --quiet prometheus 2>/dev/null \
+    || say "could not disable the prometheus service (harmless: the tests use the binary)"
+fi
+
+for bin in /usr/bin/prometheus /usr/bin/wrk; do
+  [ -x "$bin" ] || die "$bin missing after install"
+done
+say "prometheus: $(/usr/bin/prometheus --version 2>&1 | head -n1)"
+say "wrk: $(/usr/bin/wrk --version 2>&1 | head -n1 || true)"
+say "done"
