@@ -37,7 +37,7 @@ if [ ! -s "$gateway_crds" ]; then
   echo "fetching Gateway API $GATEWAY_API_VERSION CRDs from the Go module proxy ..." >&2
   dir=$(cd "$here" && go mod download -json "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" |
     python3 -c 'import json, sys; print(json.load(sys.stdin)["Dir"])')
-  cat "$dir"/config/crd/standard/*.yaml >"$gateway_crds.tmp"
+  for f in "$dir"/config/crd/standard/*.yaml; do cat "$f"; echo "---"; done >"$gateway_crds.tmp"
   mv "$gateway_crds.tmp" "$gateway_crds"
 fi
 

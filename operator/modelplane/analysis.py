@@ -193,9 +193,10 @@ def evaluate(analysis: Analysis, measurements: Mapping[str, float | None]) -> An
         if value is None:
             missing.append(f"check {name}: query returned no value")
         elif Decimal(repr(value)) > maximum:
-            failures.append(f"check {name}: {_num(value)} > {maximum}")
+            # six significant digits: thresholds are often close to the value ("0.05")
+            failures.append(f"check {name}: {value:.6g} > {maximum}")
         else:
-            notes.append(f"check {name}: {_num(value)}")
+            notes.append(f"check {name}: {value:.6g}")
 
     if failures:
         return AnalysisResult(False, FAILED, "; ".join(failures), measured)

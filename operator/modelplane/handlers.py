@@ -137,6 +137,7 @@ def _load(key: tuple[str, str], indexes: dict[str, kopf.Index[Any, Any]]):  # ty
 
 
 async def _reconcile(key: tuple[str, str], memo: kopf.Memo, indexes: dict[str, Any]) -> None:
+    memo.indexes_ready.set()
     started = time.perf_counter()
     try:
         ran = await memo.reconciler.trigger(key, _load(key, indexes))
@@ -175,9 +176,32 @@ async def reconcile_on_annotation(
     await _reconcile((namespace, name), memo, _indexes(kwargs))
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=15.0, idle=5.0)
-async def reconcile_periodically(namespace: str, name: str, memo: kopf.Memo, **kwargs: Any) -> None:
-    await _reconcile((namespace, name), memo, _indexes(kwargs))
+async def resync_forever(memo: kopf.Memo, indexes: dict[str, Any], interval: float) -> None:
+    """Re-reconciles every ModelDeployment periodically: pauses, analysis intervals and
+    deadlines pass without any watch event. One task for all objects, and unlike kopf
+    timers it needs no finalizer, so deleting a ModelDeployment never waits for us."""
+    # kopf runs resource handlers only once every index is filled; so do we.
+    await memo.indexes_ready.wait()
+    while True:
+        await asyncio.sleep(interval)
+        for key in list(indexes["model_deployments"]):
+            try:
+                await _reconcile(key, memo, indexes)
+            except Exception as error:  # one failing object must not stop the others
+                logging.getLogger(__name__).warning("resync of %s/%s failed: %s", *key, error)
+
+
+@kopf.on.startup()
+async def start_resync(memo: kopf.Memo, **kwargs: Any) -> None:
+    memo.indexes_ready = asyncio.Event()
+    memo.resync = asyncio.create_task(
+        resync_forever(memo, _indexes(kwargs), memo.config.timer_interval_seconds)
+    )
+
+
+@kopf.on.cleanup()
+async def stop_resync(memo: kopf.Memo, **_: Any) -> None:
+    memo.resync.cancel()
 
 
 async def _on_child_event(

@@ -37,6 +37,11 @@ class PrometheusClient:
         yields NaN for 0/0 and for histogram_quantile over no observations); callers decide
         what they mean.
         """
+        scheme = urllib.parse.urlsplit(self.address).scheme
+        if scheme not in ("http", "https"):
+            raise PrometheusError(
+                f"Prometheus address {self.address!r} is not an http:// or https:// URL"
+            )
         url = f"{self.address}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
         request = urllib.request.Request(url, headers={"Accept": "application/json"})
         try:

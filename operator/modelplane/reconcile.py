@@ -116,6 +116,10 @@ class Reconciler:
         self.clock: Callable[[], float] = time.time
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._pending: set[tuple[str, str]] = set()
+        # Our own latest write of each ModelDeployment, and the versions it supersedes: the
+        # watch cache lags behind our writes, and planning from a stale status would repeat
+        # a step that was already taken.
+        self._written: dict[tuple[str, str], tuple[set[str], JSON]] = {}
 
     async def trigger(
         self, key: tuple[str, str], load: Callable[[], tuple[JSON | None, Children]]
@@ -130,9 +134,20 @@ class Reconciler:
             body, children = load()
             if body is None:
                 self._locks.pop(key, None)
+                self._written.pop(key, None)
                 return False
+            superseded, latest = self._written.pop(key, (set(), {}))
+            if body["metadata"].get("resourceVersion") in superseded:
+                body = latest
+                self._written[key] = (superseded, latest)
             await self.reconcile(body, children)
         return True
+
+    def _remember(self, body: JSON, written: JSON) -> None:
+        key = (body["metadata"]["namespace"], body["metadata"]["name"])
+        superseded, _ = self._written.get(key, (set(), {}))
+        superseded = superseded | {body["metadata"].get("resourceVersion")}
+        self._written[key] = (superseded, written)
 
     async def reconcile(self, body: JSON, children: Children) -> None:
         metadata = body["metadata"]
@@ -166,15 +181,19 @@ class Reconciler:
             invalid_spec=invalid,
         )
         # Record the decision before acting on it, so a restart resumes from it.
-        await self.report_status(body, owner, spec, observed, plan)
+        written = await self.report_status(body, owner, spec, observed, plan)
+        if written:
+            self._remember(body, written)
+            body = {**written, "status": written.get("status", {})}
         if not invalid:
             await self.apply_children(body, owner, spec, plan, children)
         if plan.handled:
-            await asyncio.to_thread(
+            written = await asyncio.to_thread(
                 self.kube.merge_patch,
                 _as_ref(body),
                 {"metadata": {"annotations": {a: None for a in plan.handled}}},
             )
+            self._remember(body, written)
         for type_, reason, message in plan.events:
             self.emit(body, type_, reason, message)
 
@@ -242,7 +261,8 @@ class Reconciler:
 
     async def report_status(
         self, body: JSON, owner: Owner, spec: ModelDeploymentSpec, observed: Observed, plan: Plan
-    ) -> None:
+    ) -> JSON | None:
+        """Writes the status if it changed; returns the object as written."""
         previous = observed.previous_status
         status = compute_status(
             observed,
@@ -252,12 +272,13 @@ class Reconciler:
             now=now_iso(),
         )
         if _ignoring_times(status) == _ignoring_times(previous):
-            return
-        await asyncio.to_thread(
+            return None
+        written = await asyncio.to_thread(
             self.kube.patch_status, owner.namespace, owner.name, status_patch(previous, status)
         )
         for type_, reason, message in transition_events(previous, status):
             self.emit(body, type_, reason, message)
+        return written
 
 
 def _as_ref(body: JSON) -> JSON:

@@ -232,8 +232,11 @@ def render_shared_children(
                 selector={DEPLOYMENT_LABEL: owner.name, REVISION_LABEL: plan.preview_revision},
             )
         )
-    if plan.route_weights and spec.rollout.canary:
-        for revision in plan.route_weights:
+    canary = spec.rollout.canary
+    if canary and canary.traffic_routing_mode == "GatewayAPI":
+        # The route outlives rollouts: between them it sends everything to the stable revision.
+        route_weights = plan.route_weights or {plan.hpa_target: 100}
+        for revision in route_weights:
             children.append(
                 render_template(
                     "service.yaml.j2",
@@ -245,11 +248,11 @@ def render_shared_children(
             render_template(
                 "httproute.yaml.j2",
                 **base,
-                parent_refs=[dict(p) for p in spec.rollout.canary.parent_refs],
-                hostnames=list(spec.rollout.canary.hostnames),
+                parent_refs=[dict(p) for p in canary.parent_refs],
+                hostnames=list(canary.hostnames),
                 backend_refs=[
                     {"name": deployment_name(owner.name, revision), "port": 80, "weight": weight}
-                    for revision, weight in plan.route_weights.items()
+                    for revision, weight in route_weights.items()
                 ],
             )
         )

@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 
-from modelplane.spec import JSON
+from modelplane.spec import JSON, parse_spec
 
 # Fields of the spec whose change must create a new revision (a new Deployment).
-POD_AFFECTING_FIELDS = (
-    "model",
-    "runtime",
-    "resources",
-    "gpu",
-    "nodeSelector",
-    "tolerations",
-    "affinity",
-)
+POD_AFFECTING_FIELDS = ("model", "runtime", "resources", "gpu", "node_selector", "tolerations", "affinity")
 
 
 def revision_of(raw_spec: JSON, runtime_image: str) -> str:
-    """Returns an 8-character revision id; the default image counts when the spec names none."""
-    relevant = {key: raw_spec.get(key) for key in POD_AFFECTING_FIELDS}
-    relevant["_image"] = (raw_spec.get("runtime") or {}).get("image") or runtime_image
-    canonical = json.dumps(relevant, sort_keys=True, separators=(",", ":"))
+    """An 8-character revision id of the parsed spec, so that schema defaults do not count.
+
+    The operator's default image counts when the spec names none.
+    """
+    parsed = dataclasses.asdict(parse_spec(raw_spec))
+    relevant = {key: parsed[key] for key in POD_AFFECTING_FIELDS}
+    relevant["runtime"]["image"] = relevant["runtime"]["image"] or runtime_image
+    canonical = json.dumps(relevant, sort_keys=True, separators=(",", ":"), default=list)
     return hashlib.sha256(canonical.encode()).hexdigest()[:8]

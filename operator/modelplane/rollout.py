@@ -241,7 +241,7 @@ def _finish_rollback(draft: _Draft) -> None:
     inp, state = draft.inp, draft.state
     target, previous = state.canary, state.stable
     view = inp.observed.get(target)
-    if not (view and view.complete):
+    if not (view and view.complete and view.ready > 0 and view.replicas >= _stable_size(inp, previous)):
         return
     _promote(draft, target, 0, "RolledBack")
     draft.state = replace(
@@ -256,6 +256,17 @@ def plan(inp: RolloutInput) -> Plan:
     draft = _Draft(inp, inp.state)
     if draft.take(ROLLBACK) and draft.state.stable:
         _rollback(draft)
+    result = _plan(draft)
+    stale = [a for a in ACTIONS if a in inp.annotations and a not in result.handled]
+    if not stale or result.state.canary:  # during a rollout an action may wait for its moment
+        return result
+    # An action with nothing to act on is consumed, so it cannot fire on a later rollout.
+    events = tuple(("Normal", "ActionIgnored", f"{a}: nothing to act on") for a in stale)
+    return replace(result, handled=result.handled + tuple(stale), events=result.events + events)
+
+
+def _plan(draft: _Draft) -> Plan:
+    inp = draft.inp
     if draft.state.rollback:
         _finish_rollback(draft)
     state = draft.state
@@ -551,8 +562,13 @@ def _canary_plan(
     gateway = canary_spec.traffic_routing_mode == "GatewayAPI"
     route_weights: dict[str, int] = {}
     if gateway:
-        # Traffic never goes to a revision without ready pods.
-        canary_weight = weight if view and view.ready > 0 else 0
+        # A step's weight applies once its replicas are ready; until then the previous one.
+        steps = canary_spec.steps
+        previous = steps[state.step - 1].weight if 0 < state.step <= len(steps) else 0
+        ready = bool(view and view.complete and view.replicas == wanted)
+        canary_weight = min(weight, steps[-1].weight) if ready else previous
+        if not (view and view.ready > 0):
+            canary_weight = 0  # never route to a revision without ready pods
         route_weights = {state.stable: 100 - canary_weight, inp.desired: canary_weight}
     progressing = Condition(
         "Progressing",

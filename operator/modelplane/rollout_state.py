@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import datetime
 
 from modelplane.rollout import AnalysisRecord, HistoryEntry, RolloutState, SmokeRecord
@@ -57,7 +58,7 @@ def state_from_status(status: JSON) -> RolloutState:
             HistoryEntry(
                 revision=str(item["revision"]),
                 version=str(item.get("version", "")),
-                spec=dict(item.get("spec") or {}),
+                spec=copy.deepcopy(item.get("spec") or {}),
                 promoted_at=from_time(item.get("promotedAt")),
             )
             for item in status.get("history") or []
@@ -103,7 +104,7 @@ def state_to_status(state: RolloutState, state_name: str, message: str) -> JSON:
             {
                 "revision": h.revision,
                 "version": h.version,
-                "spec": h.spec,
+                "spec": copy.deepcopy(h.spec),
                 "promotedAt": to_time(h.promoted_at),
             }
             for h in state.history

@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 
+from tests.support.router import Router
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -126,8 +128,9 @@ def _free_port() -> int:
 class OperatorProcess:
     """The operator run from source, as `make run` does, against the test cluster."""
 
-    def __init__(self, cluster: Cluster, log_dir: str) -> None:
+    def __init__(self, cluster: Cluster, log_dir: str, extra_env: dict[str, str] | None = None) -> None:
         self.cluster = cluster
+        self.extra_env = extra_env or {}
         self.log_path = os.path.join(log_dir, "operator.log")
         self.metrics_port = _free_port()
         self.liveness_port = _free_port()
@@ -138,7 +141,8 @@ class OperatorProcess:
             **self.cluster.env,
             "MODELPLANE_METRICS_PORT": str(self.metrics_port),
             "MODELPLANE_LIVENESS": f"http://127.0.0.1:{self.liveness_port}/healthz",
-            "MODELPLANE_TIMER_INTERVAL_SECONDS": "5",
+            "MODELPLANE_TIMER_INTERVAL_SECONDS": "3",
+            **self.extra_env,
         }
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child process
         self.process = subprocess.Popen(
@@ -177,10 +181,22 @@ class OperatorProcess:
 
 
 @pytest.fixture(scope="session")
+def router() -> Iterator[Router]:
+    """Stands in for cluster DNS and kube-proxy: kwok pods have no network."""
+    started = Router().start()
+    yield started
+    started.stop()
+
+
+@pytest.fixture(scope="session")
 def operator(
-    cluster: Cluster, crd_installed: None, tmp_path_factory: pytest.TempPathFactory
+    cluster: Cluster, crd_installed: None, router: Router, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
-    process = OperatorProcess(cluster, str(tmp_path_factory.mktemp("operator")))
+    process = OperatorProcess(
+        cluster,
+        str(tmp_path_factory.mktemp("operator")),
+        {"MODELPLANE_SERVICE_URL_TEMPLATE": router.url_template},
+    )
     process.start()
     yield process
     process.stop()

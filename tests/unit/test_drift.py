@@ -24,7 +24,6 @@ from modelplane.drift import (
 from modelplane.reconcile import _existed_before
 from modelplane.render import Owner, RenderContext, render_children
 from modelplane.revision import revision_of
-from modelplane.spec import parse_spec
 
 JSON = dict[str, Any]
 OWNER = Owner("iris", "models", "0b7c3b9e-0000-4000-8000-000000000001")
@@ -340,12 +339,13 @@ def test_existed_before() -> None:
             "revisions": [{"name": "a1"}, {"name": "b2"}],
         }
     }
-    dep = {"kind": "Deployment", "metadata": {"name": "iris-a1"}}
+    dep = {"kind": "Deployment", "metadata": {"name": "iris-a1", "labels": {"modelplane.io/revision": "a1"}}}
+    new = {"kind": "Deployment", "metadata": {"name": "iris-c3", "labels": {"modelplane.io/revision": "c3"}}}
     assert _existed_before(body, dep)
-    assert not _existed_before(body, dep)
+    assert not _existed_before(body, new)
     assert _existed_before(body, {"kind": "Service"})
     assert _existed_before(body, {"kind": "ServiceAccount"})
-    assert not _existed_before(body, {"kind": "HorizontalPodAutoscaler"}, "a1")
+    assert not _existed_before(body, {"kind": "HorizontalPodAutoscaler"})
     fresh: JSON = {"metadata": {"name": "iris"}}
-    assert not _existed_before(fresh, dep, "a1")
-    assert not _existed_before(fresh, {"kind": "Service"}, "a1")
+    assert not _existed_before(fresh, dep)
+    assert not _existed_before(fresh, {"kind": "Service"})

@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 from modelplane.config import OperatorConfig
 from modelplane.render import Owner, RenderContext, render_children
 from modelplane.revision import revision_of
-from modelplane.spec import parse_spec
 
 REPO = Path(__file__).resolve().parents[2]
 OWNER = Owner("iris", "models", "0b7c3b9e-0000-4000-8000-000000000001")

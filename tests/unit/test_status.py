@@ -8,26 +8,34 @@ that what is proved here is what a user sees in `kubectl get modeldeployment`.
 from __future__ import annotations
 
 import copy
+import datetime
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from modelplane.conditions import find
+from modelplane.problems import PodProblem, pod_problem
 from modelplane.reconcile import _ignoring_times, status_patch, transition_events
+from modelplane.rollout import Plan, RolloutInput, plan
+from modelplane.rollout_state import state_from_status
+from modelplane.spec import parse_spec
 from modelplane.status import (
     Observed,
-    PodProblem,
     RevisionState,
     compute_status,
+    conditions,
     effective_weights,
-    pod_problem,
     revision_state,
+    revision_view,
+    traffic_weights,
 )
 
 JSON = dict[str, Any]
 T0 = "2025-06-01T10:00:00Z"
 T1 = "2025-06-01T10:05:00Z"
+NOW = datetime.datetime(2025, 6, 1, 10, 5, tzinfo=datetime.UTC).timestamp()  # T1
 URL = "http://iris.models.svc.cluster.local/v2/models/iris/infer"
 SELECTOR = "modelplane.io/deployment=iris"
 
@@ -199,8 +207,34 @@ def observe(
     )
 
 
-def status_of(observed: Observed, now: str = T1) -> JSON:
-    return compute_status(observed, URL, SELECTOR, now)
+ROLLING: JSON = {"strategy": "Rolling", "progressDeadlineSeconds": 600}
+CANARY: JSON = {"strategy": "Canary", "canary": {"steps": [{"weight": 10}, {"weight": 50}]}}
+
+
+def planned(
+    observed: Observed, rollout: JSON | None = None, replicas: int = 2, now: float = NOW
+) -> Plan:
+    """The plan reconcile makes for `observed`: state from the previous status, no annotations."""
+    raw: JSON = {
+        "model": {"format": "onnx", "uri": "s3://models/iris/", "version": observed.revision},
+        "replicas": replicas,
+        "rollout": rollout if rollout is not None else ROLLING,
+    }
+    return plan(
+        RolloutInput(
+            spec=parse_spec(raw),
+            raw_spec=raw,
+            desired=observed.revision,
+            state=state_from_status(observed.previous_status),
+            observed={r.revision: revision_view(r) for r in observed.revisions},
+            annotations=frozenset(),
+            now=now,
+        )
+    )
+
+
+def status_of(observed: Observed, now: str = T1, rollout: JSON | None = None) -> JSON:
+    return compute_status(observed, planned(observed, rollout), URL, SELECTOR, now)
 
 
 def cond(status: JSON, type_: str) -> tuple[str, str]:
@@ -357,6 +391,8 @@ def test_recovered_container_is_not_a_model_load_failure() -> None:
 
 # --- conditions of the Rolling strategy -----------------------------------------------------
 
+SERVING_A1: JSON = {"stableRevision": "a1"}
+
 
 def test_complete_revision_is_ready_and_rolled_out() -> None:
     status = status_of(observe("a1", (full("a1"), [healthy("a1"), healthy("a1")])))
@@ -364,6 +400,8 @@ def test_complete_revision_is_ready_and_rolled_out() -> None:
     assert cond(status, "Progressing") == ("False", "RolloutComplete")
     assert cond(status, "Degraded") == ("False", "AsExpected")
     assert status["stableRevision"] == "a1"
+    assert [h["revision"] for h in status["history"]] == ["a1"]
+    assert status["rollout"]["state"] == "RolloutComplete"
     assert status["revisions"] == [
         {
             "name": "a1",
@@ -384,17 +422,19 @@ def test_new_revision_rolling_out_while_the_old_one_serves() -> None:
             "b2",
             (deployment("b2", replicas=1, updated=1), [waiting_pod("b2", "ContainerCreating", "")]),
             (full("a1"), [healthy("a1"), healthy("a1")]),
-            previous={"stableRevision": "a1"},
+            previous=SERVING_A1,
         )
     )
-    assert cond(status, "Ready") == ("True", "PreviousRevisionServing")
+    # The old revision stays stable, and Ready, until the new one is complete.
+    assert cond(status, "Ready") == ("True", "RevisionAvailable")
     assert cond(status, "Progressing") == ("True", "RollingOut")
     assert cond(status, "Degraded") == ("False", "AsExpected")
     assert status["stableRevision"] == "a1"
+    assert status["canaryRevision"] == "b2"
     roles = {r["name"]: (r["role"], r["weight"]) for r in status["revisions"]}
     assert roles == {"b2": ("canary", 0), "a1": ("stable", 100)}
-    assert status["revisions"][0]["name"] == "b2"  # the current revision is listed first
-    assert status["traffic"] == "b2:0 a1:100"
+    assert status["revisions"][0]["name"] == "a1"  # the stable revision is listed first
+    assert status["traffic"] == "a1:100 b2:0"
 
 
 def test_crash_looping_new_revision_is_degraded_even_though_the_old_one_serves() -> None:
@@ -403,14 +443,40 @@ def test_crash_looping_new_revision_is_degraded_even_though_the_old_one_serves()
             "b2",
             (deployment("b2", replicas=1, updated=1), [crash_looping("b2")]),
             (full("a1"), [healthy("a1"), healthy("a1")]),
-            previous={"stableRevision": "a1"},
+            previous=SERVING_A1,
         )
     )
-    assert cond(status, "Ready") == ("True", "PreviousRevisionServing")
-    # Green is never shown while pods fail: Degraded says so, and the rollout is stalled.
+    assert cond(status, "Ready") == ("True", "RevisionAvailable")
+    # Green is never shown while pods fail: Degraded says so while the rollout goes on.
     assert cond(status, "Degraded") == ("True", "CrashLoopBackOff")
-    assert cond(status, "Progressing") == ("False", "RolloutStalled")
+    assert cond(status, "Progressing") == ("True", "RollingOut")
     assert status["stableRevision"] == "a1"
+
+
+def test_new_revision_past_its_deadline_is_degraded_while_the_old_one_serves() -> None:
+    started = datetime.datetime(2025, 6, 1, 9, 50, tzinfo=datetime.UTC)  # 15 minutes before T1
+    previous = {
+        "stableRevision": "a1",
+        "canaryRevision": "b2",
+        "currentStep": 0,
+        "rollout": {"state": "RollingOut", "stepStartedAt": started.strftime("%Y-%m-%dT%H:%M:%SZ")},
+    }
+    status = status_of(
+        observe(
+            "b2",
+            (deployment("b2", replicas=1, updated=1), [crash_looping("b2")]),
+            (full("a1"), [healthy("a1"), healthy("a1")]),
+            previous=previous,
+        )
+    )
+    assert cond(status, "Ready") == ("True", "RevisionAvailable")
+    # The plan's Degraded wins over the pod problem, and names it.
+    assert cond(status, "Degraded") == ("True", "ProgressDeadlineExceeded")
+    degraded = find(status["conditions"], "Degraded")
+    assert degraded is not None
+    assert "CrashLoopBackOff" in degraded["message"]
+    assert status["stableRevision"] == "a1"
+    assert status["traffic"] == "a1:100 b2:0"
 
 
 def test_first_revision_without_gpus_is_not_ready() -> None:
@@ -425,7 +491,7 @@ def test_first_revision_without_gpus_is_not_ready() -> None:
     )
     assert cond(status, "Ready") == ("False", "InsufficientGPU")
     assert cond(status, "Degraded") == ("True", "InsufficientGPU")
-    assert cond(status, "Progressing") == ("False", "RolloutStalled")
+    assert cond(status, "Progressing") == ("True", "RollingOut")
     ready = find(status["conditions"], "Ready")
     assert ready is not None
     assert "nvidia.com/gpu" in ready["message"]
@@ -455,7 +521,8 @@ def test_progress_deadline_exceeded_is_reported() -> None:
     status = status_of(observe("a1", (stuck, [])))
     assert cond(status, "Ready") == ("False", "ProgressDeadlineExceeded")
     assert cond(status, "Degraded") == ("True", "ProgressDeadlineExceeded")
-    assert cond(status, "Progressing") == ("False", "RolloutStalled")
+    assert cond(status, "Progressing") == ("True", "RollingOut")
+    assert "stableRevision" not in status
 
 
 def test_progressing_deployment_is_not_a_deadline_problem() -> None:
@@ -513,42 +580,134 @@ def test_deployment_not_yet_observed_by_its_controller_is_not_complete() -> None
     status = status_of(observe("a1", (stale, [])))
     assert cond(status, "Ready") == ("False", "PodsNotReady")
     assert cond(status, "Progressing") == ("True", "RollingOut")
+    assert "stableRevision" not in status
 
 
-# --- stableRevision, counts, generation ----------------------------------------------------
+# --- stableRevision, roles, counts, generation ---------------------------------------------
 
 
-def test_stable_revision_is_kept_only_while_it_still_serves() -> None:
+def test_stable_revision_moves_only_when_the_new_one_is_complete() -> None:
     rolling: tuple[JSON, list[JSON]] = (deployment("b2", replicas=1, updated=1), [])
-    serving = observe("b2", rolling, (full("a1"), []), previous={"stableRevision": "a1"})
-    assert status_of(serving)["stableRevision"] == "a1"
+    serving = status_of(observe("b2", rolling, (full("a1"), []), previous=SERVING_A1))
+    assert serving["stableRevision"] == "a1"
+    assert cond(serving, "Progressing") == ("True", "RollingOut")
 
-    drained = deployment("a1", desired=0, replicas=0)
-    gone = observe("b2", rolling, (drained, []), previous={"stableRevision": "a1"})
-    assert "stableRevision" not in status_of(gone)
-
-    done = observe("b2", (full("b2"), []), (full("a1"), []), previous={"stableRevision": "a1"})
+    done = observe("b2", (full("b2"), []), (full("a1"), []), previous=SERVING_A1)
     status = status_of(done)
     assert status["stableRevision"] == "b2"
+    assert "canaryRevision" not in status
     assert cond(status, "Ready") == ("True", "RevisionAvailable")
-    # The old revision still exists until it is pruned, so the rollout is not over.
-    assert cond(status, "Progressing") == ("True", "RollingOut")
-    assert {r["name"]: r["role"] for r in status["revisions"]} == {"b2": "stable", "a1": "old"}
+    assert cond(status, "Progressing") == ("False", "RolloutComplete")
+    # a1's Deployment is still observed until it is pruned; it no longer gets traffic.
+    assert {r["name"]: (r["role"], r["weight"]) for r in status["revisions"]} == {
+        "b2": ("stable", 100),
+        "a1": ("old", 0),
+    }
 
 
-def test_replica_counts_sum_over_revisions() -> None:
+def test_stable_revision_with_no_ready_pods_is_not_ready() -> None:
+    rolling: tuple[JSON, list[JSON]] = (deployment("b2", replicas=1, updated=1), [])
+    crashing = deployment("a1", replicas=2, updated=2)
+    status = status_of(
+        observe("b2", rolling, (crashing, [crash_looping("a1")]), previous=SERVING_A1)
+    )
+    assert status["stableRevision"] == "a1"
+    assert cond(status, "Ready") == ("False", "CrashLoopBackOff")
+    assert status["traffic"] == "a1:0 b2:0"
+
+
+def test_canary_replicas_mode_weights_come_from_ready_endpoints() -> None:
     status = status_of(
         observe(
             "b2",
             (deployment("b2", desired=3, replicas=3, ready=1, available=1, updated=3), []),
             (deployment("a1", desired=3, replicas=2, ready=2, available=2, updated=2), []),
-        )
+            previous=SERVING_A1,
+        ),
+        rollout=CANARY,
     )
     assert status["replicas"] == 5
     assert status["readyReplicas"] == 3
-    weights = {r["name"]: r["weight"] for r in status["revisions"]}
-    assert weights == {"b2": 33, "a1": 67}
-    assert status["traffic"] == "b2:33 a1:67"
+    weights = {r["name"]: (r["role"], r["weight"]) for r in status["revisions"]}
+    assert weights == {"a1": ("stable", 67), "b2": ("canary", 33)}
+    assert status["traffic"] == "a1:67 b2:33"
+    assert status["canaryRevision"] == "b2"
+    assert status["currentStep"] == 0
+    assert cond(status, "Progressing") == ("True", "CanaryProgressing")
+
+
+def test_aborted_canary_role_and_degraded_reason() -> None:
+    previous = {
+        "stableRevision": "a1",
+        "rollout": {
+            "state": "RolloutAborted",
+            "abortedRevision": "b2",
+            "abortReason": "CanaryAnalysisFailed",
+            "abortMessage": "canary error rate 7.50% > 1%",
+        },
+    }
+    status = status_of(
+        observe(
+            "b2",
+            (deployment("b2", desired=0), []),
+            (full("a1"), [healthy("a1")]),
+            previous=previous,
+        ),
+        rollout=CANARY,
+    )
+    assert cond(status, "Ready") == ("True", "RevisionAvailable")
+    assert cond(status, "Degraded") == ("True", "CanaryAnalysisFailed")
+    assert cond(status, "Progressing") == ("False", "RolloutAborted")
+    degraded = find(status["conditions"], "Degraded")
+    assert degraded is not None
+    assert degraded["message"] == "canary error rate 7.50% > 1%"
+    assert {r["name"]: r["role"] for r in status["revisions"]} == {"a1": "stable", "b2": "aborted"}
+    assert status["traffic"] == "a1:100 b2:0"
+    assert status["rollout"]["abortedRevision"] == "b2"
+
+
+def test_blue_green_preview_role_gets_no_traffic() -> None:
+    status = status_of(
+        observe("b2", (full("b2"), []), (full("a1"), []), previous=SERVING_A1),
+        rollout={"strategy": "BlueGreen", "blueGreen": {"autoPromote": False}},
+    )
+    assert {r["name"]: (r["role"], r["weight"]) for r in status["revisions"]} == {
+        "a1": ("stable", 100),
+        "b2": ("preview", 0),
+    }
+    assert cond(status, "Progressing") == ("True", "AwaitingPromotion")
+
+
+def test_gateway_weights_are_shares_of_the_route_among_ready_revisions() -> None:
+    gateway: JSON = {
+        "strategy": "Canary",
+        "canary": {
+            "steps": [{"weight": 10, "pauseSeconds": 60}, {"weight": 50}],
+            "trafficRouting": {"mode": "GatewayAPI", "gatewayAPI": {"parentRefs": [{"name": "g"}]}},
+        },
+    }
+    observed = observe(
+        "b2",
+        (deployment("b2", desired=1, replicas=1, ready=1, available=1, updated=1), []),
+        (full("a1"), []),
+        previous=SERVING_A1,
+    )
+    the_plan = planned(observed, gateway)
+    assert the_plan.route_weights == {"a1": 90, "b2": 10}
+    assert traffic_weights(the_plan, observed.revisions) == {"a1": 90, "b2": 10}
+    # A backend whose pods all went away does not count: the rest share the traffic.
+    a1_down = (replace(observed.revisions[0]), replace(observed.revisions[1], ready=0))
+    assert traffic_weights(the_plan, a1_down) == {"b2": 100, "a1": 0}
+    nothing = tuple(replace(r, ready=0) for r in observed.revisions)
+    assert traffic_weights(the_plan, nothing) == {"b2": 0, "a1": 0}
+
+
+def test_conditions_are_ready_progressing_degraded_in_that_order() -> None:
+    observed = observe("a1", (full("a1"), []))
+    the_plan = planned(observed)
+    found = conditions(observed, the_plan)
+    assert [c.type for c in found] == ["Ready", "Progressing", "Degraded"]
+    assert found[1] == the_plan.progressing
 
 
 @pytest.mark.parametrize("generation", [1, 7, 120])
@@ -567,11 +726,28 @@ def test_compute_status_does_not_mutate_its_inputs() -> None:
         previous=previous,
     )
     before = copy.deepcopy(observed)
-    status = status_of(observed)
+    the_plan = planned(observed)
+    plan_before = copy.deepcopy(the_plan)
+    status = compute_status(observed, the_plan, URL, SELECTOR, T1)
     assert observed == before
-    # And the result shares no mutable state with the previous status.
+    assert the_plan == plan_before
+    # And the result shares no mutable state with the previous status or the plan.
     status["conditions"][0]["reason"] = "Changed"
+    status["history"].append({"revision": "z9"})
     assert observed == before
+    assert the_plan == plan_before
+
+
+def test_status_history_shares_no_mutable_state_with_the_previous_status() -> None:
+    previous = status_of(observe("a1", (full("a1"), [])), now=T0)
+    observed = observe("a1", (full("a1"), []), previous=previous)
+    before = copy.deepcopy(observed)
+    the_plan = planned(observed)
+    plan_before = copy.deepcopy(the_plan)
+    status = compute_status(observed, the_plan, URL, SELECTOR, T1)
+    status["history"][0]["spec"]["model"]["version"] = "changed"
+    assert observed == before
+    assert the_plan == plan_before
 
 
 # --- effective weights ----------------------------------------------------------------------
@@ -610,15 +786,33 @@ def test_weights_follow_ready_replicas_and_sum_to_100(ready: list[int]) -> None:
             assert weights[r.revision] == 0
 
 
-@given(st.lists(st.integers(min_value=0, max_value=50), min_size=1, max_size=4))
-def test_status_weights_sum_to_100_whenever_a_pod_is_ready(ready: list[int]) -> None:
+@given(
+    st.lists(st.integers(min_value=0, max_value=50), min_size=1, max_size=4),
+    st.sampled_from(["Rolling", "Canary", "BlueGreen"]),
+)
+def test_status_weights_sum_to_100_whenever_a_serving_pod_is_ready(
+    ready: list[int], strategy: str
+) -> None:
+    # r0 is stable; the spec asks for r1 (or r0 when it is the only revision).
     states: list[tuple[JSON, list[JSON]]] = [
         (deployment(f"r{i}", desired=n, replicas=n, ready=n, available=n, updated=n), [])
         for i, n in enumerate(ready)
     ]
-    status = status_of(observe("r0", *states))
-    weights = [r["weight"] for r in status["revisions"]]
-    assert sum(weights) == (100 if sum(ready) else 0)
+    observed = observe("r1" if len(ready) > 1 else "r0", *states, previous={"stableRevision": "r0"})
+    rollout = CANARY if strategy == "Canary" else {"strategy": strategy}
+    the_plan = planned(observed, rollout)
+    status = compute_status(observed, the_plan, URL, SELECTOR, T1)
+    weights = {r["name"]: r["weight"] for r in status["revisions"]}
+    if the_plan.service_revision is None:
+        selected = {f"r{i}": n for i, n in enumerate(ready)}
+    else:
+        assert the_plan.service_revision == the_plan.state.stable
+        serving = the_plan.service_revision
+        selected = {serving: ready[int(serving.removeprefix("r"))]}
+    assert sum(weights.values()) == (100 if sum(selected.values()) else 0)
+    for name, weight in weights.items():
+        if weight:
+            assert name in selected and selected[name] > 0
     assert status["readyReplicas"] == sum(ready)
 
 
@@ -686,7 +880,13 @@ def test_healthy_first_status_emits_nothing() -> None:
 
 def test_progressing_changes_emit_nothing() -> None:
     previous = status_of(
-        observe("b2", (deployment("b2", replicas=1, updated=1), []), (full("a1"), [])), now=T0
+        observe(
+            "b2",
+            (deployment("b2", replicas=1, updated=1), []),
+            (full("a1"), []),
+            previous=SERVING_A1,
+        ),
+        now=T0,
     )
     status = copy.deepcopy(previous)
     for condition in status["conditions"]:
@@ -697,7 +897,13 @@ def test_progressing_changes_emit_nothing() -> None:
 
 def test_new_failure_while_serving_warns_with_the_failure() -> None:
     previous = status_of(
-        observe("b2", (deployment("b2", replicas=1, updated=1), []), (full("a1"), [])), now=T0
+        observe(
+            "b2",
+            (deployment("b2", replicas=1, updated=1), []),
+            (full("a1"), []),
+            previous=SERVING_A1,
+        ),
+        now=T0,
     )
     status = status_of(
         observe(
@@ -707,4 +913,5 @@ def test_new_failure_while_serving_warns_with_the_failure() -> None:
             previous=previous,
         )
     )
+    assert cond(status, "Ready") == ("True", "RevisionAvailable")  # a1 still serves
     assert [e[:2] for e in transition_events(previous, status)] == [("Warning", "CrashLoopBackOff")]

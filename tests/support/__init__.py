@@ -1,0 +1,1 @@
+"""Helpers shared by several test suites (real processes the tests start and stop)."""
