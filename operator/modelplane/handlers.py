@@ -65,7 +65,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     operator_config = config_from_env()
     kube = Kube(connect())
-    reconciler = Reconciler(kube, operator_config, emit=_emit)
+    reconciler = Reconciler(kube, operator_config, emit=_event_poster(kube))
     reconciler.service_monitor_available = await asyncio.to_thread(
         _crd_exists, kube, "servicemonitors.monitoring.coreos.com"
     )
@@ -82,8 +82,22 @@ def _crd_exists(kube: Kube, name: str) -> bool:
         return False  # without RBAC to read CRDs we simply do not render ServiceMonitors
 
 
-def _emit(body: JSON, type_: str, reason: str, message: str) -> None:
-    kopf.event(body, type=type_, reason=reason, message=message)
+def _event_poster(kube: Kube) -> Any:
+    """Posts Events in the background: an Event that fails must never stop a reconcile."""
+    log = logging.getLogger(__name__)
+
+    def post(body: JSON, type_: str, reason: str, message: str) -> None:
+        def send() -> None:
+            try:
+                kube.post_event(body, type_, reason, message)
+            except Exception as error:
+                log.warning(
+                    "could not post event %s for %s: %s", reason, body["metadata"]["name"], error
+                )
+
+        asyncio.get_running_loop().run_in_executor(None, send)
+
+    return post
 
 
 # Watch caches. Each maps (namespace, ModelDeployment name) to the objects seen for it.

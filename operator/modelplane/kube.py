@@ -5,7 +5,9 @@ The kubernetes client is synchronous; callers in async code run these in threads
 
 from __future__ import annotations
 
+import datetime
 import json
+import socket
 from typing import Any
 
 from kubernetes import client, config
@@ -122,6 +124,37 @@ class Kube:
         return self.request(
             "PATCH", path, {"status": status}, content_type="application/merge-patch+json"
         )
+
+    def post_event(self, obj: JSON, type_: str, reason: str, message: str) -> None:
+        """Records a core/v1 Event about `obj`, as `kubectl describe` shows them."""
+        metadata = obj["metadata"]
+        now = datetime.datetime.now(datetime.UTC)
+        stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {
+                "generateName": f"{metadata['name']}.",
+                "namespace": metadata["namespace"],
+            },
+            "involvedObject": {
+                "apiVersion": obj.get("apiVersion", f"{GROUP}/{VERSION}"),
+                "kind": obj.get("kind", "ModelDeployment"),
+                "name": metadata["name"],
+                "namespace": metadata["namespace"],
+                "uid": metadata.get("uid", ""),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": FIELD_MANAGER},
+            "reportingComponent": f"{GROUP}/operator",
+            "reportingInstance": socket.gethostname(),
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+        }
+        self.request("POST", f"/api/v1/namespaces/{metadata['namespace']}/events", event)
 
     def exists(self, path: str) -> bool:
         return self.get(path) is not None

@@ -41,6 +41,10 @@ SHARED_KINDS = (
 )
 
 
+# Passing states of a revision coming up: shown in conditions, not worth an Event.
+QUIET_REASONS = frozenset({"DeploymentPending", "PodsNotReady"})
+
+
 class EventSink(Protocol):
     def __call__(self, body: JSON, type_: str, reason: str, message: str) -> None: ...
 
@@ -96,7 +100,7 @@ def transition_events(previous: JSON, status: JSON) -> list[tuple[str, str, str]
         old = before.get(condition["type"])
         if old and (old["status"], old["reason"]) == (condition["status"], condition["reason"]):
             continue
-        if condition["type"] == "Progressing":
+        if condition["type"] == "Progressing" or condition["reason"] in QUIET_REASONS:
             continue
         bad = (condition["type"] == "Ready") == (condition["status"] == "False")
         if not old and not bad:
@@ -182,11 +186,12 @@ class Reconciler:
         )
         # Record the decision before acting on it, so a restart resumes from it.
         written = await self.report_status(body, owner, spec, observed, plan)
+        before = body
         if written:
             self._remember(body, written)
-            body = {**written, "status": written.get("status", {})}
+            body = written
         if not invalid:
-            await self.apply_children(body, owner, spec, plan, children)
+            await self.apply_children(before, owner, spec, plan, children)
         if plan.handled:
             written = await asyncio.to_thread(
                 self.kube.merge_patch,

@@ -9,7 +9,15 @@ import json
 from modelplane.spec import JSON, parse_spec
 
 # Fields of the spec whose change must create a new revision (a new Deployment).
-POD_AFFECTING_FIELDS = ("model", "runtime", "resources", "gpu", "node_selector", "tolerations", "affinity")
+POD_AFFECTING_FIELDS = (
+    "model",
+    "runtime",
+    "resources",
+    "gpu",
+    "node_selector",
+    "tolerations",
+    "affinity",
+)
 
 
 def revision_of(raw_spec: JSON, runtime_image: str) -> str:

@@ -241,7 +241,9 @@ def _finish_rollback(draft: _Draft) -> None:
     inp, state = draft.inp, draft.state
     target, previous = state.canary, state.stable
     view = inp.observed.get(target)
-    if not (view and view.complete and view.ready > 0 and view.replicas >= _stable_size(inp, previous)):
+    if not (
+        view and view.complete and view.ready > 0 and view.replicas >= _stable_size(inp, previous)
+    ):
         return
     _promote(draft, target, 0, "RolledBack")
     draft.state = replace(

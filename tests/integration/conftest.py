@@ -128,7 +128,9 @@ def _free_port() -> int:
 class OperatorProcess:
     """The operator run from source, as `make run` does, against the test cluster."""
 
-    def __init__(self, cluster: Cluster, log_dir: str, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, cluster: Cluster, log_dir: str, extra_env: dict[str, str] | None = None
+    ) -> None:
         self.cluster = cluster
         self.extra_env = extra_env or {}
         self.log_path = os.path.join(log_dir, "operator.log")

@@ -42,7 +42,9 @@ def test_example_becomes_ready_with_every_child(
     cluster.kubectl("wait", "-n", namespace, "md/iris", "--for=condition=Ready", "--timeout=90s")
     md = ready(cluster, namespace, "iris")
     status = md["status"]
-    assert not md["metadata"].get("finalizers"), "deleting a ModelDeployment must not need the operator"
+    assert not md["metadata"].get("finalizers"), (
+        "deleting a ModelDeployment must not need the operator"
+    )
     assert status["url"] == f"http://iris.{namespace}.svc.cluster.local/v2/models/iris/infer"
     assert status["selector"] == "modelplane.io/deployment=iris"
     assert status["readyReplicas"] == md["spec"]["replicas"]

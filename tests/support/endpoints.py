@@ -23,7 +23,9 @@ class EndpointWatcher:
     @staticmethod
     def _ready(item: Any) -> int:
         return sum(
-            1 for e in item.endpoints or [] if e.conditions is None or e.conditions.ready is not False
+            1
+            for e in item.endpoints or []
+            if e.conditions is None or e.conditions.ready is not False
         )
 
     def start(self) -> EndpointWatcher:
@@ -37,8 +39,10 @@ class EndpointWatcher:
         while not self._stop.is_set():
             stream = watch.Watch()
             for event in stream.stream(
-                api.list_namespaced_endpoint_slice, self.namespace,
-                label_selector=selector, timeout_seconds=5,
+                api.list_namespaced_endpoint_slice,
+                self.namespace,
+                label_selector=selector,
+                timeout_seconds=5,
             ):
                 item = event["object"]
                 if event["type"] == "DELETED":

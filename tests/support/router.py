@@ -46,8 +46,12 @@ class Router:
                     return
                 port, model = target
                 upstream = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-                upstream.request("POST", MODEL_SEGMENT.sub(f"/models/{model}", "/" + rest),
-                                 body=body, headers={"Content-Type": "application/json"})
+                upstream.request(
+                    "POST",
+                    MODEL_SEGMENT.sub(f"/models/{model}", "/" + rest),
+                    body=body,
+                    headers={"Content-Type": "application/json"},
+                )
                 answer = upstream.getresponse()
                 payload = answer.read()
                 self.send_response(answer.status)
