@@ -23,3 +23,13 @@ MODEL_DEPLOYMENTS = Gauge(
 WATCH_EVENTS = Counter(
     "modelplane_operator_watch_events_total", "Watch events seen, by kind.", ["kind"]
 )
+TRAFFIC_WEIGHT = Gauge(
+    "modelplane_operator_traffic_weight",
+    "Effective traffic share of each live revision, in percent, as last reported in status.",
+    ["namespace", "name", "revision", "role"],
+)
+ROLLOUT_ABORTS = Counter(
+    "modelplane_operator_rollout_aborts_total",
+    "Rollouts aborted, by reason (CanaryAnalysisFailed, ProgressDeadlineExceeded, Aborted, ...).",
+    ["namespace", "name", "reason"],
+)

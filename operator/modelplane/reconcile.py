@@ -14,6 +14,7 @@ from modelplane.analysis import analyze
 from modelplane.config import OperatorConfig
 from modelplane.drift import foreign_keys_patch, needs_apply, stamp
 from modelplane.kube import Kube
+from modelplane.metrics import ROLLOUT_ABORTS, TRAFFIC_WEIGHT
 from modelplane.prometheus import PrometheusClient
 from modelplane.render import (
     DEPLOYMENT_LABEL,
@@ -124,6 +125,7 @@ class Reconciler:
         # watch cache lags behind our writes, and planning from a stale status would repeat
         # a step that was already taken.
         self._written: dict[tuple[str, str], tuple[set[str], JSON]] = {}
+        self._weights_reported: dict[tuple[str, str], set[tuple[str, str]]] = {}
 
     async def trigger(
         self, key: tuple[str, str], load: Callable[[], tuple[JSON | None, Children]]
@@ -276,6 +278,11 @@ class Reconciler:
             selector=f"{DEPLOYMENT_LABEL}={owner.name}",
             now=now_iso(),
         )
+        self.export_weights(owner, status)
+        if plan.state.aborted_revision and plan.state.aborted_revision != (
+            previous.get("rollout") or {}
+        ).get("abortedRevision"):
+            ROLLOUT_ABORTS.labels(owner.namespace, owner.name, plan.state.abort_reason).inc()
         if _ignoring_times(status) == _ignoring_times(previous):
             return None
         written = await asyncio.to_thread(
@@ -284,6 +291,17 @@ class Reconciler:
         for type_, reason, message in transition_events(previous, status):
             self.emit(body, type_, reason, message)
         return written
+
+    def export_weights(self, owner: Owner, status: JSON) -> None:
+        key = (owner.namespace, owner.name)
+        current = {(r["name"], r["role"]) for r in status.get("revisions", [])}
+        for revision, role in self._weights_reported.get(key, set()) - current:
+            TRAFFIC_WEIGHT.remove(owner.namespace, owner.name, revision, role)
+        for item in status.get("revisions", []):
+            TRAFFIC_WEIGHT.labels(owner.namespace, owner.name, item["name"], item["role"]).set(
+                item["weight"]
+            )
+        self._weights_reported[key] = current
 
 
 def _as_ref(body: JSON) -> JSON:

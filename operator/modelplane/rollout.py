@@ -572,11 +572,17 @@ def _canary_plan(
         if not (view and view.ready > 0):
             canary_weight = 0  # never route to a revision without ready pods
         route_weights = {state.stable: 100 - canary_weight, inp.desired: canary_weight}
+    if gateway:
+        effective = route_weights[inp.desired]
+    else:
+        stable_view = inp.observed.get(state.stable)
+        ready_total = (view.ready if view else 0) + (stable_view.ready if stable_view else 0)
+        effective = (view.ready * 100 // ready_total) if view and ready_total else 0
     progressing = Condition(
         "Progressing",
         True,
         "CanaryProgressing",
-        f"{label}: canary {inp.desired} at requested {weight}%, {detail}",
+        f"{label}: canary {inp.desired} at {effective}% (requested {weight}%), {detail}",
     )
     degraded = None
     if view and view.problem:

@@ -359,7 +359,7 @@ def test_canary_happy_path_steps_10_then_50_then_promotion() -> None:
     assert step1.route_weights == {}
     assert step1.hpa_target == "a1"
     assert step1.progressing.reason == "CanaryProgressing"
-    assert step1.progressing.message.startswith("step 1/2: canary b2 at requested 10%")
+    assert step1.progressing.message.startswith("step 1/2: canary b2 at 0% (requested 10%)")
     assert not step1.needs_analysis
 
     observed = [up("a1", 4), up("b2", 1)]
@@ -382,7 +382,7 @@ def test_canary_happy_path_steps_10_then_50_then_promotion() -> None:
     assert passed.requested_weight == 50
     assert passed.service_revision is None
     assert reasons(passed) == ["CanaryStepPassed"]
-    assert passed.progressing.message.startswith("step 2/2: canary b2 at requested 50%")
+    assert "step 2/2: canary b2 at" in passed.progressing.message and "(requested 50%)" in passed.progressing.message
 
     observed = [up("a1", 4), up("b2", 4)]
     d.wait(59)
@@ -424,7 +424,7 @@ def test_promotion_scales_the_canary_to_full_before_it_becomes_stable() -> None:
     assert full.state.stable == "a1"
     assert full.requested_weight == 100
     assert sizes(full) == {"a1": 4, "b2": 4}
-    assert full.progressing.message.startswith("promotion: canary b2 at requested 100%")
+    assert full.progressing.message.startswith("promotion: canary b2 at 33% (requested 100%)")
     assert full.service_revision is None
     promoted = d.plan("b2", [up("a1", 4), up("b2", 4)])
     assert promoted.state.stable == "b2"

@@ -1,0 +1,32 @@
+"""The ModelDeployment CRD's schema, read from the CRD manifest that the cluster gets."""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Any, cast
+
+import yaml
+
+from modelplane import VERSION
+
+# Like render.TEMPLATES_DIR: an image or package may point elsewhere; a checkout has crds/.
+CRD_PATH = Path(
+    os.environ.get(
+        "MODELPLANE_CRD",
+        Path(__file__).resolve().parents[3] / "crds" / "modelplane.io_modeldeployments.yaml",
+    )
+)
+
+Schema = dict[str, Any]
+
+
+@functools.cache
+def crd_schema(path: Path = CRD_PATH) -> Schema:
+    """The openAPIV3Schema of the served version."""
+    crd = yaml.safe_load(path.read_text())
+    for version in crd["spec"]["versions"]:
+        if version["name"] == VERSION:
+            return cast(Schema, version["schema"]["openAPIV3Schema"])
+    raise LookupError(f"{path} does not serve {VERSION}")

@@ -1,0 +1,68 @@
+"""Offline validation of a ModelDeployment: what the apiserver would say on create."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from modelplane import GROUP, VERSION
+from modelplane.cli.cel_rules import validate_rules
+from modelplane.cli.crd import Schema, crd_schema
+from modelplane.cli.defaults import apply_defaults
+from modelplane.cli.field_errors import FieldError, UnknownField, invalid
+from modelplane.cli.schema_check import unknown_fields, unknown_metadata_fields, validate_schema
+
+DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+SUBDOMAIN_MESSAGE = (
+    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' "
+    "or '.', and must start and end with an alphanumeric character (e.g. 'example.com', "
+    "regex used for validation is "
+    "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+)
+# Errors after which the apiserver does not run CEL rules (their input types are unknown).
+BLOCKING = ("Unsupported value",)
+NOT_CHECKED = (
+    "some validation rules were not checked because the object was invalid; "
+    "correct the existing errors to complete validation"
+)
+
+Problem = FieldError | UnknownField
+
+
+def object_meta_errors(body: dict[str, Any]) -> list[FieldError]:
+    """Generic ObjectMeta validation, which every object gets before the CRD's schema."""
+    metadata = body.get("metadata") or {}
+    name = metadata.get("name")
+    if not name:
+        if metadata.get("generateName"):
+            return []
+        return [FieldError("metadata.name", "Required value", "name or generateName is required", shows_value=False)]
+    if len(name) > 253 or not DNS1123_SUBDOMAIN.match(name):
+        return [invalid("metadata.name", name, SUBDOMAIN_MESSAGE)]
+    return []
+
+
+def type_meta_errors(body: dict[str, Any]) -> list[FieldError]:
+    if body.get("apiVersion") != f"{GROUP}/{VERSION}":
+        return [invalid("apiVersion", body.get("apiVersion"), f"must be {GROUP}/{VERSION}")]
+    return []
+
+
+def _blocks_rules(error: FieldError) -> bool:
+    return error.kind in BLOCKING or (error.kind == "Invalid value" and " must be of type " in error.detail)
+
+
+def lint_object(body: dict[str, Any], schema: Schema | None = None) -> list[Problem]:
+    """Every error the apiserver would report for creating `body`, in its words."""
+    schema = schema or crd_schema()
+    unknown = unknown_metadata_fields(body.get("metadata"))
+    unknown += unknown_fields({k: v for k, v in body.items() if k != "metadata"}, schema)
+    # The status subresource drops status on create; validation never sees it.
+    defaulted = apply_defaults({k: v for k, v in body.items() if k != "status"}, schema)
+    errors = type_meta_errors(body) + object_meta_errors(body)
+    errors += validate_schema(defaulted, schema)
+    if any(_blocks_rules(e) for e in errors):
+        errors.append(invalid("", None, NOT_CHECKED))
+    else:
+        errors += validate_rules(defaulted, schema)
+    return [*unknown, *errors]
