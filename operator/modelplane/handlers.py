@@ -203,6 +203,7 @@ async def resync_forever(memo: kopf.Memo, indexes: dict[str, Any], interval: flo
                 await _reconcile(key, memo, indexes)
             except Exception as error:  # one failing object must not stop the others
                 logging.getLogger(__name__).warning("resync of %s/%s failed: %s", *key, error)
+        export_condition_counts(indexes["model_deployments"])
 
 
 @kopf.on.startup()
@@ -249,7 +250,12 @@ for _kind, (_group, _version, _plural) in {**CHILD_KINDS, "Pod": ("", "v1", "pod
 
 @kopf.on.probe(id="modeldeployments")
 def count_by_condition(model_deployments: kopf.Index[Any, Any], **_: Any) -> dict[str, int]:
-    """Reports and exports ModelDeployments by condition; also feeds the metrics gauge."""
+    """Reports ModelDeployments by condition on /healthz."""
+    return export_condition_counts(model_deployments)
+
+
+def export_condition_counts(model_deployments: kopf.Index[Any, Any]) -> dict[str, int]:
+    """Counts ModelDeployments by condition and exports the counts as a gauge."""
     tally: Tally[tuple[str, str]] = Tally()
     for key in model_deployments:
         for body in model_deployments[key]:

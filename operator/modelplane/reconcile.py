@@ -160,7 +160,9 @@ class Reconciler:
         owner = Owner(metadata["name"], metadata["namespace"], metadata["uid"])
         spec = parse_spec(body["spec"])
         revision = revision_of(body["spec"], self.config.runtime_image)
-        invalid = await asyncio.to_thread(check_references, self.kube, owner.namespace, spec)
+        invalid = ""
+        if spec.model.credentials_secret or spec.model.uri.startswith("pvc://"):
+            invalid = await asyncio.to_thread(check_references, self.kube, owner.namespace, spec)
         states = tuple(
             revision_state(d, [p for p in children.pods if _revision(p) == _revision(d)])
             for d in children.by_kind.get("Deployment", [])

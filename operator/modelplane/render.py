@@ -16,6 +16,8 @@ from modelplane.config import OperatorConfig
 from modelplane.rollout import Plan
 from modelplane.spec import JSON, ModelDeploymentSpec, parse_spec
 
+# libyaml's loader when present: rendering runs on every reconcile.
+SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # The image sets MODELPLANE_TEMPLATES_DIR; from a source checkout templates/ sits at the root.
 TEMPLATES_DIR = Path(
     os.environ.get("MODELPLANE_TEMPLATES_DIR", Path(__file__).resolve().parents[2] / "templates")
@@ -54,7 +56,7 @@ def _environment(templates_dir: Path = TEMPLATES_DIR) -> jinja2.Environment:
 
 def render_template(template: str, **values: Any) -> JSON:
     text = _environment().get_template(template).render(**values)
-    manifest = yaml.safe_load(text)
+    manifest = yaml.load(text, Loader=SafeLoader)
     assert isinstance(manifest, dict), f"{template} did not render a mapping"
     return manifest
 
