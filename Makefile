@@ -49,7 +49,7 @@ test: venv binaries ## Run the whole suite: lint, unit, runtime and integration 
 .PHONY: install
 install: ## Apply the CRDs to $KUBECONFIG
 	kubectl apply --server-side --force-conflicts -k crds/
-	kubectl wait --for=condition=Established --timeout=60s crd/modeldeployments.modelplane.io
+	hack/wait-crd.sh modeldeployments.modelplane.io
 
 .PHONY: run
 run: venv ## Run the operator from source, in the foreground, against $KUBECONFIG

@@ -92,7 +92,7 @@ def run(n: int, steady_seconds: int) -> dict[str, object]:
         sh("kubectl", "create", "namespace", "bench", env=env)
         sh("kubectl", "apply", "--server-side", "-k", str(REPO / "crds"), env=env)
         sh("kubectl", "apply", "--server-side", "-k", str(REPO / "config" / "rbac"), env=env)
-        sh("kubectl", "wait", "--for=condition=Established", "crd/modeldeployments.modelplane.io", env=env)
+        sh(str(REPO / "hack" / "wait-crd.sh"), "modeldeployments.modelplane.io", env=env)
         token = sh("kubectl", "create", "token", "modelplane-operator", "-n", "modelplane-system",
                    "--duration=2h", env=env).strip()
         config = json.loads(sh("kubectl", "config", "view", "--raw", "--minify", "-o", "json", env=env))

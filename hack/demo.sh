@@ -22,7 +22,7 @@ kubectl get nodes -L nvidia.com/gpu.product
 
 step "2. install the ModelDeployment CRD and start the operator"
 kubectl apply --server-side --force-conflicts -k crds/ >/dev/null
-kubectl wait --for=condition=Established crd/modeldeployments.modelplane.io >/dev/null
+hack/wait-crd.sh modeldeployments.modelplane.io
 MODELPLANE_METRICS_PORT=0 MODELPLANE_LIVENESS=http://127.0.0.1:0/healthz \
   "$py" -m modelplane >"$work/operator.log" 2>&1 &
 pids+=($!)

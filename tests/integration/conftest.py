@@ -91,12 +91,14 @@ def api_client(cluster: Cluster) -> client.ApiClient:
 @pytest.fixture(scope="session")
 def crd_installed(cluster: Cluster) -> None:
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-k", str(REPO / "crds"))
-    cluster.kubectl(
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd/modeldeployments.modelplane.io",
-    )
+    # `kubectl wait` errors out (instead of waiting) while the CRD has no conditions yet.
+    deadline = time.monotonic() + 60
+    jsonpath = '{.status.conditions[?(@.type=="Established")].status}'
+    while cluster.kubectl(
+        "get", "crd", "modeldeployments.modelplane.io", "-o", f"jsonpath={jsonpath}", check=False
+    ).stdout != "True":
+        assert time.monotonic() < deadline, "the ModelDeployment CRD was not Established in 60s"
+        time.sleep(0.2)
 
 
 @pytest.fixture
