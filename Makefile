@@ -7,6 +7,8 @@ PY := $(VENV)/bin/python
 CLUSTER_DIR ?= $(CURDIR)/.cluster
 export CLUSTER_DIR
 
+include hack/targets.mk
+
 .PHONY: help
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'

@@ -33,3 +33,8 @@ ROLLOUT_ABORTS = Counter(
     "Rollouts aborted, by reason (CanaryAnalysisFailed, ProgressDeadlineExceeded, Aborted, ...).",
     ["namespace", "name", "reason"],
 )
+CONDITION = Gauge(
+    "modelplane_operator_modeldeployment_condition",
+    "1 when the condition of a ModelDeployment is True, 0 when False.",
+    ["namespace", "name", "condition"],
+)

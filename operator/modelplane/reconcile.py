@@ -14,7 +14,7 @@ from modelplane.analysis import analyze
 from modelplane.config import OperatorConfig
 from modelplane.drift import foreign_keys_patch, needs_apply, stamp
 from modelplane.kube import Kube
-from modelplane.metrics import ROLLOUT_ABORTS, TRAFFIC_WEIGHT
+from modelplane.metrics import CONDITION, ROLLOUT_ABORTS, TRAFFIC_WEIGHT
 from modelplane.prometheus import PrometheusClient
 from modelplane.render import (
     DEPLOYMENT_LABEL,
@@ -304,6 +304,10 @@ class Reconciler:
                 item["weight"]
             )
         self._weights_reported[key] = current
+        for condition in status.get("conditions", []):
+            CONDITION.labels(owner.namespace, owner.name, condition["type"]).set(
+                1 if condition["status"] == "True" else 0
+            )
 
 
 def _as_ref(body: JSON) -> JSON:

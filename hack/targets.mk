@@ -1,0 +1,21 @@
+# Install, observability and kind targets; included from the Makefile.
+
+.PHONY: dist
+dist: ## Regenerate dist/install.yaml and the chart's copies of the CRD and alert rules
+	hack/render-install.sh
+
+.PHONY: dist-check
+dist-check: ## Fail when dist/install.yaml or the chart's copies are stale
+	hack/render-install.sh --check
+
+.PHONY: helm
+helm: ## Build (or reuse) helm v3 from its Go module into ~/.cache/modelplane
+	hack/helm/build.sh
+
+.PHONY: kind-demo
+kind-demo: ## In-cluster demo on kind (needs Docker; not run in CI): build, load, deploy, predict
+	hack/kind-demo.sh
+
+.PHONY: kind-down
+kind-down: ## Delete the kind-demo cluster
+	hack/kind-demo.sh down
