@@ -7,30 +7,31 @@ has, map, all, exists) comes with cel-python.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from celpy import celtypes
 
 
-def is_sorted(items: celtypes.ListType) -> celtypes.BoolType:
-    return celtypes.BoolType(all(a <= b for a, b in zip(items, items[1:], strict=False)))
+def is_sorted(items: Sequence[Any]) -> celtypes.BoolType:
+    return celtypes.BoolType(all(a <= b for a, b in itertools.pairwise(items)))
 
 
-def list_sum(items: celtypes.ListType) -> Any:
+def list_sum(items: Sequence[Any]) -> Any:
     total: Any = celtypes.IntType(0)
     for item in items:
         total = item if total == 0 and not isinstance(item, celtypes.IntType) else total + item
     return total
 
 
-def list_min(items: celtypes.ListType) -> Any:
+def list_min(items: Sequence[Any]) -> Any:
     if not items:
         raise ValueError("min called on empty list")
     return min(items)
 
 
-def list_max(items: celtypes.ListType) -> Any:
+def list_max(items: Sequence[Any]) -> Any:
     if not items:
         raise ValueError("max called on empty list")
     return max(items)
@@ -67,8 +68,8 @@ def split(text: str, separator: str, *limit: Any) -> celtypes.ListType:
     return celtypes.ListType(celtypes.StringType(p) for p in text.split(separator, count))
 
 
-def join(items: celtypes.ListType, *separator: Any) -> celtypes.StringType:
-    return celtypes.StringType(str(separator[0] if separator else "").join(items))
+def join(items: Sequence[Any], *separator: Any) -> celtypes.StringType:
+    return celtypes.StringType(str(separator[0] if separator else "").join(str(i) for i in items))
 
 
 def replace(text: str, old: str, new: str, *limit: Any) -> celtypes.StringType:

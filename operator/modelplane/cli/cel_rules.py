@@ -6,6 +6,7 @@ import functools
 from typing import Any
 
 import celpy
+from celpy.adapter import json_to_cel
 from celpy.evaluation import CELEvalError
 
 from modelplane.cli.cel_library import FUNCTIONS
@@ -23,7 +24,7 @@ def _program(rule: str) -> Any:
 
 def evaluate(rule: str, value: Any) -> Any:
     """The rule's result with `self` bound to `value`; CEL errors come back raised."""
-    result = _program(rule).evaluate({"self": celpy.json_to_cel(value)})
+    result = _program(rule).evaluate({"self": json_to_cel(value)})
     if isinstance(result, CELEvalError):
         raise result
     return result
@@ -33,7 +34,7 @@ def _message(rule: Schema, value: Any) -> str:
     if "messageExpression" in rule:
         try:
             return str(evaluate(rule["messageExpression"], value))
-        except Exception:  # noqa: BLE001 - the apiserver falls back to the static message
+        except Exception:  # the apiserver falls back to the static message
             pass
     return str(rule.get("message") or f"failed rule: {rule['rule']}")
 
@@ -49,7 +50,7 @@ def _rule_errors(value: Any, schema: Schema, path: str) -> list[FieldError]:
             target = child_path(path, rule["fieldPath"].lstrip("."))
         try:
             passed = bool(evaluate(rule["rule"], value))
-        except Exception as error:  # noqa: BLE001 - any CEL failure is a rejection
+        except Exception as error:  # any CEL failure is a rejection
             errors.append(invalid(target, schema_type, str(error.args[0] if error.args else error)))
             continue
         if not passed:

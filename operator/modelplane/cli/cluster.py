@@ -59,7 +59,9 @@ def get_model_deployment(target: Target) -> JSON:
 
 
 def list_json(target: Target, path: str, **query: str) -> list[JSON]:
-    items: list[JSON] = target.kube.request("GET", path, query=list(query.items())).get("items") or []
+    items: list[JSON] = (
+        target.kube.request("GET", path, query=list(query.items())).get("items") or []
+    )
     return items
 
 

@@ -10,29 +10,14 @@ NIL_PATH = "<nil>"
 
 
 def go_value(value: Any) -> str:
-    """Formats a bad value the way field.Error does with Go's fmt verbs."""
+    """Formats a bad value as field.Error does: numbers bare, strings quoted, the rest JSON."""
     if value is None:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
         return str(value)
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, dict):
-        items = ", ".join(f"{json.dumps(k)}:{_go_literal(v)}" for k, v in value.items())
-        return f"map[string]interface {{}}{{{items}}}"
-    if isinstance(value, list):
-        return "[]interface {}{" + ", ".join(_go_literal(v) for v in value) + "}"
-    return str(value)
-
-
-def _go_literal(value: Any) -> str:
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, bool | int | float) or value is None:
-        return "nil" if value is None else go_value(value)
-    return go_value(value)
+    return json.dumps(value, separators=(",", ":"))
 
 
 @dataclass(frozen=True)

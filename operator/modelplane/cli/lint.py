@@ -7,7 +7,7 @@ from typing import Any
 
 from modelplane import GROUP, VERSION
 from modelplane.cli.cel_rules import validate_rules
-from modelplane.cli.crd import Schema, crd_schema
+from modelplane.cli.crd import Schema, crd_schema, spec_replicas_path
 from modelplane.cli.defaults import apply_defaults
 from modelplane.cli.field_errors import FieldError, UnknownField, invalid
 from modelplane.cli.schema_check import unknown_fields, unknown_metadata_fields, validate_schema
@@ -20,7 +20,8 @@ SUBDOMAIN_MESSAGE = (
     "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
 )
 # Errors after which the apiserver does not run CEL rules (their input types are unknown).
-BLOCKING = ("Unsupported value",)
+BLOCKING = ("Unsupported value", "Required value", "Too long", "Too many")
+INT32_MAX = 2**31 - 1
 NOT_CHECKED = (
     "some validation rules were not checked because the object was invalid; "
     "correct the existing errors to complete validation"
@@ -36,7 +37,14 @@ def object_meta_errors(body: dict[str, Any]) -> list[FieldError]:
     if not name:
         if metadata.get("generateName"):
             return []
-        return [FieldError("metadata.name", "Required value", "name or generateName is required", shows_value=False)]
+        return [
+            FieldError(
+                "metadata.name",
+                "Required value",
+                "name or generateName is required",
+                shows_value=False,
+            )
+        ]
     if len(name) > 253 or not DNS1123_SUBDOMAIN.match(name):
         return [invalid("metadata.name", name, SUBDOMAIN_MESSAGE)]
     return []
@@ -48,8 +56,25 @@ def type_meta_errors(body: dict[str, Any]) -> list[FieldError]:
     return []
 
 
+def scale_errors(body: dict[str, Any]) -> list[FieldError]:
+    """The scale subresource's own check of the replicas field, reported with its JSON path."""
+    path = spec_replicas_path()
+    value: Any = body
+    for key in path.strip(".").split(".") if path else []:
+        value = value.get(key) if isinstance(value, dict) else None
+    if not isinstance(value, int) or isinstance(value, bool):
+        return []
+    if value < 0:
+        return [invalid(path, value, "should be a non-negative integer")]
+    if value > INT32_MAX:
+        return [invalid(path, value, f"should be less than or equal to {INT32_MAX}")]
+    return []
+
+
 def _blocks_rules(error: FieldError) -> bool:
-    return error.kind in BLOCKING or (error.kind == "Invalid value" and " must be of type " in error.detail)
+    return error.kind in BLOCKING or (
+        error.kind == "Invalid value" and " must be of type " in error.detail
+    )
 
 
 def lint_object(body: dict[str, Any], schema: Schema | None = None) -> list[Problem]:
@@ -61,6 +86,7 @@ def lint_object(body: dict[str, Any], schema: Schema | None = None) -> list[Prob
     defaulted = apply_defaults({k: v for k, v in body.items() if k != "status"}, schema)
     errors = type_meta_errors(body) + object_meta_errors(body)
     errors += validate_schema(defaulted, schema)
+    errors += scale_errors(defaulted)
     if any(_blocks_rules(e) for e in errors):
         errors.append(invalid("", None, NOT_CHECKED))
     else:

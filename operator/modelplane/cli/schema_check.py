@@ -88,7 +88,9 @@ def validate_schema(value: Any, schema: Schema, path: str = "") -> list[FieldErr
 
 
 def _object(value: dict[str, Any], schema: Schema, path: str) -> list[FieldError]:
-    errors = [required(child_path(path, key)) for key in schema.get("required", []) if key not in value]
+    errors = [
+        required(child_path(path, key)) for key in schema.get("required", []) if key not in value
+    ]
     if "maxProperties" in schema and len(value) > schema["maxProperties"]:
         errors.append(too_many(path, len(value), schema["maxProperties"]))
     if "minProperties" in schema and len(value) < schema["minProperties"]:

@@ -30,7 +30,10 @@ def header(md: JSON) -> Table:
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column()
-    grid.add_row("ModelDeployment", f"{metadata.get('namespace')}/{metadata['name']}")
+    namespace = metadata.get("namespace")
+    grid.add_row(
+        "ModelDeployment", f"{namespace}/{metadata['name']}" if namespace else metadata["name"]
+    )
     grid.add_row("Model", f"{spec.get('model', {}).get('format', '?')} version {_version(spec)}")
     grid.add_row("Strategy", str((spec.get("rollout") or {}).get("strategy", "Rolling")))
     grid.add_row("Stable", str(status.get("stableRevision", "-")))
@@ -80,14 +83,17 @@ def rollout_lines(md: JSON) -> Table:
         grid.add_row("Step", f"{index + 1}/{len(steps)} (canary weight {weight}%)")
     analysis: JSON = rollout.get("lastAnalysis") or {}
     if analysis:
-        verdict = {True: "passed", False: "failed"}.get(analysis.get("passed"), "inconclusive")
+        passed = analysis.get("passed")
+        verdict = "inconclusive" if passed is None else "passed" if passed else "failed"
         grid.add_row(
             "Analysis", f"{verdict} {analysis.get('reason', '')}: {analysis.get('message', '')}"
         )
     smoke: JSON = rollout.get("smokeTest") or {}
     if smoke:
         verdict = "passed" if smoke.get("passed") else "failed"
-        grid.add_row("Smoke test", f"{verdict} on {smoke.get('revision')}: {smoke.get('message', '')}")
+        grid.add_row(
+            "Smoke test", f"{verdict} on {smoke.get('revision')}: {smoke.get('message', '')}"
+        )
     if rollout.get("abortedRevision"):
         grid.add_row(
             "Aborted",
