@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -46,6 +47,9 @@ SHARED_KINDS = (
 QUIET_REASONS = frozenset({"DeploymentPending", "PodsNotReady"})
 
 
+LOG = logging.getLogger(__name__)
+
+
 class EventSink(Protocol):
     def __call__(self, body: JSON, type_: str, reason: str, message: str) -> None: ...
 
@@ -79,9 +83,15 @@ def check_references(kube: Kube, namespace: str, spec: ModelDeploymentSpec) -> s
 
 
 def status_patch(previous: JSON, status: JSON) -> JSON:
-    """A merge patch that also clears fields we no longer report."""
+    """A merge patch that also clears fields we no longer report, at every depth: a merge
+    patch merges nested objects, so a key left out would otherwise survive."""
     patch: JSON = {key: None for key in previous if key not in status}
-    patch.update(status)
+    for key, value in status.items():
+        old = previous.get(key)
+        if isinstance(value, dict) and isinstance(old, dict):
+            patch[key] = status_patch(old, value)
+        else:
+            patch[key] = value
     return patch
 
 
@@ -121,10 +131,10 @@ class Reconciler:
         self.clock: Callable[[], float] = time.time
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._pending: set[tuple[str, str]] = set()
-        # Our own latest write of each ModelDeployment, and the versions it supersedes: the
-        # watch cache lags behind our writes, and planning from a stale status would repeat
-        # a step that was already taken.
-        self._written: dict[tuple[str, str], tuple[set[str], JSON]] = {}
+        # The newest version of each ModelDeployment we have seen: our own writes, or what
+        # the watch cache shows. The cache can lag behind our writes (and kopf's), and
+        # planning from an older status would repeat a step that was already taken.
+        self._newest: dict[tuple[str, str], JSON] = {}
         self._weights_reported: dict[tuple[str, str], set[tuple[str, str]]] = {}
 
     async def trigger(
@@ -140,20 +150,22 @@ class Reconciler:
             body, children = load()
             if body is None:
                 self._locks.pop(key, None)
-                self._written.pop(key, None)
+                self._newest.pop(key, None)
                 return False
-            superseded, latest = self._written.pop(key, (set(), {}))
-            if body["metadata"].get("resourceVersion") in superseded:
-                body = latest
-                self._written[key] = (superseded, latest)
+            body = self._prefer_newest(key, body)
             await self.reconcile(body, children)
         return True
 
-    def _remember(self, body: JSON, written: JSON) -> None:
-        key = (body["metadata"]["namespace"], body["metadata"]["name"])
-        superseded, _ = self._written.get(key, (set(), {}))
-        superseded = superseded | {body["metadata"].get("resourceVersion")}
-        self._written[key] = (superseded, written)
+    def _prefer_newest(self, key: tuple[str, str], body: JSON) -> JSON:
+        known = self._newest.get(key)
+        if known is not None and _version(known) > _version(body) >= 0:
+            return known
+        self._newest[key] = body
+        return body
+
+    def _remember(self, written: JSON) -> None:
+        metadata = written["metadata"]
+        self._prefer_newest((metadata["namespace"], metadata["name"]), written)
 
     async def reconcile(self, body: JSON, children: Children) -> None:
         metadata = body["metadata"]
@@ -181,6 +193,18 @@ class Reconciler:
             # Keep serving what runs; change nothing until the spec can be realized.
             inp = replace(inp, annotations=frozenset())
         plan = await self.plan(owner, spec, inp)
+        LOG.debug(
+            "planned %s/%s at %s: stable=%s canary=%s step=%s aborted=%s actions=%s handled=%s",
+            owner.namespace,
+            owner.name,
+            metadata.get("resourceVersion"),
+            plan.state.stable,
+            plan.state.canary,
+            plan.state.step,
+            plan.state.aborted_revision,
+            sorted(inp.annotations),
+            plan.handled,
+        )
         observed = Observed(
             generation=int(metadata.get("generation", 1)),
             revision=revision,
@@ -192,7 +216,7 @@ class Reconciler:
         written = await self.report_status(body, owner, spec, observed, plan)
         before = body
         if written:
-            self._remember(body, written)
+            self._remember(written)
             body = written
         if not invalid:
             await self.apply_children(before, owner, spec, plan, children)
@@ -202,7 +226,7 @@ class Reconciler:
                 _as_ref(body),
                 {"metadata": {"annotations": {a: None for a in plan.handled}}},
             )
-            self._remember(body, written)
+            self._remember(written)
         for type_, reason, message in plan.events:
             self.emit(body, type_, reason, message)
 
@@ -290,8 +314,10 @@ class Reconciler:
         written = await asyncio.to_thread(
             self.kube.patch_status, owner.namespace, owner.name, status_patch(previous, status)
         )
+        planned = {reason for _, reason, _ in plan.events}  # the plan already tells these
         for type_, reason, message in transition_events(previous, status):
-            self.emit(body, type_, reason, message)
+            if reason not in planned:
+                self.emit(body, type_, reason, message)
         return written
 
     def export_weights(self, owner: Owner, status: JSON) -> None:
@@ -308,6 +334,12 @@ class Reconciler:
             CONDITION.labels(owner.namespace, owner.name, condition["type"]).set(
                 1 if condition["status"] == "True" else 0
             )
+
+
+def _version(body: JSON) -> int:
+    """etcd's resourceVersions are integers that grow; -1 where one is not (never preferred)."""
+    version = str(body["metadata"].get("resourceVersion", ""))
+    return int(version) if version.isdigit() else -1
 
 
 def _as_ref(body: JSON) -> JSON:

@@ -485,3 +485,34 @@ def test_gateway_api_mode_sets_exact_route_weights(
     cluster.kubectl("-n", namespace, "annotate", "md", "gw", "modelplane.io/promote=true")
     eventually(lambda: stable_is(cluster, namespace, "gw", r2), timeout=60)
     eventually(lambda: route() == {f"gw-{r2}": 100}, timeout=30)
+
+
+def test_abort_then_retry_at_once_restarts_the_canary_and_promote_finishes_it(
+    cluster: Cluster, operator: OperatorProcess, namespace: str
+) -> None:
+    rollout = {"strategy": "Canary", "canary": {"steps": [{"weight": 25, "pauseSeconds": 3600}]}}
+    v1, v2 = spec("1", rollout), spec("2", rollout)
+    r1, r2 = revision_of(v1, "x"), revision_of(v2, "x")
+    apply_md(cluster, namespace, "again", v1)
+    eventually(lambda: stable_is(cluster, namespace, "again", r1), timeout=90)
+    apply_md(cluster, namespace, "again", v2)
+    eventually(lambda: md(cluster, namespace, "again")["status"].get("canaryRevision") == r2, timeout=60)
+
+    cluster.kubectl("-n", namespace, "annotate", "md", "again", "modelplane.io/abort=true")
+    eventually(lambda: condition(md(cluster, namespace, "again"), "Degraded").get("reason") == "Aborted", timeout=30)
+    # The retry races the operator's removal of the abort annotation on purpose.
+    cluster.kubectl("-n", namespace, "annotate", "md", "again", "modelplane.io/retry=true")
+
+    def restarted() -> Json:
+        current = md(cluster, namespace, "again")
+        annotations = current["metadata"].get("annotations", {})
+        assert "modelplane.io/retry" not in annotations and "modelplane.io/abort" not in annotations
+        assert current["status"].get("canaryRevision") == r2, current["status"]
+        assert condition(current, "Degraded").get("status") == "False", current["status"]
+        return current
+
+    eventually(restarted, timeout=30)
+    time.sleep(6)  # two resync periods: nothing may abort it again
+    restarted()
+    cluster.kubectl("-n", namespace, "annotate", "md", "again", "modelplane.io/promote=true")
+    eventually(lambda: stable_is(cluster, namespace, "again", r2), timeout=60)
