@@ -13,13 +13,12 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client
-
 from modelplane.revision import revision_of
+
 from tests.integration.conftest import Cluster, OperatorProcess
 from tests.integration.helpers import condition, eventually, get_json
 from tests.runtime.models import train_sklearn
@@ -496,10 +495,15 @@ def test_abort_then_retry_at_once_restarts_the_canary_and_promote_finishes_it(
     apply_md(cluster, namespace, "again", v1)
     eventually(lambda: stable_is(cluster, namespace, "again", r1), timeout=90)
     apply_md(cluster, namespace, "again", v2)
-    eventually(lambda: md(cluster, namespace, "again")["status"].get("canaryRevision") == r2, timeout=60)
+    eventually(
+        lambda: md(cluster, namespace, "again")["status"].get("canaryRevision") == r2, timeout=60
+    )
 
     cluster.kubectl("-n", namespace, "annotate", "md", "again", "modelplane.io/abort=true")
-    eventually(lambda: condition(md(cluster, namespace, "again"), "Degraded").get("reason") == "Aborted", timeout=30)
+    eventually(
+        lambda: condition(md(cluster, namespace, "again"), "Degraded").get("reason") == "Aborted",
+        timeout=30,
+    )
     # The retry races the operator's removal of the abort annotation on purpose.
     cluster.kubectl("-n", namespace, "annotate", "md", "again", "modelplane.io/retry=true")
 

@@ -36,8 +36,8 @@ class Router:
         router = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-                _, namespace, service, rest = (self.path.split("/", 3) + ["", "", ""])[:4]
+            def do_POST(self) -> None:
+                _, namespace, service, rest = ([*self.path.split("/", 3), "", "", ""])[:4]
                 router.requests.append(f"{namespace}/{service}/{rest}")
                 target = router.routes.get((namespace, service))
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
