@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import fnmatch
 import logging
 import time
 from collections import Counter as Tally
@@ -59,11 +60,14 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.watching.connect_timeout = 30
     settings.posting.level = logging.WARNING
     settings.execution.max_workers = 8
-    # Our resources are known up front; scanning would need list/watch on every CRD.
-    settings.scanning.disabled = True
+    # Our resources are known up front; scanning would need list/watch on every CRD. Only
+    # namespace patterns (globs) need it, to discover the namespaces that match.
+    operator_config = config_from_env()
+    settings.scanning.disabled = not any(
+        set(pattern) & set("*?[!") for pattern in operator_config.namespaces
+    )
     # Every watch event runs a handler; kopf's per-object "succeeded" lines would flood the log.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    operator_config = config_from_env()
     kube = Kube(connect())
     reconciler = Reconciler(kube, operator_config, emit=_event_poster(kube))
     reconciler.service_monitor_available = await asyncio.to_thread(
@@ -286,9 +290,11 @@ async def watch_is_fresh(memo: kopf.Memo, model_deployments: kopf.Index[Any, Any
         for key in model_deployments
         for b in model_deployments[key]
     }
+    patterns = memo.config.namespaces or ("*",)
     missing = [
         item["metadata"]["name"]
         for item in listed.get("items", [])
+        if any(fnmatch.fnmatch(item["metadata"]["namespace"], p) for p in patterns)
         if cached.get((item["metadata"]["namespace"], item["metadata"]["name"]))
         != item["metadata"]["resourceVersion"]
     ]

@@ -199,7 +199,11 @@ def operator(
     process = OperatorProcess(
         cluster,
         str(tmp_path_factory.mktemp("operator")),
-        {"MODELPLANE_SERVICE_URL_TEMPLATE": router.url_template},
+        {
+            "MODELPLANE_SERVICE_URL_TEMPLATE": router.url_template,
+            # Test namespaces only: the CRD tests write statuses by hand in crd-* namespaces.
+            "MODELPLANE_NAMESPACES": "t-*,rollouts-*",
+        },
     )
     process.start()
     yield process
