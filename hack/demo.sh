@@ -23,7 +23,7 @@ kubectl get nodes -L nvidia.com/gpu.product
 step "2. install the ModelDeployment CRD and start the operator"
 kubectl apply --server-side --force-conflicts -k crds/ >/dev/null
 hack/wait-crd.sh modeldeployments.modelplane.io
-MODELPLANE_METRICS_PORT=0 MODELPLANE_LIVENESS=http://127.0.0.1:0/healthz \
+MODELPLANE_METRICS_PORT=0 MODELPLANE_LIVENESS=http://127.0.0.1:0/healthz MODELPLANE_TIMER_INTERVAL_SECONDS=2 \
   "$py" -m modelplane >"$work/operator.log" 2>&1 &
 pids+=($!)
 echo "operator running (pid ${pids[-1]}), log: $work/operator.log"
@@ -44,7 +44,30 @@ kubectl -n demo get md -o wide
 echo
 kubectl -n demo get deployments,services,serviceaccounts,poddisruptionbudgets,pods -l modelplane.io/deployment=iris
 
-step "4. serve a real iris model with the modelplane runtime and send a prediction"
+step "4. ship version 2 as a canary: 25% -> 50% -> promotion, watched live"
+canary=$(mktemp)
+"$py" - examples/sklearn-iris.yaml >"$canary" <<'PY'
+import sys, yaml
+doc = yaml.safe_load(open(sys.argv[1]))
+doc["spec"]["model"]["version"] = "2"
+doc["spec"]["rollout"] = {"strategy": "Canary", "canary": {"scaleDownDelaySeconds": 5,
+    "steps": [{"weight": 25, "pauseSeconds": 5}, {"weight": 50, "pauseSeconds": 5}]}}
+print(yaml.safe_dump(doc))
+PY
+first=$(kubectl -n demo get md iris -o jsonpath='{.status.stableRevision}')
+kubectl -n demo apply -f "$canary"
+last=""
+for _ in $(seq 1 120); do
+  line=$(kubectl -n demo get md iris -o jsonpath='{.status.stableRevision} {.status.traffic} | {.status.conditions[?(@.type=="Progressing")].message}')
+  [ "$line" != "$last" ] && { echo "stable=$line"; last=$line; }
+  stable=$(kubectl -n demo get md iris -o jsonpath='{.status.stableRevision}')
+  [ -n "$stable" ] && [ "$stable" != "$first" ] && break
+  sleep 1
+done
+[ "$stable" != "$first" ] || { echo "the canary was not promoted; operator log: $work/operator.log" >&2; exit 1; }
+kubectl -n demo get md iris -o wide
+
+step "5. serve a real iris model with the modelplane runtime and send a prediction"
 "$py" hack/demo_model.py "$work/model"
 port=$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 MODELPLANE_MODEL_NAME=iris MODELPLANE_MODEL_URI="$work/model" MODELPLANE_MODEL_FORMAT=sklearn \

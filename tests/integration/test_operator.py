@@ -350,3 +350,25 @@ def test_make_targets_exist() -> None:
     ).stdout
     for target in ("install", "run", "cluster-up", "cluster-down", "test"):
         assert target in targets
+
+
+def test_every_example_is_applied_and_becomes_ready(
+    cluster: Cluster, operator: OperatorProcess, namespace: str
+) -> None:
+    examples = sorted((REPO / "examples").glob("*.yaml"))
+    # Some examples read their model from object storage with credentials, as users would.
+    cluster.kubectl("create", "secret", "generic", "s3-creds", "-n", namespace,
+                    "--from-literal=AWS_ACCESS_KEY_ID=demo", "--from-literal=AWS_SECRET_ACCESS_KEY=demo")
+    names = []
+    for path in examples:
+        cluster.kubectl("apply", "-n", namespace, "-f", str(path))
+        names += [
+            line.split("/", 1)[1]
+            for line in cluster.kubectl("get", "-n", namespace, "-f", str(path), "-o", "name").stdout.split()
+        ]
+    assert len(names) >= 7, names
+    for name in names:
+        eventually(lambda name=name: ready(cluster, namespace, name), timeout=120)  # type: ignore[misc]
+    gpu_pods = get_json(cluster, "-n", namespace, "pods", "-l", "modelplane.io/deployment=" + next(
+        n for n in names if "gpu" in n))["items"]
+    assert gpu_pods and all(p["spec"]["nodeName"].startswith("kwok-gpu-") for p in gpu_pods)
