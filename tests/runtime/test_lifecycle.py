@@ -59,6 +59,18 @@ def test_sigterm_drains_in_flight_request(slow_onnx: Path, start_runtime: StartR
     assert runtime.process.wait(timeout=30) == 0
 
 
+def test_one_worker_serves_in_a_single_process(
+    slow_onnx: Path, start_runtime: StartRuntime
+) -> None:
+    """MODELPLANE_WORKERS=1 runs granian embedded: no launcher/worker pair (RSS, docs)."""
+    runtime = start_runtime(MODELPLANE_MODEL_URI=str(slow_onnx), MODELPLANE_MODEL_FORMAT="onnx")
+    assert runtime.process is not None
+    tasks = Path(f"/proc/{runtime.process.pid}/task").iterdir()
+    children = [c for task in tasks for c in (task / "children").read_text().split()]
+    assert children == []
+    assert runtime.post_json("/v2/models/model/infer", rows_body(1)).status == 200
+
+
 def test_loop_serves_while_predict_runs_and_overload_is_503(
     slow_onnx: Path, start_runtime: StartRuntime
 ) -> None:
