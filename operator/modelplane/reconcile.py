@@ -48,6 +48,7 @@ QUIET_REASONS = frozenset({"DeploymentPending", "PodsNotReady"})
 
 
 LOG = logging.getLogger(__name__)
+PAUSED = "modelplane.io/paused"
 
 
 class EventSink(Protocol):
@@ -169,6 +170,8 @@ class Reconciler:
 
     async def reconcile(self, body: JSON, children: Children) -> None:
         metadata = body["metadata"]
+        if (metadata.get("annotations") or {}).get(PAUSED) == "true":
+            return  # hands off: nothing is applied, pruned or reported until unpaused
         owner = Owner(metadata["name"], metadata["namespace"], metadata["uid"])
         spec = parse_spec(body["spec"])
         revision = revision_of(body["spec"], self.config.runtime_image)

@@ -199,11 +199,7 @@ def operator(
     process = OperatorProcess(
         cluster,
         str(tmp_path_factory.mktemp("operator")),
-        {
-            "MODELPLANE_SERVICE_URL_TEMPLATE": router.url_template,
-            # Test namespaces only: the CRD tests write statuses by hand in crd-* namespaces.
-            "MODELPLANE_NAMESPACES": "t-*,rollouts-*",
-        },
+        {"MODELPLANE_SERVICE_URL_TEMPLATE": router.url_template},
     )
     process.start()
     yield process

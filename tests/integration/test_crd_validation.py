@@ -253,6 +253,8 @@ def test_status_and_scale_subresources_and_columns(
 ) -> None:
     name = "cols"
     obj = minimal(name)
+    # This test writes the status itself: a running operator must leave the object alone.
+    obj["metadata"]["annotations"] = {"modelplane.io/paused": "true"}
     obj["spec"]["model"]["version"] = "1"
     created = create(custom, ns, obj)
     try:
