@@ -357,18 +357,59 @@ def test_every_example_is_applied_and_becomes_ready(
 ) -> None:
     examples = sorted((REPO / "examples").glob("*.yaml"))
     # Some examples read their model from object storage with credentials, as users would.
-    cluster.kubectl("create", "secret", "generic", "s3-creds", "-n", namespace,
-                    "--from-literal=AWS_ACCESS_KEY_ID=demo", "--from-literal=AWS_SECRET_ACCESS_KEY=demo")
+    cluster.kubectl(
+        "create",
+        "secret",
+        "generic",
+        "s3-creds",
+        "-n",
+        namespace,
+        "--from-literal=AWS_ACCESS_KEY_ID=demo",
+        "--from-literal=AWS_SECRET_ACCESS_KEY=demo",
+    )
+    claim = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "model-store", "namespace": namespace},
+        "spec": {"accessModes": ["ReadOnlyMany"], "resources": {"requests": {"storage": "1Gi"}}},
+    }
+    volume = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": f"models-{namespace}"},
+        "spec": {
+            "capacity": {"storage": "1Gi"},
+            "accessModes": ["ReadOnlyMany"],
+            "hostPath": {"path": "/srv/models"},
+            "persistentVolumeReclaimPolicy": "Delete",
+            "claimRef": {"namespace": namespace, "name": "model-store"},
+        },
+    }
+    # examples/onnx.yaml reads its model from this claim, bound to a static volume.
+    cluster.kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [volume, claim]}),
+    )
     names = []
     for path in examples:
         cluster.kubectl("apply", "-n", namespace, "-f", str(path))
         names += [
             line.split("/", 1)[1]
-            for line in cluster.kubectl("get", "-n", namespace, "-f", str(path), "-o", "name").stdout.split()
+            for line in cluster.kubectl(
+                "get", "-n", namespace, "-f", str(path), "-o", "name"
+            ).stdout.split()
         ]
     assert len(names) >= 7, names
     for name in names:
         eventually(lambda name=name: ready(cluster, namespace, name), timeout=120)  # type: ignore[misc]
-    gpu_pods = get_json(cluster, "-n", namespace, "pods", "-l", "modelplane.io/deployment=" + next(
-        n for n in names if "gpu" in n))["items"]
+    gpu_pods = get_json(
+        cluster,
+        "-n",
+        namespace,
+        "pods",
+        "-l",
+        "modelplane.io/deployment=" + next(n for n in names if "gpu" in n),
+    )["items"]
     assert gpu_pods and all(p["spec"]["nodeName"].startswith("kwok-gpu-") for p in gpu_pods)
