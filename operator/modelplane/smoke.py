@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 
 from modelplane.drift import is_subset
+from modelplane.inference import post_inference
 from modelplane.rollout import SmokeResult
 from modelplane.spec import JSON
 
 
-def request_path(model: str, body: JSON) -> str:
+def protocol_of(body: JSON) -> str:
     """V1 bodies carry `instances`; everything else is an Open Inference Protocol V2 request."""
-    if "instances" in body:
-        return f"/v1/models/{model}:predict"
-    return f"/v2/models/{model}/infer"
+    return "v1" if "instances" in body else "v2"
 
 
 def expectation_met(expected: JSON, answer: JSON) -> bool:
@@ -34,19 +31,11 @@ def run_smoke_tests(
         name = test.get("name") or f"request {index + 1}"
         body = test.get("body") or {}
         expected_status = int(test.get("expectStatus", 200))
-        request = urllib.request.Request(
-            base_url.rstrip("/") + request_path(model, body),
-            data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"},
-            method="POST",
-        )
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                status, text = response.status, response.read().decode()
-        except urllib.error.HTTPError as error:
-            status, text = error.code, error.read().decode(errors="replace")
+            status, raw = post_inference(base_url, model, protocol_of(body), body, timeout)
         except OSError as error:
             return SmokeResult(False, f"{name}: preview unreachable at {base_url}: {error}")
+        text = raw.decode(errors="replace")
         if status != expected_status:
             return SmokeResult(
                 False, f"{name}: HTTP {status}, expected {expected_status}: {text[:200]}"

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 from modelplane.cli.main import app
-from modelplane.cli.predict import infer_path, load_data, send
+from modelplane.cli.predict import load_data, send
+from modelplane.inference import infer_path
 from typer.testing import CliRunner
 
 REPO = Path(__file__).resolve().parents[2]

@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from modelplane.cli.cluster import Target, list_json
+from modelplane.inference import post_inference
 from modelplane.render import DEPLOYMENT_LABEL, REVISION_LABEL
 from modelplane.spec import JSON
 
@@ -40,24 +39,8 @@ def load_data(data: str) -> Any:
     return json.loads(text)
 
 
-def infer_path(model: str, protocol: str) -> str:
-    if protocol == "v1":
-        return f"/v1/models/{model}:predict"
-    return f"/v2/models/{model}/infer"
-
-
 def send(base_url: str, model: str, protocol: str, body: Any, timeout: float = 30) -> Answer:
-    request = urllib.request.Request(
-        base_url.rstrip("/") + infer_path(model, protocol),
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return Answer(response.status, response.read())
-    except urllib.error.HTTPError as error:
-        return Answer(error.code, error.read())
+    return Answer(*post_inference(base_url, model, protocol, body, timeout))
 
 
 def _ready(pod: JSON) -> bool:
