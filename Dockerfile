@@ -1,15 +1,22 @@
 # The modelplane operator image: non-root, read-only root filesystem friendly.
-FROM python:3.11-slim AS build
+# hack/images.sh builds without Docker on a local Debian python base; the default is unchanged.
+ARG PYTHON_IMAGE=python:3.11-slim
+FROM ${PYTHON_IMAGE} AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY operator ./operator
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+# A virtualenv copied whole into the final stage: no wheels layer left behind in the image.
+RUN python3 -m venv /opt/venv && /opt/venv/bin/pip install --no-cache-dir .
 
-FROM python:3.11-slim
-RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
-    pip install --no-cache-dir /wheels/*.whl
+FROM ${PYTHON_IMAGE}
+# A passwd entry for the UID: kopf names its peering identity after getpass.getuser().
+RUN useradd --uid 65532 --user-group --no-create-home --home-dir /tmp \
+      --shell /usr/sbin/nologin modelplane
+COPY --from=build /opt/venv /opt/venv
 COPY templates /opt/modelplane/templates
-ENV MODELPLANE_TEMPLATES_DIR=/opt/modelplane/templates \
+ENV PATH=/opt/venv/bin:$PATH \
+    HOME=/tmp \
+    MODELPLANE_TEMPLATES_DIR=/opt/modelplane/templates \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 USER 65532:65532

@@ -6,6 +6,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CLUSTER_DIR ?= $(CURDIR)/.cluster
 export CLUSTER_DIR
+# kwok: fake nodes only; real: also one real node (containerd, runc, kubelet, kube-proxy)
+NODE ?= kwok
+export NODE
 
 include hack/targets.mk
 
@@ -23,11 +26,11 @@ $(VENV)/.installed: pyproject.toml runtime_images/pyproject.toml
 venv: $(VENV)/.installed ## Create the virtualenv with the operator, the runtime and the dev tools
 
 .PHONY: binaries
-binaries: ## Build (or reuse) the Kubernetes, etcd and kwok binaries in ~/.cache/modelplane
-	hack/control-plane/build.sh
+binaries: ## Build (or reuse) the Kubernetes (kubelet included), etcd, kwok and crictl binaries in ~/.cache/modelplane
+	COMPONENTS=all hack/control-plane/build.sh
 
 .PHONY: cluster-up
-cluster-up: ## Start the local control plane (etcd, apiserver, controllers, scheduler, kwok nodes)
+cluster-up: ## Start the local control plane with kwok nodes (NODE=real adds a real node)
 	hack/cluster.sh up
 
 .PHONY: cluster-down
@@ -43,8 +46,16 @@ lint: venv ## Run ruff and mypy (strict)
 unit: venv ## Unit tests of the pure code
 	$(VENV)/bin/pytest tests/unit
 
+.PHONY: images
+images: ## Build (or reuse) the runtime, operator, pause and CoreDNS images without Docker
+	hack/images.sh build all
+
+.PHONY: e2e
+e2e: venv binaries ## Only the end-to-end tests on a real node (real pods of the real images)
+	$(VENV)/bin/pytest tests/e2e
+
 .PHONY: test
-test: venv binaries ## Run the whole suite: lint, unit, runtime and integration tests
+test: venv binaries ## Run the whole suite: lint, unit, runtime, integration and real-node e2e tests
 	$(MAKE) lint
 	$(VENV)/bin/pytest tests
 

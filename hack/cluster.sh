@@ -7,7 +7,10 @@
 #   hack/cluster.sh env     print the two export lines
 #   hack/cluster.sh stats   resident memory of each component
 #
-# Everything listens on 127.0.0.1 only. Each component has its own data dir and log.
+# NODE=real adds one real node (containerd, runc, kubelet, kube-proxy; hack/real-node.sh).
+# Everything listens on 127.0.0.1 only, or with NODE=real on the node's host-local bridge
+# address, which pods need to reach the API server. Each component has its own data dir
+# and log.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -16,6 +19,7 @@ KWOK_CPU_NODES=${KWOK_CPU_NODES:-3}
 KWOK_GPU_NODES=${KWOK_GPU_NODES:-2}
 KWOK_NODE_PODS=${KWOK_NODE_PODS:-250}
 START_TIMEOUT=${START_TIMEOUT:-90}
+NODE=${NODE:-kwok}
 GPU_PRODUCT=NVIDIA-A100-SXM4-80GB
 GPUS_PER_NODE=4
 MIG_RESOURCE=nvidia.com/mig-1g.10gb
@@ -24,38 +28,9 @@ pki=$CLUSTER_DIR/pki
 logs=$CLUSTER_DIR/logs
 run=$CLUSTER_DIR/run
 
-say() { printf '[cluster] %s\n' "$*" >&2; }
-die() { printf '[cluster] ERROR: %s\n' "$*" >&2; exit 1; }
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-alive() { [ -f "$run/$1.pid" ] && kill -0 "$(cat "$run/$1.pid")" 2>/dev/null; }
-
-start() { # name, then the command line
-  local name=$1; shift
-  mkdir -p "$logs"
-  setsid "$@" >"$logs/$name.log" 2>&1 < /dev/null &
-  echo $! >"$run/$name.pid"
-}
-
-# Waits for a check to pass while the component stays alive; names the log on failure.
-wait_for() { # component, description, check command...
-  local name=$1 what=$2; shift 2
-  local deadline=$(( $(date +%s) + START_TIMEOUT ))
-  until "$@" >/dev/null 2>&1; do
-    if ! alive "$name"; then
-      tail -n 20 "$logs/$name.log" >&2 || true
-      die "$name exited while waiting for $what; see its log: $logs/$name.log"
-    fi
-    if [ "$(date +%s)" -ge "$deadline" ]; then
-      tail -n 20 "$logs/$name.log" >&2 || true
-      die "$name: $what not reached in ${START_TIMEOUT}s; see its log: $logs/$name.log"
-    fi
-    sleep 0.5
-  done
-}
+LOG_PREFIX=cluster
+# shellcheck source=hack/lib.sh
+. "$repo/hack/lib.sh"
 
 make_pki() {
   mkdir -p "$pki"
@@ -66,16 +41,21 @@ make_pki() {
     openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 3650 \
       -subj "/CN=modelplane-local-ca" 2>/dev/null
     cat >apiserver.ext <<EOF
-subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local
+subjectAltName=IP:127.0.0.1,IP:10.96.0.1,IP:$("$repo/hack/real-node.sh" host-ip),DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local
 extendedKeyUsage=serverAuth
 EOF
     openssl req -newkey rsa:2048 -nodes -keyout apiserver.key -out apiserver.csr \
       -subj "/CN=kube-apiserver" 2>/dev/null
     openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
       -out apiserver.crt -days 3650 -extfile apiserver.ext 2>/dev/null
+    # the API server's client identity towards kubelets (logs, exec, port-forward)
+    openssl req -newkey rsa:2048 -nodes -keyout kubelet-client.key -out kubelet-client.csr \
+      -subj "/O=system:masters/CN=kube-apiserver-kubelet-client" 2>/dev/null
+    openssl x509 -req -in kubelet-client.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
+      -out kubelet-client.crt -days 3650 2>/dev/null
     openssl genrsa -out sa.key 2048 2>/dev/null
     openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
-    for who in admin controller-manager scheduler kwok; do
+    for who in admin controller-manager scheduler kwok node kube-proxy; do
       python3 -c 'import secrets, sys; sys.stdout.write(secrets.token_hex(24))' >"$who.token"
     done
     {
@@ -83,6 +63,9 @@ EOF
       echo "$(cat controller-manager.token),system:kube-controller-manager,kcm,"
       echo "$(cat scheduler.token),system:kube-scheduler,scheduler,"
       echo "$(cat kwok.token),kwok-controller,kwok,\"system:masters\""
+      # the real node's kubelet is limited by the Node authorizer to its own objects
+      echo "$(cat node.token),system:node:$("$repo/hack/real-node.sh" node-name),node,\"system:nodes\""
+      echo "$(cat kube-proxy.token),system:kube-proxy,kube-proxy,"
     } >tokens.csv
     # Writes only, metadata level: enough to count who writes what (benchmarks use it).
     cat >audit-policy.yaml <<EOF
@@ -107,7 +90,7 @@ kind: Config
 clusters:
 - name: modelplane-local
   cluster:
-    server: https://127.0.0.1:$(cat "$run/apiserver.port")
+    server: https://$(cat "$run/apiserver.host"):$(cat "$run/apiserver.port")
     certificate-authority: $pki/ca.crt
 users:
 - name: $2
@@ -182,6 +165,8 @@ print_env() {
 healthy() {
   local c
   for c in etcd kube-apiserver kube-controller-manager kube-scheduler kwok; do alive "$c" || return 1; done
+  [ "$(cat "$run/node_mode" 2>/dev/null)" = "$NODE" ] || return 1
+  if [ "$NODE" = real ]; then "$repo/hack/real-node.sh" healthy || return 1; fi
   "$(cat "$run/bin_dir")/kubectl" --kubeconfig "$CLUSTER_DIR/kubeconfig" get --raw /readyz >/dev/null 2>&1
 }
 
@@ -194,9 +179,23 @@ up() {
   [ -d "$run" ] && { say "cleaning up a previous, unhealthy cluster"; down; }
   local t0 bin_dir
   t0=$(date +%s)
-  bin_dir=$("$repo/hack/control-plane/build.sh")
+  if [ "$NODE" = real ]; then
+    bin_dir=$(COMPONENTS=all "$repo/hack/control-plane/build.sh")
+  else
+    [ "$NODE" = kwok ] || die "NODE must be kwok or real, not '$NODE'"
+    bin_dir=$("$repo/hack/control-plane/build.sh")
+  fi
   mkdir -p "$run" "$logs" "$CLUSTER_DIR/etcd"
   echo "$bin_dir" >"$run/bin_dir"
+  echo "$NODE" >"$run/node_mode"
+  local api_host=127.0.0.1 reconciler=none
+  if [ "$NODE" = real ]; then
+    # Pods reach the API server through the kubernetes Service, whose endpoint is the
+    # advertised address: the real node's bridge, which exists before the API server binds.
+    api_host=$("$repo/hack/real-node.sh" net-up)
+    reconciler=lease
+  fi
+  echo "$api_host" >"$run/apiserver.host"
   make_pki
   for p in etcd etcd-peer apiserver controller-manager scheduler kwok; do free_port >"$run/$p.port"; done
   local etcd_url=http://127.0.0.1:$(cat "$run/etcd.port")
@@ -210,10 +209,10 @@ up() {
     --unsafe-no-fsync --quota-backend-bytes 4294967296 --log-level warn
   wait_for etcd "a healthy etcd" curl -sf "$etcd_url/health"
 
-  say "starting kube-apiserver on https://127.0.0.1:$(cat "$run/apiserver.port")"
+  say "starting kube-apiserver on https://$api_host:$(cat "$run/apiserver.port")"
   start kube-apiserver "$bin_dir/kube-apiserver" \
     --etcd-servers "$etcd_url" \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 \
+    --bind-address "$api_host" --advertise-address "$api_host" \
     --secure-port "$(cat "$run/apiserver.port")" \
     --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
     --client-ca-file "$pki/ca.crt" --token-auth-file "$pki/tokens.csv" \
@@ -221,7 +220,9 @@ up() {
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
     --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
     --service-cluster-ip-range 10.96.0.0/16 \
-    --endpoint-reconciler-type none \
+    --endpoint-reconciler-type "$reconciler" \
+    --kubelet-client-certificate "$pki/kubelet-client.crt" --kubelet-client-key "$pki/kubelet-client.key" \
+    --kubelet-preferred-address-types InternalIP \
     --audit-policy-file "$pki/audit-policy.yaml" --audit-log-path "$logs/audit.log" \
     --audit-log-maxsize 100 --audit-log-maxbackup 1 \
     --allow-privileged=true --profiling=false --v=1
@@ -267,27 +268,28 @@ up() {
   "${kubectl[@]}" apply -f "$CLUSTER_DIR/nodes.yaml" >/dev/null
   wait_for kwok "all nodes Ready" "${kubectl[@]}" wait --for=condition=Ready node --all --timeout=2s
   wait_for kube-controller-manager "the default ServiceAccount" "${kubectl[@]}" -n default get serviceaccount default
+  if [ "$NODE" = real ]; then
+    CLUSTER_DIR=$CLUSTER_DIR START_TIMEOUT=$START_TIMEOUT "$repo/hack/real-node.sh" up
+  fi
 
   say "control plane ready in $(( $(date +%s) - t0 ))s ($("${kubectl[@]}" get nodes --no-headers | wc -l) nodes); logs in $logs"
   print_env
 }
 
 down() {
-  local c pid
-  for c in kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do
-    [ -f "$run/$c.pid" ] || continue
-    pid=$(cat "$run/$c.pid")
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-  done
+  local c
+  # The real node goes first: its teardown (pods, network, mounts) needs no API server.
+  if [ -d "$CLUSTER_DIR/node" ] || [ "$(cat "$run/node_mode" 2>/dev/null)" = real ]; then
+    CLUSTER_DIR=$CLUSTER_DIR "$repo/hack/real-node.sh" down || say "real node teardown reported errors (above)"
+  fi
+  for c in kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do stop "$c"; done
   rm -rf "$CLUSTER_DIR"
   say "stopped and removed $CLUSTER_DIR"
 }
 
 stats() {
   local c total=0 rss
-  for c in etcd kube-apiserver kube-controller-manager kube-scheduler kwok; do
+  for c in etcd kube-apiserver kube-controller-manager kube-scheduler kwok containerd kubelet kube-proxy; do
     alive "$c" || continue
     rss=$(awk '/VmRSS/ {print int($2 / 1024)}' "/proc/$(cat "$run/$c.pid")/status")
     total=$((total + rss))

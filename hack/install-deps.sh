@@ -5,6 +5,11 @@
 #                process (/usr/bin/prometheus); the package's systemd service is not used
 #   wrk          the HTTP load generator of the runtime benchmarks
 #
+# and for the real node (NODE=real, the e2e tests) and the images built without Docker:
+#
+#   containerd, runc, containernetworking-plugins, iptables, conntrack   the node itself
+#   buildah, mmdebstrap, gcc, libc6-dev   hack/images.sh (Dockerfiles, base rootfs, pause)
+#
 # Idempotent: packages already installed are left alone, and `apt-get update` runs only
 # when something is missing. Needs root (or sudo).
 set -euo pipefail
@@ -12,7 +17,8 @@ set -euo pipefail
 say() { printf '[install-deps] %s\n' "$*" >&2; }
 die() { printf '[install-deps] ERROR: %s\n' "$*" >&2; exit 1; }
 
-packages=(prometheus wrk)
+packages=(prometheus wrk containerd runc containernetworking-plugins iptables conntrack
+  buildah mmdebstrap gcc libc6-dev)
 
 sudo=()
 if [ "$(id -u)" -ne 0 ]; then
@@ -62,7 +68,17 @@ if command -v systemctl >/dev/null && systemctl is-enabled --quiet prometheus 2>
     || say "could not disable the prometheus service (harmless: the tests use the binary)"
 fi
 
-for bin in /usr/bin/prometheus /usr/bin/wrk; do
+# The Debian containerd package may start its own daemon (on /run/containerd): the real
+# node runs its own containerd with its own root and socket, so stop the packaged one.
+if command -v systemctl >/dev/null && [ -d /run/systemd/system ] \
+  && systemctl is-active --quiet containerd 2>/dev/null; then
+  say "stopping the containerd systemd service (the real node runs its own)"
+  "${sudo[@]}" systemctl stop containerd
+  "${sudo[@]}" systemctl disable --quiet containerd 2>/dev/null || true
+fi
+
+for bin in /usr/bin/prometheus /usr/bin/wrk /usr/bin/containerd /usr/sbin/runc /usr/lib/cni/bridge \
+  /usr/bin/buildah /usr/bin/mmdebstrap; do
   [ -x "$bin" ] || die "$bin missing after install"
 done
 say "prometheus: $(/usr/bin/prometheus --version 2>&1 | head -n1)"

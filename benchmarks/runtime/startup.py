@@ -1,18 +1,23 @@
 """Cold start and RSS only (no wrk): the focused part of run.py, repeated a few times.
 
 For each model (iris LogisticRegression, RandomForest 64x100) and server, start the server
-pinned to core 0 and time process start -> ready. Ours is started twice per round: with an
-empty compile cache (the compiler child runs) and with a warm one. RSS is the whole process
-tree's (server plus any launcher/worker processes), read after readiness and 2000 1-row V2
-requests from 8 client threads.
+pinned to one core (--core) and time process start -> ready (the model's V2 ready endpoint
+answering 200). Ours is started twice per round: first with an empty compile cache (the pod's
+first start: the compiler child converts the model to ONNX and checks it before the server is
+ready), then with the cache that start left (every later start). `ours-native` is ours with
+an unusable cache, so it serves the native scikit-learn model in-process: what becoming ready
+on the native model costs. RSS is the whole process tree's (server plus any launcher/worker
+processes), read after readiness and 2000 1-row V2 requests from 8 client threads.
 
-usage: .venv/bin/python benchmarks/runtime/startup.py [--rounds 3] [--servers ours,kserve,mlserver]
+usage: .venv/bin/python benchmarks/runtime/startup.py [--rounds 5] [--core 0]
+           [--servers ours,ours-native,kserve,mlserver]
 Peers need their venvs in .bench/ (created by run.sh); missing ones are skipped.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import sys
@@ -22,7 +27,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import run
 from run import BENCH, bodies, free_port, rss_kib, start_server, stop, train
+
+UNUSABLE_CACHE = Path("/proc/modelplane-unwritable")
 
 
 def load(port: int, model: str, width: int, requests: int = 2000, threads: int = 8) -> None:
@@ -38,47 +46,62 @@ def load(port: int, model: str, width: int, requests: int = 2000, threads: int =
         list(pool.map(one, range(requests)))
 
 
+def measure(
+    server: str, model: str, directory: Path, width: int, cache: Path
+) -> tuple[float, float]:
+    """Seconds from process start to ready, and MiB of RSS after the load."""
+    port = free_port()
+    process, cold = start_server(server, model, directory, port, BENCH / "logs", cache)
+    try:
+        load(port, model, width)
+        return cold, rss_kib(process.pid) / 1024
+    finally:
+        stop(process)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--servers", default="ours,kserve,mlserver")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--core", default=run.SERVER_CORE, help="the core servers are pinned to")
+    parser.add_argument("--servers", default="ours,ours-native,kserve,mlserver")
     args = parser.parse_args()
+    run.SERVER_CORE = args.core
     servers = [s for s in args.servers.split(",")
-               if s == "ours" or (BENCH / s / ".installed").exists()]  # fmt: skip
-    logs = BENCH / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
+               if s.startswith("ours") or (BENCH / s / ".installed").exists()]  # fmt: skip
+    (BENCH / "logs").mkdir(parents=True, exist_ok=True)
     models = train(BENCH / "models")
-    rows: dict[tuple[str, str, str], list[float]] = {}
-    rss: dict[tuple[str, str], list[float]] = {}
+    load_before = os.getloadavg()
+    rows: dict[tuple[str, str, str], list[tuple[float, float]]] = {}
     for _ in range(args.rounds):
         for model, (directory, width) in models.items():
             for server in servers:
                 cache = BENCH / "cache" / f"startup-{model}"
+                starts: list[tuple[str, str, Path]] = []
                 if server == "ours":
                     shutil.rmtree(cache, ignore_errors=True)
-                    process, cold = start_server(server, model, directory, free_port(), logs, cache)
-                    stop(process)
-                    rows.setdefault((server, model, "empty compile cache"), []).append(cold)
-                port = free_port()
-                process, cold = start_server(server, model, directory, port, logs, cache)
-                label = "warm compile cache" if server == "ours" else "process start to ready"
-                rows.setdefault((server, model, label), []).append(cold)
-                try:
-                    load(port, model, width)
-                    rss.setdefault((server, model), []).append(rss_kib(process.pid) / 1024)
-                finally:
-                    stop(process)
-                print(f"{server} {model}: cold {cold:.2f} s, rss {rss[(server, model)][-1]:.0f} MiB",
-                      file=sys.stderr, flush=True)  # fmt: skip
+                    starts += [("empty compile cache", "ours", cache),
+                               ("warm compile cache", "ours", cache)]  # fmt: skip
+                elif server == "ours-native":
+                    starts.append(("native model in-process", "ours", UNUSABLE_CACHE))
+                else:
+                    starts.append(("process start to ready", server, cache))
+                for label, name, where in starts:
+                    cold, rss = measure(name, model, directory, width, where)
+                    rows.setdefault((server, model, label), []).append((cold, rss))
+                    print(f"{server} {model} {label}: cold {cold:.2f} s, rss {rss:.0f} MiB",
+                          file=sys.stderr, flush=True)  # fmt: skip
+    load_after = os.getloadavg()
+    print(f"`{' '.join([Path(sys.executable).name, *sys.argv])}`: servers pinned to core "
+          f"{args.core} of {os.cpu_count()}; load average {load_before[0]:.2f} before, "
+          f"{load_after[0]:.2f} after\n")  # fmt: skip
     print("| server | model | start | cold start, median (min-max) | RSS after warm-up + load |")
     print("|---|---|---|---|---|")
-    for (server, model, label), times in rows.items():
-        mem = rss[(server, model)] if label != "empty compile cache" else []
-        mem_cell = (
-            f"{statistics.median(mem):.0f} MiB ({min(mem):.0f}-{max(mem):.0f})" if mem else "n/a"
-        )
+    for (server, model, label), results in rows.items():
+        times = [cold for cold, _ in results]
+        mem = [rss for _, rss in results]
         print(f"| {server} | {model} | {label} | {statistics.median(times):.2f} s "
-              f"({min(times):.2f}-{max(times):.2f}) | {mem_cell} |")  # fmt: skip
+              f"({min(times):.2f}-{max(times):.2f}) | {statistics.median(mem):.0f} MiB "
+              f"({min(mem):.0f}-{max(mem):.0f}) |")  # fmt: skip
 
 
 if __name__ == "__main__":

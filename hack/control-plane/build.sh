@@ -10,8 +10,10 @@ KWOK_VERSION=${KWOK_VERSION:-v0.7.0}
 GATEWAY_API_VERSION=${GATEWAY_API_VERSION:-v1.3.0}
 CACHE_ROOT=${MODELPLANE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/modelplane}
 BIN_DIR=${BIN_DIR:-$CACHE_ROOT/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION/bin}
-# Components to build; kubelet and kube-proxy only when a real node is wanted.
-COMPONENTS=${COMPONENTS:-"etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok"}
+# Components to build; kubelet, kube-proxy and crictl only when a real node is wanted.
+CONTROL_PLANE="etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok"
+COMPONENTS=${COMPONENTS:-$CONTROL_PLANE}
+[ "$COMPONENTS" = all ] && COMPONENTS="$CONTROL_PLANE kubelet kube-proxy crictl"
 
 mkdir -p "$BIN_DIR"
 export GOFLAGS=-mod=mod CGO_ENABLED=0
@@ -27,6 +29,7 @@ package_of() {
   case $1 in
     etcd) echo go.etcd.io/etcd/server/v3 ;;
     kwok) echo sigs.k8s.io/kwok/cmd/kwok ;;
+    crictl) echo sigs.k8s.io/cri-tools/cmd/crictl ;;
     *) echo "k8s.io/kubernetes/cmd/$1" ;;
   esac
 }
@@ -54,8 +57,8 @@ for c in "${todo[@]}"; do
   n=$((n + 1))
   start=$(date +%s)
   echo "[$n/${#todo[@]}] building $c ($(package_of "$c")) ..." >&2
-  if [ "$c" = kwok ]; then
-    (cd "$here/../kwok" && go build -trimpath -ldflags "-s -w" -o "$BIN_DIR/$c.tmp" "$(package_of "$c")")
+  if [ "$c" = kwok ] || [ "$c" = crictl ]; then # each pinned by its own go.mod
+    (cd "$here/../$c" && go build -trimpath -ldflags "-s -w" -o "$BIN_DIR/$c.tmp" "$(package_of "$c")")
   else
     (cd "$here" && go build -trimpath -ldflags "$ldflags" -o "$BIN_DIR/$c.tmp" "$(package_of "$c")")
   fi

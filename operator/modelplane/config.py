@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class OperatorConfig:
-    runtime_image: str = "ghcr.io/modelplane/runtime:0.1.0"
+    runtime_image: str = "modelplane/runtime:0.1.0"
     runtime_image_pull_policy: str = "IfNotPresent"
     cluster_domain: str = "cluster.local"
     default_requests: dict[str, str] = field(

@@ -50,7 +50,7 @@ def convert(model_format: str, native: Any, n_features: int) -> tuple[bytes, dic
     classifier = PREDICT_PROBA in native.output_names
     try:
         if model_format == "sklearn":
-            onx = _convert_sklearn(native.estimator, n_features, classifier)
+            onx = _convert_sklearn(native.estimator, n_features)
         elif model_format in ("xgboost", "lightgbm"):
             onx = _convert_booster(model_format, native.booster, n_features)
         else:
@@ -61,20 +61,43 @@ def convert(model_format: str, native: Any, n_features: int) -> tuple[bytes, dic
         raise
     except Exception as exc:  # converters raise bare RuntimeErrors for what they cannot do
         raise ConversionUnavailable(f"conversion failed: {type(exc).__name__}: {exc}") from exc
-    if classifier:
-        aliases = {"label": PREDICT, "probabilities": PREDICT_PROBA}
-    else:
-        aliases = {onx.graph.output[0].name: PREDICT}
+    names = [output.name for output in onx.graph.output]
+    if classifier and len(names) != 2:
+        raise ConversionUnavailable(f"expected label and probability outputs, got {names}")
+    # graph outputs come as (label, probabilities) from every converter we use
+    aliases = {names[0]: PREDICT, names[1]: PREDICT_PROBA} if classifier else {names[0]: PREDICT}
     return onx.SerializeToString(), aliases
 
 
-def _convert_sklearn(estimator: Any, n_features: int, classifier: bool) -> Any:
+def _convert_sklearn(estimator: Any, n_features: int) -> Any:
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType
 
-    options = {id(estimator): {"zipmap": False}} if classifier else None
+    # No converter options (zipmap=False): given any, skl2onnx evaluates every fitted
+    # attribute of the model to resolve them, and forests then redraw the bootstrap sample of
+    # every tree (0.17 s for 100 trees fitted on 2000 rows, 0.9 s for 50 trees on 200k rows).
+    # The ZipMap node it appends without the option is cut off instead.
     initial_types = [("input", FloatTensorType([None, n_features]))]
-    return convert_sklearn(estimator, initial_types=initial_types, options=options)
+    onx = convert_sklearn(estimator, initial_types=initial_types)
+    _drop_zipmap(onx)
+    return onx
+
+
+def _drop_zipmap(onx: Any) -> None:
+    """Make the probability tensor a ZipMap reads the graph output, instead of its list of dicts."""
+    from onnx import TensorProto, helper
+
+    graph = onx.graph
+    outputs = list(graph.output)
+    for node in list(graph.node):
+        if node.op_type != "ZipMap":
+            continue
+        index = next((i for i, o in enumerate(outputs) if o.name == node.output[0]), None)
+        if index is not None:
+            graph.node.remove(node)
+            outputs[index] = helper.make_tensor_value_info(node.input[0], TensorProto.FLOAT, None)
+    del graph.output[:]
+    graph.output.extend(outputs)
 
 
 def _convert_booster(model_format: str, booster: Any, n_features: int) -> Any:

@@ -8,79 +8,31 @@ reason; they are never skipped.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from kubernetes import client, config
 
+from tests.support.cluster import Cluster, existing_cluster, private_cluster
 from tests.support.router import Router
 
+__all__ = ["Cluster", "OperatorProcess"]
+
 REPO = Path(__file__).resolve().parents[2]
-
-
-@dataclass(frozen=True)
-class Cluster:
-    kubeconfig: str
-    bin_dir: str
-
-    def kubectl(
-        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120
-    ) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [os.path.join(self.bin_dir, "kubectl"), "--kubeconfig", self.kubeconfig, *args],
-            input=input,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        if check and result.returncode != 0:
-            raise AssertionError(
-                f"kubectl {' '.join(args)} failed ({result.returncode}): {result.stderr}"
-            )
-        return result
-
-    @property
-    def env(self) -> dict[str, str]:
-        """Environment for child processes (the operator) that talk to this cluster."""
-        return {
-            **os.environ,
-            "KUBECONFIG": self.kubeconfig,
-            "PATH": f"{self.bin_dir}:{os.environ['PATH']}",
-        }
-
-
-def _bin_dir_for_existing_cluster() -> str:
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.fail("MODELPLANE_TEST_KUBECONFIG is set but no kubectl is on PATH")
-    return os.path.dirname(kubectl)
 
 
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Cluster]:
     existing = os.environ.get("MODELPLANE_TEST_KUBECONFIG")
     if existing:
-        yield Cluster(kubeconfig=existing, bin_dir=_bin_dir_for_existing_cluster())
+        yield existing_cluster(existing)
         return
-    cluster_dir = tempfile.mkdtemp(prefix="modelplane-test-cluster-")
-    env = {**os.environ, "CLUSTER_DIR": cluster_dir}
-    script = str(REPO / "hack" / "cluster.sh")
-    started = subprocess.run([script, "up"], env=env, capture_output=True, text=True, timeout=3600)
-    if started.returncode != 0:
-        subprocess.run([script, "down"], env=env, capture_output=True, timeout=120)
-        pytest.fail(f"local control plane failed to start:\n{started.stderr[-4000:]}")
-    bin_dir = Path(cluster_dir, "run", "bin_dir").read_text().strip()
-    try:
-        yield Cluster(kubeconfig=os.path.join(cluster_dir, "kubeconfig"), bin_dir=bin_dir)
-    finally:
-        subprocess.run([script, "down"], env=env, capture_output=True, timeout=120)
+    with private_cluster("kwok") as started:
+        yield started
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from tests.integration.conftest import Cluster
+from tests.support.cluster import Cluster
 
 T = TypeVar("T")
 

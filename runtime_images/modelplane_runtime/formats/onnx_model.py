@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Array, TensorSpec
+from .base import PREDICT, Array, TensorSpec
 
 _ORT_TYPES: dict[str, Any] = {
     "tensor(float)": np.float32,
@@ -62,8 +62,10 @@ class OnnxModel:
         )
         self._graph_outputs = [o.name for o in self.session.get_outputs()]
         self.output_names = tuple(self.output_aliases.get(n, n) for n in self._graph_outputs)
-        aliased = self.output_aliases.get("label")
-        self.default_outputs = (aliased,) if aliased else self.output_names
+        # a compiled model answers with its predictions unless asked for more; a user's
+        # ONNX model with all of its outputs
+        aliased = PREDICT in self.output_aliases.values()
+        self.default_outputs = (PREDICT,) if aliased else self.output_names
 
     def predict(self, inputs: Mapping[str, Array], outputs: Sequence[str]) -> dict[str, Array]:
         results = self.session.run(self._graph_outputs, dict(inputs))

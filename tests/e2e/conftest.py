@@ -1,0 +1,212 @@
+"""Fixtures for end-to-end tests on the real node: pods that run the real runtime image.
+
+The package starts its own cluster with NODE=real (hack/cluster.sh: containerd, runc,
+kubelet, kube-proxy, CoreDNS, images built by hack/images.sh), or uses the one named by
+MODELPLANE_E2E_KUBECONFIG. The operator runs in-cluster from its image, installed with
+dist/install.yaml, for every test here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import json
+import os
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pytest
+import yaml
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+
+from tests.integration.helpers import eventually, get_json
+from tests.support.cluster import Cluster, existing_cluster, private_cluster
+
+REPO = Path(__file__).resolve().parents[2]
+HOST_IP = subprocess.run(
+    [str(REPO / "hack" / "real-node.sh"), "host-ip"], capture_output=True, text=True, check=True
+).stdout.strip()
+NODE_NAME = "real-0"
+RUNTIME_IMAGE = "docker.io/modelplane/runtime:0.1.0"
+OPERATOR_IMAGE = "docker.io/modelplane/operator:0.1.0"
+# What every workload of these tests carries to land on the real node (it is tainted, so
+# nothing from other tests lands there by accident).
+ON_REAL_NODE: dict[str, Any] = {
+    "nodeSelector": {"modelplane.io/node": "real"},
+    "tolerations": [
+        {"key": "modelplane.io/real-node", "operator": "Exists", "effect": "NoSchedule"}
+    ],
+}
+
+
+@pytest.fixture(scope="package")
+def real_cluster() -> Iterator[Cluster]:
+    existing = os.environ.get("MODELPLANE_E2E_KUBECONFIG")
+    if existing:
+        yield existing_cluster(existing)
+        return
+    with private_cluster("real") as started:
+        yield started
+
+
+@pytest.fixture(scope="package")
+def installed_operator(real_cluster: Cluster) -> None:
+    """The install bundle as users apply it, with the operator pinned to the real node."""
+    real_cluster.kubectl("apply", "--server-side", "-k", str(REPO / "crds"))
+    real_cluster.kubectl(
+        "wait", "--for=condition=Established", "crd/modeldeployments.modelplane.io"
+    )
+    docs = [d for d in yaml.safe_load_all((REPO / "dist" / "install.yaml").read_text()) if d]
+    operator = next(
+        d
+        for d in docs
+        if d["kind"] == "Deployment" and d["metadata"]["name"] == "modelplane-operator"
+    )
+    operator["spec"]["template"]["spec"].update(ON_REAL_NODE)
+    real_cluster.kubectl(
+        "apply", "--server-side", "--force-conflicts", "-f", "-", input=yaml.safe_dump_all(docs)
+    )
+    real_cluster.kubectl(
+        "-n",
+        "modelplane-system",
+        "rollout",
+        "status",
+        "deployment/modelplane-operator",
+        "--timeout=300s",
+        timeout=320,
+    )
+
+
+@dataclass(frozen=True)
+class ModelStore:
+    """Model files served over HTTP from the host's bridge address, as a bucket would be."""
+
+    base_url: str
+    sha256: dict[str, str]
+    models: dict[str, LogisticRegression]
+
+    def uri(self, version: str) -> str:
+        return f"{self.base_url}/iris/{version}/model.joblib"
+
+
+@pytest.fixture(scope="package")
+def model_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelStore]:
+    root = tmp_path_factory.mktemp("models")
+    x, y = load_iris(return_X_y=True)
+    models = {
+        "1": LogisticRegression(max_iter=1000).fit(x, y),
+        "2": LogisticRegression(C=0.05, max_iter=1000).fit(x, y),
+    }
+    digests = {}
+    for version, model in models.items():
+        path = root / "iris" / version / "model.joblib"
+        path.parent.mkdir(parents=True)
+        joblib.dump(model, path)
+        digests[version] = hashlib.sha256(path.read_bytes()).hexdigest()
+    handler = partial(QuietHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer((HOST_IP, 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield ModelStore(f"http://{HOST_IP}:{server.server_address[1]}", digests, models)
+    server.shutdown()
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def restricted_namespace(real_cluster: Cluster) -> Iterator[str]:
+    """A namespace that enforces Pod Security Standards "restricted"."""
+    name = f"e2e-{uuid.uuid4().hex[:8]}"
+    real_cluster.kubectl(
+        "create",
+        "-f",
+        "-",
+        input=json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {
+                    "name": name,
+                    "labels": {
+                        "pod-security.kubernetes.io/enforce": "restricted",
+                        "pod-security.kubernetes.io/enforce-version": "latest",
+                    },
+                },
+            }
+        ),
+    )
+    eventually(
+        lambda: (
+            real_cluster.kubectl("-n", name, "get", "sa", "default", check=False).returncode == 0
+        )
+    )
+    yield name
+    # Waits, so that the next test gets the node's CPU (2 cores) that these pods requested.
+    real_cluster.kubectl("delete", "namespace", name, "--timeout=180s", timeout=200)
+
+
+def model_deployment_from_example(example: str, store: ModelStore, version: str) -> dict[str, Any]:
+    """An example from examples/, pointed at the local model store and pinned to the real node."""
+    body: dict[str, Any] = yaml.safe_load((REPO / "examples" / example).read_text())
+    set_version(body, store, version)
+    body["spec"].update(ON_REAL_NODE)
+    # The node has 2 cores: small requests let a blue-green rollout run both colours.
+    body["spec"]["resources"] = {
+        "requests": {"cpu": "100m", "memory": "256Mi"},
+        "limits": {"memory": "512Mi"},
+    }
+    return body
+
+
+def set_version(body: dict[str, Any], store: ModelStore, version: str) -> None:
+    model = body["spec"]["model"]
+    model.update(uri=store.uri(version), version=version, sha256=store.sha256[version])
+
+
+def apply(cluster: Cluster, namespace: str, body: dict[str, Any]) -> None:
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(body))
+
+
+def wait_ready(cluster: Cluster, namespace: str, name: str, timeout: float = 300) -> dict[str, Any]:
+    def ready() -> dict[str, Any]:
+        md: dict[str, Any] = get_json(cluster, "-n", namespace, "modeldeployment", name)
+        conditions = {c["type"]: c for c in md.get("status", {}).get("conditions", [])}
+        ready = conditions.get("Ready", {})
+        assert ready.get("status") == "True", ready
+        assert md["status"].get("observedGeneration") == md["metadata"]["generation"]
+        return md
+
+    return eventually(ready, timeout=timeout, interval=1)
+
+
+def cluster_ip(cluster: Cluster, namespace: str, service: str) -> str:
+    return str(get_json(cluster, "-n", namespace, "service", service)["spec"]["clusterIP"])
+
+
+def iris_rows(n: int) -> np.ndarray:
+    x, _ = load_iris(return_X_y=True)
+    return np.asarray(x[:: max(1, len(x) // n)][:n], dtype=np.float64)
+
+
+def wait_pods_gone(cluster: Cluster, namespace: str, selector: str, timeout: float = 120) -> None:
+    def gone() -> bool:
+        return not get_json(cluster, "-n", namespace, "pods", "-l", selector)["items"]
+
+    eventually(gone, timeout=timeout, interval=1)
+
+
+def now() -> float:
+    return time.time()

@@ -1,0 +1,101 @@
+"""The operator in-cluster, from its image and the install bundle, on the real node."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.e2e.conftest import (
+    NODE_NAME,
+    OPERATOR_IMAGE,
+    REPO,
+    ModelStore,
+    apply,
+    model_deployment_from_example,
+    wait_ready,
+)
+from tests.integration.helpers import eventually, get_json
+from tests.support.cluster import Cluster
+
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("installed_operator")]
+
+
+def test_operator_runs_from_its_image_with_the_installed_service_account(
+    real_cluster: Cluster,
+) -> None:
+    (pod,) = get_json(
+        real_cluster, "-n", "modelplane-system", "pods", "-l", "app.kubernetes.io/name=modelplane"
+    )["items"]
+    assert pod["spec"]["nodeName"] == NODE_NAME
+    assert pod["spec"]["serviceAccountName"] == "modelplane-operator"
+    (container,) = pod["status"]["containerStatuses"]
+    assert container["image"] == OPERATOR_IMAGE and container["ready"]
+    assert container["restartCount"] == 0
+
+
+def rendered_children(body: dict[str, Any], namespace: str) -> list[dict[str, Any]]:
+    """What `modelplane render` says the operator creates, computed offline."""
+    result = subprocess.run(
+        [str(REPO / ".venv" / "bin" / "modelplane"), "render", "-", "--namespace", namespace],
+        input=json.dumps(body),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return [d for d in yaml.safe_load_all(result.stdout) if d]
+
+
+def test_model_deployment_reconciles_as_rendered_and_drift_is_put_back(
+    real_cluster: Cluster, restricted_namespace: str, model_store: ModelStore
+) -> None:
+    ns = restricted_namespace
+    body = model_deployment_from_example("sklearn-iris.yaml", model_store, "1")
+    apply(real_cluster, ns, body)
+    md = wait_ready(real_cluster, ns, "iris")
+    # The same status the out-of-cluster tests (tests/integration/test_operator.py) check.
+    status = md["status"]
+    assert {c["type"]: c["reason"] for c in status["conditions"]}["Ready"] == "RevisionAvailable"
+    assert status["url"] == f"http://iris.{ns}.svc.cluster.local/v2/models/iris/infer"
+    assert status["readyReplicas"] == body["spec"]["replicas"]
+    assert status["revisions"][0]["weight"] == 100
+    assert status["stableRevision"] == status["revisions"][0]["name"]
+
+    expected = rendered_children(body, ns)
+    assert {c["kind"] for c in expected} >= {"Deployment", "Service", "PodDisruptionBudget"}
+    for child in expected:
+        live = get_json(
+            real_cluster,
+            "-n",
+            ns,
+            child["kind"].lower(),
+            child["metadata"]["name"],
+            "--show-managed-fields",
+        )
+        assert live["metadata"]["ownerReferences"][0]["uid"] == md["metadata"]["uid"]
+        managers = {
+            f["manager"]
+            for f in live["metadata"].get("managedFields", [])
+            if f["operation"] == "Apply"
+        }
+        assert managers == {"modelplane"}, (child["kind"], managers)
+        if child["kind"] == "Deployment":
+            want = child["spec"]["template"]["spec"]["containers"][0]
+            got = live["spec"]["template"]["spec"]["containers"][0]
+            assert got["image"] == want["image"]
+            assert {e["name"]: e.get("value") for e in got["env"]} == {
+                e["name"]: e.get("value") for e in want["env"]
+            }
+
+    real_cluster.kubectl("-n", ns, "delete", "service", "iris")
+    restored = eventually(
+        lambda: get_json(real_cluster, "-n", ns, "service", "iris"), timeout=60, interval=1
+    )
+    assert restored["metadata"]["ownerReferences"][0]["uid"] == md["metadata"]["uid"]
+    events = get_json(
+        real_cluster, "-n", ns, "events", "--field-selector", "involvedObject.kind=ModelDeployment"
+    )["items"]
+    assert any(e["reason"] == "ChildRestored" for e in events), [e["reason"] for e in events]

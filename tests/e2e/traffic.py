@@ -1,0 +1,98 @@
+"""Prediction traffic from the host to a Service's ClusterIP, through kube-proxy's rules."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Answer:
+    started: float
+    finished: float
+    status: int  # 0: no HTTP answer at all (refused, reset, timed out)
+    version: str
+    body: dict[str, Any]
+    error: str = ""
+
+
+def infer(host: str, model: str, rows: np.ndarray, timeout: float = 10) -> Answer:
+    """One V2 request on a new connection, so kube-proxy picks an endpoint for each."""
+    body = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "input-0",
+                    "shape": list(rows.shape),
+                    "datatype": "FP64",
+                    "data": rows.ravel().tolist(),
+                }
+            ]
+        }
+    )
+    started = time.time()
+    connection = http.client.HTTPConnection(host, 80, timeout=timeout)
+    try:
+        connection.request(
+            "POST",
+            f"/v2/models/{model}/infer",
+            body,
+            {"Content-Type": "application/json", "Connection": "close"},
+        )
+        response = connection.getresponse()
+        payload = response.read()
+        parsed = json.loads(payload) if payload else {}
+        return Answer(
+            started, time.time(), response.status, response.getheader("X-Model-Version", ""), parsed
+        )
+    except (OSError, http.client.HTTPException, ValueError) as error:
+        return Answer(started, time.time(), 0, "", {}, f"{type(error).__name__}: {error}")
+    finally:
+        connection.close()
+
+
+def predicted_classes(answer: Answer) -> list[int]:
+    output = answer.body["outputs"][0]
+    return [int(v) for v in output["data"]]
+
+
+@dataclass
+class Load:
+    """Requests in a loop from a few threads until stopped; every answer is kept."""
+
+    host: str
+    model: str
+    rows: np.ndarray
+    threads: int = 2
+    answers: list[Answer] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _workers: list[threading.Thread] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __enter__(self) -> Load:
+        for _ in range(self.threads):
+            worker = threading.Thread(target=self._run, daemon=True)
+            worker.start()
+            self._workers.append(worker)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for worker in self._workers:
+            worker.join(timeout=30)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            answer = infer(self.host, self.model, self.rows)
+            with self._lock:
+                self.answers.append(answer)
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self.answers)

@@ -1,0 +1,76 @@
+"""A test's handle on a local cluster, and starting a private one through hack/cluster.sh."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+CLUSTER_SCRIPT = str(REPO / "hack" / "cluster.sh")
+
+
+@dataclass(frozen=True)
+class Cluster:
+    kubeconfig: str
+    bin_dir: str
+
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [os.path.join(self.bin_dir, "kubectl"), "--kubeconfig", self.kubeconfig, *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"kubectl {' '.join(args)} failed ({result.returncode}): {result.stderr}"
+            )
+        return result
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Environment for child processes (the operator) that talk to this cluster."""
+        return {
+            **os.environ,
+            "KUBECONFIG": self.kubeconfig,
+            "PATH": f"{self.bin_dir}:{os.environ['PATH']}",
+        }
+
+
+def existing_cluster(kubeconfig: str) -> Cluster:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.fail(f"a cluster was named ({kubeconfig}) but no kubectl is on PATH")
+    return Cluster(kubeconfig=kubeconfig, bin_dir=os.path.dirname(kubectl))
+
+
+@contextmanager
+def private_cluster(node: str = "kwok") -> Iterator[Cluster]:
+    """Starts a cluster of its own (NODE=kwok or real) and removes it afterwards.
+
+    When it cannot be built or started the test fails with the reason; it is never skipped.
+    """
+    cluster_dir = tempfile.mkdtemp(prefix=f"modelplane-test-{node}-")
+    env = {**os.environ, "CLUSTER_DIR": cluster_dir, "NODE": node}
+    started = subprocess.run(
+        [CLUSTER_SCRIPT, "up"], env=env, capture_output=True, text=True, timeout=3600
+    )
+    if started.returncode != 0:
+        subprocess.run([CLUSTER_SCRIPT, "down"], env=env, capture_output=True, timeout=300)
+        pytest.fail(f"local cluster (NODE={node}) failed to start:\n{started.stderr[-4000:]}")
+    bin_dir = Path(cluster_dir, "run", "bin_dir").read_text().strip()
+    try:
+        yield Cluster(kubeconfig=os.path.join(cluster_dir, "kubeconfig"), bin_dir=bin_dir)
+    finally:
+        subprocess.run([CLUSTER_SCRIPT, "down"], env=env, capture_output=True, timeout=300)
