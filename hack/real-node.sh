@@ -32,6 +32,9 @@ LOCK=/run/modelplane-real-node
 SYSCTLS=(net.ipv4.ip_forward net.bridge.bridge-nf-call-iptables vm.overcommit_memory
   vm.panic_on_oom kernel.panic kernel.panic_on_oops kernel.keys.root_maxkeys
   kernel.keys.root_maxbytes)
+# Fixed paths that CNI (its result cache), the kubelet (log links) and containerd 1.6 (shim
+# sockets) use whatever the config says; removed on down when the node created them.
+HOST_DIRS=(/var/lib/cni /var/log/containers /run/containerd)
 
 node=$CLUSTER_DIR/node
 run=$CLUSTER_DIR/run
@@ -73,7 +76,8 @@ net_up() {
   if [ ! -f "$node/sysctl.saved" ]; then
     local key
     for key in "${SYSCTLS[@]}"; do echo "$key=$(sysctl -n "$key")"; done >"$node/sysctl.saved"
-    [ -d /var/lib/cni ] || touch "$node/created-var-lib-cni"
+    local dir
+    for dir in "${HOST_DIRS[@]}"; do [ -d "$dir" ] || echo "$dir"; done >"$node/created-dirs"
     kube_chains >"$node/kube-chains.before"
   fi
   local other
@@ -114,6 +118,7 @@ state = "$node/containerd/state"
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         BinaryName = "$(command -v runc)"
+        Root = "$node/runc"
         SystemdCgroup = false
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "$CNI_BIN_DIR"
@@ -298,9 +303,11 @@ down() {
   if [ -f "$node/sysctl.saved" ]; then
     while IFS= read -r kv; do sysctl -qw "$kv" || errors=1; done <"$node/sysctl.saved"
   fi
-  if [ -f "$node/created-var-lib-cni" ]; then
-    find /var/lib/cni -depth -type d -empty -delete 2>/dev/null || true
-  fi
+  local dir
+  while read -r dir; do
+    [ -d "$dir" ] && find "$dir" -depth -type d -empty -delete 2>/dev/null
+    [ -d "$dir" ] && { say "left $dir: it is not empty"; errors=1; }
+  done <"$node/created-dirs" 2>/dev/null || true
   rm -rf "$node"
   [ "$(cat "$LOCK" 2>/dev/null)" = "$CLUSTER_DIR" ] && rm -f "$LOCK"
   if [ "$errors" -eq 0 ]; then say "real node removed"; else say "real node removed, with the errors above"; fi

@@ -55,8 +55,67 @@ def real_cluster() -> Iterator[Cluster]:
     if existing:
         yield existing_cluster(existing)
         return
+    before = host_state()
     with private_cluster("real") as started:
         yield started
+    # `hack/cluster.sh down` has run: the host must be exactly as it was.
+    after = host_state()
+    assert after == before, f"the real node left things behind: {leftovers(before, after)}"
+
+
+def host_state() -> dict[str, Any]:
+    """What the real node changes on the host: links, iptables chains, mounts, sysctls, dirs."""
+
+    def run(*args: str) -> str:
+        return subprocess.run(args, capture_output=True, text=True, check=True).stdout
+
+    chains = sorted(
+        f"{cmd} {table} {line.split()[1]}"
+        for cmd in ("iptables", "ip6tables")
+        for table in ("filter", "nat", "mangle")
+        for line in run(cmd, "-t", table, "-S").splitlines()
+        if line.startswith("-N ")
+    )
+    return {
+        "links": sorted(
+            line.split(":")[1].strip().split("@")[0]
+            for line in run("ip", "-o", "link").splitlines()
+        ),
+        "routes": sorted(run("ip", "route").splitlines()),
+        "chains": chains,
+        "mounts": sorted(
+            line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
+        ),
+        "sysctls": run(
+            "sysctl",
+            "net.ipv4.ip_forward",
+            "kernel.panic",
+            "kernel.panic_on_oops",
+            "vm.overcommit_memory",
+            "vm.panic_on_oom",
+        ),
+        "cgroups": sorted(str(p) for p in Path("/sys/fs/cgroup").glob("*/kubepods")),
+        "dirs": sorted(
+            d
+            for d in (
+                "/var/lib/cni",
+                "/var/log/containers",
+                "/run/containerd",
+                "/run/modelplane-real-node",
+            )
+            if os.path.exists(d)
+        ),
+    }
+
+
+def leftovers(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    return {
+        key: sorted(set(after[key]) - set(before[key]))
+        if isinstance(after[key], list)
+        else after[key]
+        for key in after
+        if after[key] != before[key]
+    }
 
 
 @pytest.fixture(scope="package")
