@@ -62,6 +62,16 @@ class Kube:
         query: list[tuple[str, str]] | None = None,
         content_type: str = "application/json",
     ) -> JSON:
+        return self._call(method, path, body, query, content_type)[1]
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: Any,
+        query: list[tuple[str, str]] | None,
+        content_type: str,
+    ) -> tuple[int, JSON]:
         params = self.api_client.param_serialize(
             method=method,
             resource_path=path,
@@ -77,21 +87,22 @@ class Kube:
         if response.status >= 400:
             raise ApiError(response.status, text)
         result: JSON = json.loads(text) if text else {}
-        return result
+        return response.status, result
 
-    def apply(self, manifest: JSON) -> JSON:
-        """Server-side apply under modelplane's single field manager."""
+    def apply(self, manifest: JSON) -> bool:
+        """Server-side apply under modelplane's single field manager; True if it created."""
         metadata = manifest["metadata"]
         path = object_path(
             manifest["apiVersion"], manifest["kind"], metadata["namespace"], metadata["name"]
         )
-        return self.request(
+        status, _ = self._call(
             "PATCH",
             path,
             manifest,
-            query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
-            content_type="application/apply-patch+yaml",
+            [("fieldManager", FIELD_MANAGER), ("force", "true")],
+            "application/apply-patch+yaml",
         )
+        return status == 201  # an apply that creates answers 201 Created
 
     def merge_patch(self, manifest: JSON, patch: JSON) -> JSON:
         metadata = manifest["metadata"]

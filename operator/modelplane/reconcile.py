@@ -267,11 +267,12 @@ class Reconciler:
             observed = children.find(manifest["kind"], manifest["metadata"]["name"])
             if not needs_apply(manifest, observed):
                 continue
-            await asyncio.to_thread(self.kube.apply, manifest)
+            created = await asyncio.to_thread(self.kube.apply, manifest)
             foreign = foreign_keys_patch(manifest, observed)
             if foreign is not None:
                 await asyncio.to_thread(self.kube.merge_patch, manifest, foreign)
-            if observed is None and _existed_before(body, manifest):
+            # A lagging watch cache also shows no child: only the server knows it was gone.
+            if created and _existed_before(body, manifest):
                 self.emit(
                     body,
                     "Normal",
