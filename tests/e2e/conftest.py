@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -235,10 +234,6 @@ def set_version(body: dict[str, Any], store: ModelStore, version: str) -> None:
     model.update(uri=store.uri(version), version=version, sha256=store.sha256[version])
 
 
-def apply(cluster: Cluster, namespace: str, body: dict[str, Any]) -> None:
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(body))
-
-
 def wait_ready(cluster: Cluster, namespace: str, name: str, timeout: float = 300) -> dict[str, Any]:
     def ready() -> dict[str, Any]:
         md: dict[str, Any] = get_json(cluster, "-n", namespace, "modeldeployment", name)
@@ -258,14 +253,3 @@ def cluster_ip(cluster: Cluster, namespace: str, service: str) -> str:
 def iris_rows(n: int) -> np.ndarray:
     x, _ = load_iris(return_X_y=True)
     return np.asarray(x[:: max(1, len(x) // n)][:n], dtype=np.float64)
-
-
-def wait_pods_gone(cluster: Cluster, namespace: str, selector: str, timeout: float = 120) -> None:
-    def gone() -> bool:
-        return not get_json(cluster, "-n", namespace, "pods", "-l", selector)["items"]
-
-    eventually(gone, timeout=timeout, interval=1)
-
-
-def now() -> float:
-    return time.time()

@@ -14,11 +14,10 @@ from tests.e2e.conftest import (
     OPERATOR_IMAGE,
     REPO,
     ModelStore,
-    apply,
     model_deployment_from_example,
     wait_ready,
 )
-from tests.integration.helpers import eventually, get_json
+from tests.integration.helpers import apply, eventually, get_json
 from tests.support.cluster import Cluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("installed_operator")]

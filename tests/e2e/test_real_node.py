@@ -10,7 +10,6 @@ from tests.e2e.conftest import (
     NODE_NAME,
     RUNTIME_IMAGE,
     ModelStore,
-    apply,
     cluster_ip,
     iris_rows,
     model_deployment_from_example,
@@ -18,7 +17,7 @@ from tests.e2e.conftest import (
 )
 from tests.e2e.dns import resolve_a
 from tests.e2e.traffic import infer, predicted_classes
-from tests.integration.helpers import get_json
+from tests.integration.helpers import apply, get_json
 from tests.support.cluster import Cluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("installed_operator")]

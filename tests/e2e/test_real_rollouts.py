@@ -11,7 +11,6 @@ import pytest
 
 from tests.e2e.conftest import (
     ModelStore,
-    apply,
     cluster_ip,
     iris_rows,
     model_deployment_from_example,
@@ -19,7 +18,7 @@ from tests.e2e.conftest import (
     wait_ready,
 )
 from tests.e2e.traffic import Load, infer
-from tests.integration.helpers import eventually, get_json
+from tests.integration.helpers import apply, eventually, get_json
 from tests.support.cluster import Cluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("installed_operator")]
