@@ -242,15 +242,29 @@ def drive_traffic(
                 if attempt == 2:
                     raise
 
+    def exchange(conn: http.client.HTTPConnection) -> int:
+        send(conn)
+        response = conn.getresponse()
+        response.read()
+        return response.status
+
     def client() -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         try:
             while take():
+                reused = conn.sock is not None
                 try:
-                    send(conn)
-                    response = conn.getresponse()
-                    response.read()
-                    status = response.status
+                    status = exchange(conn)
+                except (http.client.RemoteDisconnected, ConnectionResetError):
+                    # The same race one step later: the request left before the server's
+                    # close arrived, and no byte of an answer came back. On a reused
+                    # connection that means it was never read: retry once on a new one.
+                    conn.close()
+                    try:
+                        status = exchange(conn) if reused else 0
+                    except (OSError, http.client.HTTPException):
+                        status = 0
+                        conn.close()
                 except (OSError, http.client.HTTPException):
                     status = 0
                     conn.close()
