@@ -83,27 +83,6 @@ EOF
   )
 }
 
-write_kubeconfig() { # file, token name
-  cat >"$1" <<EOF
-apiVersion: v1
-kind: Config
-clusters:
-- name: modelplane-local
-  cluster:
-    server: https://$(cat "$run/apiserver.host"):$(cat "$run/apiserver.port")
-    certificate-authority: $pki/ca.crt
-users:
-- name: $2
-  user:
-    tokenFile: $pki/$2.token
-contexts:
-- name: modelplane-local
-  context: {cluster: modelplane-local, user: $2}
-current-context: modelplane-local
-EOF
-  chmod 600 "$1"
-}
-
 node_manifests() {
   local i
   node() { # name, extra labels (yaml lines), taints yaml, extra allocatable (yaml lines)

@@ -1,6 +1,6 @@
-# shellcheck shell=bash disable=SC2154 # $run and $logs come from the sourcing script
+# shellcheck shell=bash disable=SC2154 # $run, $logs and $pki come from the sourcing script
 # Shell helpers shared by hack/cluster.sh and hack/real-node.sh. Callers set $LOG_PREFIX,
-# $run (pid files) and $logs (one log per component) before using them.
+# $run (pid files), $logs (one log per component) and $pki before using them.
 
 say() { printf '[%s] %s\n' "$LOG_PREFIX" "$*" >&2; }
 die() { printf '[%s] ERROR: %s\n' "$LOG_PREFIX" "$*" >&2; exit 1; }
@@ -43,4 +43,26 @@ wait_for() { # component, description, check command...
     fi
     sleep 0.5
   done
+}
+
+# A kubeconfig for one of the identities in $pki/tokens.csv.
+write_kubeconfig() { # file, token name
+  cat >"$1" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: modelplane-local
+  cluster:
+    server: https://$(cat "$run/apiserver.host"):$(cat "$run/apiserver.port")
+    certificate-authority: $pki/ca.crt
+users:
+- name: $2
+  user:
+    tokenFile: $pki/$2.token
+contexts:
+- name: modelplane-local
+  context: {cluster: modelplane-local, user: $2}
+current-context: modelplane-local
+EOF
+  chmod 600 "$1"
 }

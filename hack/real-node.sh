@@ -190,28 +190,8 @@ iptables: {localhostNodePorts: false}
 # 0 leaves the host's conntrack limits and timeouts as they are.
 conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
 EOF
-  node_kubeconfig "$node/kubelet.kubeconfig" node
-  node_kubeconfig "$node/kube-proxy.kubeconfig" kube-proxy
-}
-
-node_kubeconfig() { # file, token name
-  cat >"$1" <<EOF
-apiVersion: v1
-kind: Config
-clusters:
-- name: modelplane-local
-  cluster:
-    server: https://$(cat "$run/apiserver.host"):$(cat "$run/apiserver.port")
-    certificate-authority: $pki/ca.crt
-users:
-- name: $2
-  user: {tokenFile: $pki/$2.token}
-contexts:
-- name: modelplane-local
-  context: {cluster: modelplane-local, user: $2}
-current-context: modelplane-local
-EOF
-  chmod 600 "$1"
+  write_kubeconfig "$node/kubelet.kubeconfig" node
+  write_kubeconfig "$node/kube-proxy.kubeconfig" kube-proxy
 }
 
 # "<ref> <archive>" lines from hack/images.sh, built or reused.

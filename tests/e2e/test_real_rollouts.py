@@ -76,6 +76,12 @@ def test_canary_at_25_percent_takes_its_share_of_real_requests(
     assert set(served) == {"1", "2"}
 
 
+def stable_with_all_traffic(cluster: Cluster, namespace: str, version: str) -> bool:
+    md = get_json(cluster, "-n", namespace, "modeldeployment", "iris-bg")
+    revision = revisions(md).get(version, {})
+    return bool(revision.get("role") == "stable" and revision.get("weight") == 100)
+
+
 def ready_since(cluster: Cluster, namespace: str, revision: str) -> float:
     """When the first pod of a revision turned Ready (the kubelet's own timestamp)."""
     pods = get_json(cluster, "-n", namespace, "pods", "-l", f"{REVISION_LABEL}={revision}")
@@ -105,14 +111,7 @@ def test_blue_green_flip_and_rollback_under_load_fail_no_request(
         set_version(body, model_store, "2")
         apply(real_cluster, ns, body)
 
-        def promoted() -> bool:
-            md = get_json(real_cluster, "-n", ns, "modeldeployment", "iris-bg")
-            return bool(
-                revisions(md).get("2", {}).get("role") == "stable"
-                and revisions(md)["2"]["weight"] == 100
-            )
-
-        eventually(promoted, timeout=300, interval=1)
+        eventually(lambda: stable_with_all_traffic(real_cluster, ns, "2"), timeout=300, interval=1)
         md = get_json(real_cluster, "-n", ns, "modeldeployment", "iris-bg")
         green = revisions(md)["2"]["name"]
         green_ready_at = ready_since(real_cluster, ns, green)
@@ -124,14 +123,7 @@ def test_blue_green_flip_and_rollback_under_load_fail_no_request(
             "-n", ns, "annotate", "modeldeployment", "iris-bg", "modelplane.io/rollback=true"
         )
 
-        def rolled_back() -> bool:
-            md = get_json(real_cluster, "-n", ns, "modeldeployment", "iris-bg")
-            return bool(
-                revisions(md).get("1", {}).get("role") == "stable"
-                and revisions(md)["1"]["weight"] == 100
-            )
-
-        eventually(rolled_back, timeout=300, interval=1)
+        eventually(lambda: stable_with_all_traffic(real_cluster, ns, "1"), timeout=300, interval=1)
         rolled_at = load.count()
         eventually(
             lambda: load.answers[-1].version == "1" and load.count() > rolled_at + 50, timeout=60
