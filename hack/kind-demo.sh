@@ -32,7 +32,7 @@ for tool in docker kind kubectl curl; do need "$tool"; done
 mkdir -p "$(dirname "$KUBECONFIG")"
 
 step "1. kind cluster '$CLUSTER' (KUBECONFIG=$KUBECONFIG)"
-if kind get clusters 2>/dev/null | grep -qx "$CLUSTER"; then
+if grep -qxF "$CLUSTER" <<<"$(kind get clusters 2>/dev/null)"; then
   kind export kubeconfig --name "$CLUSTER" --kubeconfig "$KUBECONFIG"
 else
   kind create cluster --name "$CLUSTER" --kubeconfig "$KUBECONFIG" --wait 120s

@@ -201,13 +201,21 @@ images() {
 }
 image_ref() { images | awk -v n="/$1:" 'index($1, n) {print $1}'; }
 
+# Reads the whole list first: `ctr ... | grep -q` under pipefail fails when grep exits
+# before ctr has written its last line (SIGPIPE).
+has_image() {
+  local listed
+  listed=$(ctr_ images ls -q)
+  grep -qxF "$1" <<<"$listed"
+}
+
 import_images() {
   local ref archive
   while read -r ref archive; do
-    if ctr_ images ls -q | grep -qx "$ref"; then continue; fi
+    if has_image "$ref"; then continue; fi
     say "importing $ref"
     ctr_ images import "$archive" >/dev/null
-    ctr_ images ls -q | grep -qx "$ref" || die "$archive did not import as $ref"
+    has_image "$ref" || die "$archive did not import as $ref"
   done < <(images)
 }
 

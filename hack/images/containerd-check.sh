@@ -87,7 +87,7 @@ check_coredns() {
 }
 
 check_operator() {
-  run_once "$1" operator-help modelplane-operator --help | head -3 >&2
+  run_once "$1" operator-help modelplane-operator --help | sed -n 1,3p >&2
   run_once "$1" operator-import python -c \
     'import os, modelplane, kopf; print("uid", os.getuid(), "modelplane from", modelplane.__file__)' >&2
 }
@@ -108,7 +108,7 @@ check_runtime() {
     --log-uri "file://$work/runtime.log" "$tag" runtime >/dev/null
   for _ in $(seq 120); do
     curl -fs "http://127.0.0.1:$port/v2/health/ready" >/dev/null && break
-    ctr tasks ls | grep -q '^runtime .*RUNNING' || { cat "$work/runtime.log" >&2; die "runtime exited"; }
+    grep -q '^runtime .*RUNNING' <<<"$(ctr tasks ls)" || { cat "$work/runtime.log" >&2; die "runtime exited"; }
     sleep 0.5
   done
   curl -fs "http://127.0.0.1:$port/v2/health/ready" >/dev/null || { cat "$work/runtime.log" >&2; die "runtime not ready in 60s"; }
@@ -118,7 +118,7 @@ check_runtime() {
     || { cat "$work/runtime.log" >&2; die "runtime infer failed"; }
   echo >&2
   ctr tasks kill runtime >/dev/null
-  for _ in $(seq 60); do ctr tasks ls | grep -q '^runtime .*STOPPED' && break; sleep 0.5; done
+  for _ in $(seq 60); do grep -q '^runtime .*STOPPED' <<<"$(ctr tasks ls)" && break; sleep 0.5; done
   say "runtime: log:"; cat "$work/runtime.log" >&2
   ctr tasks rm -f runtime >/dev/null; ctr containers rm runtime
 }

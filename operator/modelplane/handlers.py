@@ -95,6 +95,8 @@ def _event_poster(kube: Kube) -> Any:
             try:
                 kube.post_event(body, type_, reason, message)
             except Exception as error:
+                if isinstance(error, ApiError) and error.namespace_terminating:
+                    return  # as client-go's event recorder does
                 log.warning(
                     "could not post event %s for %s: %s", reason, body["metadata"]["name"], error
                 )
@@ -160,6 +162,10 @@ async def _reconcile(key: tuple[str, str], memo: kopf.Memo, indexes: dict[str, A
     try:
         ran = await memo.reconciler.trigger(key, _load(key, indexes))
     except ApiError as error:
+        if error.namespace_terminating:
+            # The namespace's deletion removes children and owner alike; nothing to restore.
+            logging.getLogger(__name__).info("%s/%s: namespace is being deleted", *key)
+            return
         RECONCILES.labels("error").inc()
         RECONCILE_ERRORS.labels(f"http_{error.status}").inc()
         if error.status in (409, 429) or error.status >= 500:

@@ -43,6 +43,23 @@ class ApiError(Exception):
         self.status = status
         self.body = body
 
+    def has_cause(self, cause_type: str) -> bool:
+        """Whether the server's Status names this cause; a StatusCause's type is serialized
+        as `reason`."""
+        try:
+            status = json.loads(self.body)
+        except ValueError:
+            return False
+        causes = (
+            (status.get("details") or {}).get("causes") or [] if isinstance(status, dict) else []
+        )
+        return any(cause.get("reason") == cause_type for cause in causes)
+
+    @property
+    def namespace_terminating(self) -> bool:
+        """The namespace is being deleted, so the server refuses anything new in it."""
+        return self.status == 403 and self.has_cause("NamespaceTerminating")
+
 
 def object_path(api_version: str, kind: str, namespace: str, name: str = "") -> str:
     prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"

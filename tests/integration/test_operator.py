@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -300,6 +302,27 @@ def test_deleting_the_model_deployment_removes_every_child(
         return not left
 
     eventually(no_children, timeout=60)
+
+
+def test_deleting_the_namespace_is_not_fought(cluster: Cluster, operator: OperatorProcess) -> None:
+    """Deleting a namespace deletes children before their owner; the operator must not try
+    to restore them into a namespace the server is removing (403 NamespaceTerminating)."""
+    namespace = f"t-gone-{uuid.uuid4().hex[:8]}"
+    cluster.kubectl("create", "namespace", namespace)
+    names = [f"doomed-{i}" for i in range(4)]
+    for name in names:
+        apply(cluster, namespace, model_deployment(name, replicas=2))
+    for name in names:
+        eventually(lambda name=name: ready(cluster, namespace, name), timeout=90)  # type: ignore[misc]
+    log = Path(operator.log_path)
+    start = log.stat().st_size
+    cluster.kubectl("delete", "namespace", namespace, "--wait=true", "--timeout=120s")
+    time.sleep(2)  # child events still queued when the namespace vanished
+    with log.open() as lines:
+        lines.seek(start)
+        about_namespace = [line for line in lines if namespace in line]
+    fought = [line for line in about_namespace if "Forbidden" in line or "failed" in line]
+    assert not fought, "".join(fought)[-3000:]
 
 
 def test_killing_the_operator_mid_reconcile_converges_without_duplicates(
