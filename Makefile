@@ -40,6 +40,7 @@ cluster-down: ## Stop the local control plane and remove its state
 .PHONY: lint
 lint: venv ## Run ruff and mypy (strict)
 	$(VENV)/bin/ruff check operator runtime_images tests benchmarks
+	$(VENV)/bin/ruff format --check operator runtime_images tests benchmarks
 	$(VENV)/bin/mypy operator/modelplane runtime_images/modelplane_runtime
 
 .PHONY: unit

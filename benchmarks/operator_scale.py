@@ -25,7 +25,9 @@ OPERATOR_USER = "system:serviceaccount:modelplane-system:modelplane-operator"
 
 
 def sh(*args: str, env: dict[str, str], input: str | None = None) -> str:
-    return subprocess.run(args, env=env, input=input, capture_output=True, text=True, check=True).stdout
+    return subprocess.run(
+        args, env=env, input=input, capture_output=True, text=True, check=True
+    ).stdout
 
 
 def free_port() -> int:
@@ -53,7 +55,10 @@ def operator_writes(audit_log: Path, since: float, until: float) -> list[str]:
         event = json.loads(line)
         if event["user"]["username"] != OPERATOR_USER:
             continue
-        stamp = time.mktime(time.strptime(event["stageTimestamp"][:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
+        stamp = (
+            time.mktime(time.strptime(event["stageTimestamp"][:19], "%Y-%m-%dT%H:%M:%S"))
+            - time.timezone
+        )
         if since <= stamp <= until:
             writes.append(f"{event['verb']} {event['requestURI']}")
     return writes
@@ -93,19 +98,38 @@ def run(n: int, steady_seconds: int) -> dict[str, object]:
         sh("kubectl", "apply", "--server-side", "-k", str(REPO / "crds"), env=env)
         sh("kubectl", "apply", "--server-side", "-k", str(REPO / "config" / "rbac"), env=env)
         sh(str(REPO / "hack" / "wait-crd.sh"), "modeldeployments.modelplane.io", env=env)
-        token = sh("kubectl", "create", "token", "modelplane-operator", "-n", "modelplane-system",
-                   "--duration=2h", env=env).strip()
-        config = json.loads(sh("kubectl", "config", "view", "--raw", "--minify", "-o", "json", env=env))
+        token = sh(
+            "kubectl",
+            "create",
+            "token",
+            "modelplane-operator",
+            "-n",
+            "modelplane-system",
+            "--duration=2h",
+            env=env,
+        ).strip()
+        config = json.loads(
+            sh("kubectl", "config", "view", "--raw", "--minify", "-o", "json", env=env)
+        )
         config["users"] = [{"name": "operator", "user": {"token": token}}]
         config["contexts"][0]["context"]["user"] = "operator"
         kubeconfig = cluster_dir / "operator.kubeconfig"
         kubeconfig.write_text(json.dumps(config))
         liveness = free_port()
-        operator_env = {**env, "KUBECONFIG": str(kubeconfig), "MODELPLANE_METRICS_PORT": str(free_port()),
-                        "MODELPLANE_LIVENESS": f"http://127.0.0.1:{liveness}/healthz"}
+        operator_env = {
+            **env,
+            "KUBECONFIG": str(kubeconfig),
+            "MODELPLANE_METRICS_PORT": str(free_port()),
+            "MODELPLANE_LIVENESS": f"http://127.0.0.1:{liveness}/healthz",
+        }
         log = open(cluster_dir / "operator.log", "wb")  # noqa: SIM115
-        operator = subprocess.Popen([sys.executable, "-m", "modelplane"], env=operator_env,
-                                    stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+        operator = subprocess.Popen(
+            [sys.executable, "-m", "modelplane"],
+            env=operator_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )
         for _ in range(300):
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{liveness}/healthz", timeout=2)
@@ -113,7 +137,9 @@ def run(n: int, steady_seconds: int) -> dict[str, object]:
             except OSError:
                 time.sleep(0.2)
         stop, peak = threading.Event(), [0]
-        sampler = threading.Thread(target=peak_rss_sampler, args=(operator.pid, stop, peak), daemon=True)
+        sampler = threading.Thread(
+            target=peak_rss_sampler, args=(operator.pid, stop, peak), daemon=True
+        )
         sampler.start()
 
         manifests = "\n".join(json.dumps(model_deployment(i)) for i in range(n))
@@ -122,9 +148,12 @@ def run(n: int, steady_seconds: int) -> dict[str, object]:
         applied = time.monotonic() - started
         ready = 0
         while time.monotonic() - started < 1800:
-            items = json.loads(sh("kubectl", "get", "md", "-n", "bench", "-o", "json", env=env))["items"]
+            items = json.loads(sh("kubectl", "get", "md", "-n", "bench", "-o", "json", env=env))[
+                "items"
+            ]
             ready = sum(
-                1 for md in items
+                1
+                for md in items
                 for c in (md.get("status") or {}).get("conditions", [])
                 if c["type"] == "Ready" and c["status"] == "True"
             )
@@ -155,16 +184,24 @@ def run(n: int, steady_seconds: int) -> dict[str, object]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, action="append", help="ModelDeployments to apply (repeatable)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--n", type=int, action="append", help="ModelDeployments to apply (repeatable)"
+    )
     parser.add_argument("--steady-seconds", type=int, default=60)
     args = parser.parse_args()
     results = [run(n, args.steady_seconds) for n in args.n or [100]]
-    print("| N | kubectl create (s) | all Ready (s) | operator peak RSS (MiB) | steady-state writes/min |")
+    print(
+        "| N | kubectl create (s) | all Ready (s) | operator peak RSS (MiB) | steady-state writes/min |"
+    )
     print("|---|---|---|---|---|")
     for r in results:
-        print(f"| {r['n']} | {r['create_seconds']} | {r['all_ready_seconds']} ({r['ready']} Ready) "
-              f"| {r['peak_rss_mib']} | {r['steady_writes_per_minute']} |")
+        print(
+            f"| {r['n']} | {r['create_seconds']} | {r['all_ready_seconds']} ({r['ready']} Ready) "
+            f"| {r['peak_rss_mib']} | {r['steady_writes_per_minute']} |"
+        )
     for r in results:
         if r["steady_write_samples"]:
             print(f"N={r['n']} sample steady writes: {r['steady_write_samples']}")

@@ -1,7 +1,7 @@
 """Generates docs/api-reference.md from the CRD schema (tests fail when it is stale).
 
-    .venv/bin/python hack/gen_api_reference.py            # rewrite the file
-    .venv/bin/python hack/gen_api_reference.py --check    # exit 1 when stale
+.venv/bin/python hack/gen_api_reference.py            # rewrite the file
+.venv/bin/python hack/gen_api_reference.py --check    # exit 1 when stale
 """
 
 from __future__ import annotations
@@ -35,8 +35,13 @@ def constraints(schema: dict[str, Any]) -> str:
         parts.append("one of " + ", ".join(f"`{v}`" for v in schema["enum"]))
     if "default" in schema:
         parts.append(f"default `{json.dumps(schema['default'])}`")
-    for key, label in (("minimum", "min"), ("maximum", "max"), ("maxLength", "max length"),
-                       ("maxItems", "max items"), ("pattern", "pattern")):
+    for key, label in (
+        ("minimum", "min"),
+        ("maximum", "max"),
+        ("maxLength", "max length"),
+        ("maxItems", "max items"),
+        ("pattern", "pattern"),
+    ):
         if key in schema:
             parts.append(f"{label} `{schema[key]}`")
     return "; ".join(parts)
@@ -70,8 +75,14 @@ def render() -> str:
     ]
     for part in ("spec", "status"):
         schema = root["properties"][part]
-        out += [f"## {part}", "", " ".join(str(schema.get("description", "")).split()), "",
-                "| field | type | description | constraints |", "|---|---|---|---|"]
+        out += [
+            f"## {part}",
+            "",
+            " ".join(str(schema.get("description", "")).split()),
+            "",
+            "| field | type | description | constraints |",
+            "|---|---|---|---|",
+        ]
         out += rows(schema, part, set(schema.get("required", [])))
         out.append("")
     rules = [r for r in root["properties"]["spec"].get("x-kubernetes-validations", [])]

@@ -46,9 +46,17 @@ def crd_installed(cluster: Cluster) -> None:
     # `kubectl wait` errors out (instead of waiting) while the CRD has no conditions yet.
     deadline = time.monotonic() + 60
     jsonpath = '{.status.conditions[?(@.type=="Established")].status}'
-    while cluster.kubectl(
-        "get", "crd", "modeldeployments.modelplane.io", "-o", f"jsonpath={jsonpath}", check=False
-    ).stdout != "True":
+    while (
+        cluster.kubectl(
+            "get",
+            "crd",
+            "modeldeployments.modelplane.io",
+            "-o",
+            f"jsonpath={jsonpath}",
+            check=False,
+        ).stdout
+        != "True"
+    ):
         assert time.monotonic() < deadline, "the ModelDeployment CRD was not Established in 60s"
         time.sleep(0.2)
 

@@ -12,13 +12,19 @@ REPO = Path(__file__).resolve().parents[2]
 def test_api_reference_matches_the_crd() -> None:
     result = subprocess.run(
         [sys.executable, str(REPO / "hack" / "gen_api_reference.py"), "--check"],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stderr
 
 
 def test_api_reference_documents_every_spec_field() -> None:
     text = (REPO / "docs" / "api-reference.md").read_text()
-    for field in ("spec.model.uri", "spec.gpu.count", "spec.rollout.canary.steps[].weight",
-                  "spec.rollout.blueGreen.smokeTest", "status.conditions"):
+    for field in (
+        "spec.model.uri",
+        "spec.gpu.count",
+        "spec.rollout.canary.steps[].weight",
+        "spec.rollout.blueGreen.smokeTest",
+        "status.conditions",
+    ):
         assert f"`{field}" in text, field

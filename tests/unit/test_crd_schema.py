@@ -224,7 +224,12 @@ def test_api_field_names() -> None:
         "canary",
         "blueGreen",
     }
-    assert set(rollout["canary"]["properties"]) == {"trafficRouting", "steps", "analysis", "scaleDownDelaySeconds"}
+    assert set(rollout["canary"]["properties"]) == {
+        "trafficRouting",
+        "steps",
+        "analysis",
+        "scaleDownDelaySeconds",
+    }
     assert set(rollout["canary"]["properties"]["analysis"]["properties"]) == {
         "prometheus",
         "intervalSeconds",

@@ -339,8 +339,14 @@ def test_existed_before() -> None:
             "revisions": [{"name": "a1"}, {"name": "b2"}],
         }
     }
-    dep = {"kind": "Deployment", "metadata": {"name": "iris-a1", "labels": {"modelplane.io/revision": "a1"}}}
-    new = {"kind": "Deployment", "metadata": {"name": "iris-c3", "labels": {"modelplane.io/revision": "c3"}}}
+    dep = {
+        "kind": "Deployment",
+        "metadata": {"name": "iris-a1", "labels": {"modelplane.io/revision": "a1"}},
+    }
+    new = {
+        "kind": "Deployment",
+        "metadata": {"name": "iris-c3", "labels": {"modelplane.io/revision": "c3"}},
+    }
     assert _existed_before(body, dep)
     assert not _existed_before(body, new)
     assert _existed_before(body, {"kind": "Service"})

@@ -382,7 +382,10 @@ def test_canary_happy_path_steps_10_then_50_then_promotion() -> None:
     assert passed.requested_weight == 50
     assert passed.service_revision is None
     assert reasons(passed) == ["CanaryStepPassed"]
-    assert "step 2/2: canary b2 at" in passed.progressing.message and "(requested 50%)" in passed.progressing.message
+    assert (
+        "step 2/2: canary b2 at" in passed.progressing.message
+        and "(requested 50%)" in passed.progressing.message
+    )
 
     observed = [up("a1", 4), up("b2", 4)]
     d.wait(59)
