@@ -162,9 +162,10 @@ async def _reconcile(key: tuple[str, str], memo: kopf.Memo, indexes: dict[str, A
     try:
         ran = await memo.reconciler.trigger(key, _load(key, indexes))
     except ApiError as error:
-        if error.namespace_terminating:
-            # The namespace's deletion removes children and owner alike; nothing to restore.
-            logging.getLogger(__name__).info("%s/%s: namespace is being deleted", *key)
+        if error.namespace_terminating or error.is_not_found(GROUP, PLURAL):
+            # Deleted while we worked (its children's deletion is what woke us): nothing to
+            # restore. Anything else that is missing stays an error.
+            logging.getLogger(__name__).info("%s/%s is being deleted", *key)
             return
         RECONCILES.labels("error").inc()
         RECONCILE_ERRORS.labels(f"http_{error.status}").inc()

@@ -43,17 +43,28 @@ class ApiError(Exception):
         self.status = status
         self.body = body
 
-    def has_cause(self, cause_type: str) -> bool:
-        """Whether the server's Status names this cause; a StatusCause's type is serialized
-        as `reason`."""
+    def _details(self) -> JSON:
         try:
             status = json.loads(self.body)
         except ValueError:
-            return False
-        causes = (
-            (status.get("details") or {}).get("causes") or [] if isinstance(status, dict) else []
-        )
+            return {}
+        details = status.get("details") if isinstance(status, dict) else None
+        return details if isinstance(details, dict) else {}
+
+    def has_cause(self, cause_type: str) -> bool:
+        """Whether the server's Status names this cause; a StatusCause's type is serialized
+        as `reason`."""
+        causes = self._details().get("causes") or []
         return any(cause.get("reason") == cause_type for cause in causes)
+
+    def is_not_found(self, group: str, plural: str) -> bool:
+        """A 404 about this kind of object (not about a missing API or another object)."""
+        details = self._details()
+        return (
+            self.status == 404
+            and details.get("group", "") == group
+            and details.get("kind") == plural
+        )
 
     @property
     def namespace_terminating(self) -> bool:

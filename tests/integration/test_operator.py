@@ -283,11 +283,21 @@ def test_missing_secret_is_invalid_spec_without_retry_storm(
     eventually(lambda: ready(cluster, namespace, "nosecret"), timeout=60)
 
 
+def assert_no_failures_logged(operator: OperatorProcess, start: int, namespace: str) -> None:
+    """No handler failed, and nothing was refused, for this namespace after `start` (bytes)."""
+    with Path(operator.log_path).open() as lines:
+        lines.seek(start)
+        about_namespace = [line for line in lines if namespace in line]
+    failed = [line for line in about_namespace if "Forbidden" in line or "failed" in line]
+    assert not failed, "".join(failed)[-3000:]
+
+
 def test_deleting_the_model_deployment_removes_every_child(
     cluster: Cluster, operator: OperatorProcess, namespace: str
 ) -> None:
     apply(cluster, namespace, model_deployment("gone", replicas=2))
     eventually(lambda: ready(cluster, namespace, "gone"), timeout=90)
+    start = Path(operator.log_path).stat().st_size
     cluster.kubectl("delete", "-n", namespace, "md", "gone", "--wait=true", "--timeout=60s")
 
     def no_children() -> bool:
@@ -302,6 +312,7 @@ def test_deleting_the_model_deployment_removes_every_child(
         return not left
 
     eventually(no_children, timeout=60)
+    assert_no_failures_logged(operator, start, namespace)
 
 
 def test_deleting_the_namespace_is_not_fought(cluster: Cluster, operator: OperatorProcess) -> None:
@@ -314,15 +325,10 @@ def test_deleting_the_namespace_is_not_fought(cluster: Cluster, operator: Operat
         apply(cluster, namespace, model_deployment(name, replicas=2))
     for name in names:
         eventually(lambda name=name: ready(cluster, namespace, name), timeout=90)  # type: ignore[misc]
-    log = Path(operator.log_path)
-    start = log.stat().st_size
+    start = Path(operator.log_path).stat().st_size
     cluster.kubectl("delete", "namespace", namespace, "--wait=true", "--timeout=120s")
     time.sleep(2)  # child events still queued when the namespace vanished
-    with log.open() as lines:
-        lines.seek(start)
-        about_namespace = [line for line in lines if namespace in line]
-    fought = [line for line in about_namespace if "Forbidden" in line or "failed" in line]
-    assert not fought, "".join(fought)[-3000:]
+    assert_no_failures_logged(operator, start, namespace)
 
 
 def test_killing_the_operator_mid_reconcile_converges_without_duplicates(

@@ -55,3 +55,33 @@ def test_bodies_that_are_not_a_status_have_no_causes() -> None:
     assert not ApiError(403, "forbidden").has_cause("NamespaceTerminating")
     assert not ApiError(403, "[]").has_cause("NamespaceTerminating")
     assert not ApiError(500, TERMINATING).namespace_terminating
+
+
+OWNER_GONE = json.dumps(
+    {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "status": "Failure",
+        "message": 'modeldeployments.modelplane.io "doomed-0" not found',
+        "reason": "NotFound",
+        "details": {"name": "doomed-0", "group": "modelplane.io", "kind": "modeldeployments"},
+        "code": 404,
+    }
+)
+API_MISSING = json.dumps(
+    {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "status": "Failure",
+        "message": "the server could not find the requested resource",
+        "reason": "NotFound",
+        "details": {},
+        "code": 404,
+    }
+)
+
+
+def test_a_deleted_owner_is_told_apart_from_a_missing_api() -> None:
+    assert ApiError(404, OWNER_GONE).is_not_found("modelplane.io", "modeldeployments")
+    assert not ApiError(404, OWNER_GONE).is_not_found("apps", "deployments")
+    assert not ApiError(404, API_MISSING).is_not_found("modelplane.io", "modeldeployments")
