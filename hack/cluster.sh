@@ -68,6 +68,7 @@ EOF
       echo "$(cat kube-proxy.token),system:kube-proxy,kube-proxy,"
     } >tokens.csv
     # Writes only, metadata level: enough to count who writes what (benchmarks use it).
+    # Routing changes keep their bodies, to tell later which selector or endpoints were set.
     cat >audit-policy.yaml <<EOF
 apiVersion: audit.k8s.io/v1
 kind: Policy
@@ -75,6 +76,9 @@ omitStages: [RequestReceived]
 rules:
 - level: None
   resources: [{group: coordination.k8s.io, resources: [leases]}]
+- level: Request
+  verbs: [create, update, patch]
+  resources: [{group: "", resources: [services]}, {group: discovery.k8s.io, resources: [endpointslices]}]
 - level: Metadata
   verbs: [create, update, patch, delete, deletecollection]
 - level: None

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
+from itertools import groupby
 from typing import Any
 
 import pytest
@@ -17,7 +23,7 @@ from tests.e2e.conftest import (
     set_version,
     wait_ready,
 )
-from tests.e2e.traffic import Load, infer
+from tests.e2e.traffic import Answer, Load, infer
 from tests.integration.helpers import apply, eventually, get_json
 from tests.support.cluster import Cluster
 
@@ -82,6 +88,44 @@ def stable_with_all_traffic(cluster: Cluster, namespace: str, version: str) -> b
     return bool(revision.get("role") == "stable" and revision.get("weight") == 100)
 
 
+def runs(answers: list[Answer]) -> str:
+    """The answers as runs of one version (or status), with when each run began."""
+    groups = groupby(answers, key=lambda a: a.version or str(a.status))
+    return " ".join(
+        f"v{key}x{len(group)}@{group[0].started:.2f}"
+        for key, group in ((k, list(g)) for k, g in groups)
+    )
+
+
+@contextmanager
+def selected_revisions(cluster: Cluster, namespace: str, service: str) -> Iterator[list[str]]:
+    """Every revision the Service selected, in order, as the API server tells a watcher."""
+    seen: list[str] = []
+    kubectl = os.path.join(cluster.bin_dir, "kubectl")
+    template = 'jsonpath={.spec.selector.modelplane\\.io/revision}{"\\n"}'
+    command = [kubectl, "--kubeconfig", cluster.kubeconfig, "-n", namespace]
+    watch = subprocess.Popen(
+        [*command, "get", "service", service, "--watch", "-o", template],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    stdout = watch.stdout
+    assert stdout is not None
+    reader = threading.Thread(target=lambda: seen.extend(line.strip() for line in stdout))
+    reader.start()
+    try:
+        yield seen
+    finally:
+        watch.terminate()
+        reader.join(timeout=10)
+
+
+def settled_on(load: Load, version: str, last: int = 100) -> bool:
+    """The last `last` answers all came from `version`: kube-proxy has the new endpoints."""
+    answers = load.answers[-last:]
+    return len(answers) == last and all(a.version == version for a in answers)
+
+
 def ready_since(cluster: Cluster, namespace: str, revision: str) -> float:
     """When the first pod of a revision turned Ready (the kubelet's own timestamp)."""
     pods = get_json(cluster, "-n", namespace, "pods", "-l", f"{REVISION_LABEL}={revision}")
@@ -105,8 +149,12 @@ def test_blue_green_flip_and_rollback_under_load_fail_no_request(
     apply(real_cluster, ns, body)
     wait_ready(real_cluster, ns, "iris-bg")
     host = cluster_ip(real_cluster, ns, "iris-bg")
+    blue = revisions(get_json(real_cluster, "-n", ns, "modeldeployment", "iris-bg"))["1"]["name"]
 
-    with Load(host, "iris-bg", iris_rows(1)) as load:
+    with (
+        selected_revisions(real_cluster, ns, "iris-bg") as selected,
+        Load(host, "iris-bg", iris_rows(1)) as load,
+    ):
         eventually(lambda: load.count() > 20, timeout=30)
         set_version(body, model_store, "2")
         apply(real_cluster, ns, body)
@@ -116,18 +164,22 @@ def test_blue_green_flip_and_rollback_under_load_fail_no_request(
         green = revisions(md)["2"]["name"]
         green_ready_at = ready_since(real_cluster, ns, green)
         flipped_at = load.count()
-        eventually(lambda: any(a.version == "2" for a in load.answers[flipped_at:]), timeout=30)
+        # Endpoint changes reach the data path within a few seconds (EndpointSlice
+        # controller, then kube-proxy's rule sync); after that only version 2 answers.
+        eventually(lambda: settled_on(load, "2"), timeout=30)
+        settled_at = load.count()
         time.sleep(3)
+        after_flip = load.answers[settled_at:]
+        assert {a.version for a in after_flip} == {"2"}, runs(load.answers[flipped_at:])
 
         real_cluster.kubectl(
             "-n", ns, "annotate", "modeldeployment", "iris-bg", "modelplane.io/rollback=true"
         )
 
         eventually(lambda: stable_with_all_traffic(real_cluster, ns, "1"), timeout=300, interval=1)
+        rollback_at = load.count()
+        eventually(lambda: settled_on(load, "1"), timeout=30)
         rolled_at = load.count()
-        eventually(
-            lambda: load.answers[-1].version == "1" and load.count() > rolled_at + 50, timeout=60
-        )
         # Version 2's pods are removed after a rollback: keep the load on while they go.
         eventually(
             lambda: (
@@ -139,6 +191,9 @@ def test_blue_green_flip_and_rollback_under_load_fail_no_request(
         )
         time.sleep(3)
 
+    # The main Service switched exactly twice: no stale reconcile ever pointed it back.
+    switches = [r for i, r in enumerate(selected) if i == 0 or r != selected[i - 1]]
+    assert switches == [blue, green, blue], selected
     answers = load.answers
     failed = [a for a in answers if a.status != 200]
     assert not failed, f"{len(failed)} of {len(answers)} failed, first: {failed[:3]}"
@@ -148,5 +203,7 @@ def test_blue_green_flip_and_rollback_under_load_fail_no_request(
     # timestamps have whole seconds).
     first_v2 = min(a.started for a in answers if a.version == "2")
     assert first_v2 >= green_ready_at - 1
-    after_rollback = answers[rolled_at + 50 :]
-    assert after_rollback and {a.version for a in after_rollback} == {"1"}
+    after_rollback = answers[rolled_at:]
+    assert after_rollback and {a.version for a in after_rollback} == {"1"}, runs(
+        answers[rollback_at:]
+    )

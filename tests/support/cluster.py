@@ -73,4 +73,13 @@ def private_cluster(node: str = "kwok") -> Iterator[Cluster]:
     try:
         yield Cluster(kubeconfig=os.path.join(cluster_dir, "kubeconfig"), bin_dir=bin_dir)
     finally:
+        keep_logs(Path(cluster_dir, "logs"), node)
         subprocess.run([CLUSTER_SCRIPT, "down"], env=env, capture_output=True, timeout=300)
+
+
+def keep_logs(logs: Path, node: str) -> None:
+    """The latest test cluster's logs outlive it (one copy per node kind), for post-mortems."""
+    kept = Path(tempfile.gettempdir(), f"modelplane-test-logs-{node}")
+    shutil.rmtree(kept, ignore_errors=True)
+    if logs.is_dir():
+        shutil.copytree(logs, kept)
