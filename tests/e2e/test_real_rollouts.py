@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import threading
 import time
@@ -101,11 +100,9 @@ def runs(answers: list[Answer]) -> str:
 def selected_revisions(cluster: Cluster, namespace: str, service: str) -> Iterator[list[str]]:
     """Every revision the Service selected, in order, as the API server tells a watcher."""
     seen: list[str] = []
-    kubectl = os.path.join(cluster.bin_dir, "kubectl")
     template = 'jsonpath={.spec.selector.modelplane\\.io/revision}{"\\n"}'
-    command = [kubectl, "--kubeconfig", cluster.kubeconfig, "-n", namespace]
     watch = subprocess.Popen(
-        [*command, "get", "service", service, "--watch", "-o", template],
+        cluster.kubectl_argv("-n", namespace, "get", "service", service, "--watch", "-o", template),
         stdout=subprocess.PIPE,
         text=True,
     )

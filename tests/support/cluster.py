@@ -22,11 +22,15 @@ class Cluster:
     kubeconfig: str
     bin_dir: str
 
+    def kubectl_argv(self, *args: str) -> list[str]:
+        """The command line of a kubectl call against this cluster."""
+        return [os.path.join(self.bin_dir, "kubectl"), "--kubeconfig", self.kubeconfig, *args]
+
     def kubectl(
         self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120
     ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
-            [os.path.join(self.bin_dir, "kubectl"), "--kubeconfig", self.kubeconfig, *args],
+            self.kubectl_argv(*args),
             input=input,
             capture_output=True,
             text=True,
