@@ -1,4 +1,4 @@
-# The modelplane operator image: non-root, read-only root filesystem friendly.
+# The modelroll operator image: non-root, read-only root filesystem friendly.
 # hack/images.sh builds without Docker on a local Debian python base; the default is unchanged.
 ARG PYTHON_IMAGE=python:3.11-slim
 FROM ${PYTHON_IMAGE} AS build
@@ -11,14 +11,14 @@ RUN python3 -m venv /opt/venv && /opt/venv/bin/pip install --no-cache-dir .
 FROM ${PYTHON_IMAGE}
 # A passwd entry for the UID: kopf names its peering identity after getpass.getuser().
 RUN useradd --uid 65532 --user-group --no-create-home --home-dir /tmp \
-      --shell /usr/sbin/nologin modelplane
+      --shell /usr/sbin/nologin modelroll
 COPY --from=build /opt/venv /opt/venv
-COPY templates /opt/modelplane/templates
+COPY templates /opt/modelroll/templates
 ENV PATH=/opt/venv/bin:$PATH \
     HOME=/tmp \
-    MODELPLANE_TEMPLATES_DIR=/opt/modelplane/templates \
+    MODELROLL_TEMPLATES_DIR=/opt/modelroll/templates \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 USER 65532:65532
 EXPOSE 8000 8081
-ENTRYPOINT ["modelplane-operator"]
+ENTRYPOINT ["modelroll-operator"]

@@ -1,4 +1,4 @@
-# modelplane — run `make help` for the targets.
+# modelroll — run `make help` for the targets.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -26,7 +26,7 @@ $(VENV)/.installed: pyproject.toml runtime_images/pyproject.toml
 venv: $(VENV)/.installed ## Create the virtualenv with the operator, the runtime and the dev tools
 
 .PHONY: binaries
-binaries: ## Build (or reuse) the Kubernetes (kubelet included), etcd, kwok and crictl binaries in ~/.cache/modelplane
+binaries: ## Build (or reuse) the Kubernetes (kubelet included), etcd, kwok and crictl binaries in ~/.cache/modelroll
 	COMPONENTS=all hack/control-plane/build.sh
 
 .PHONY: cluster-up
@@ -41,7 +41,7 @@ cluster-down: ## Stop the local control plane and remove its state
 lint: venv ## Run ruff and mypy (strict)
 	$(VENV)/bin/ruff check operator runtime_images tests benchmarks
 	$(VENV)/bin/ruff format --check operator runtime_images tests benchmarks
-	$(VENV)/bin/mypy operator/modelplane runtime_images/modelplane_runtime
+	$(VENV)/bin/mypy operator/modelroll runtime_images/modelroll_runtime
 
 .PHONY: unit
 unit: venv ## Unit tests of the pure code
@@ -63,11 +63,11 @@ test: venv binaries ## Run the whole suite: lint, unit, runtime, integration and
 .PHONY: install
 install: ## Apply the CRDs to $KUBECONFIG
 	kubectl apply --server-side --force-conflicts -k crds/
-	hack/wait-crd.sh modeldeployments.modelplane.io
+	hack/wait-crd.sh modeldeployments.modelroll.io
 
 .PHONY: run
 run: venv ## Run the operator from source, in the foreground, against $KUBECONFIG
-	$(PY) -m modelplane
+	$(PY) -m modelroll
 
 .PHONY: demo
 demo: venv binaries ## The main job end to end on a local cluster: deploy a model, watch it become Ready, predict

@@ -21,7 +21,7 @@ import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-OPERATOR_USER = "system:serviceaccount:modelplane-system:modelplane-operator"
+OPERATOR_USER = "system:serviceaccount:modelroll-system:modelroll-operator"
 
 
 def sh(*args: str, env: dict[str, str], input: str | None = None) -> str:
@@ -66,7 +66,7 @@ def operator_writes(audit_log: Path, since: float, until: float) -> list[str]:
 
 def model_deployment(i: int) -> dict[str, object]:
     return {
-        "apiVersion": "modelplane.io/v1alpha1",
+        "apiVersion": "modelroll.io/v1alpha1",
         "kind": "ModelDeployment",
         "metadata": {"name": f"m{i:04d}", "namespace": "bench"},
         "spec": {
@@ -93,18 +93,18 @@ def run(n: int, steady_seconds: int) -> dict[str, object]:
         env[key] = value.replace("$PATH", os.environ["PATH"])
     operator = None
     try:
-        sh("kubectl", "create", "namespace", "modelplane-system", env=env)
+        sh("kubectl", "create", "namespace", "modelroll-system", env=env)
         sh("kubectl", "create", "namespace", "bench", env=env)
         sh("kubectl", "apply", "--server-side", "-k", str(REPO / "crds"), env=env)
         sh("kubectl", "apply", "--server-side", "-k", str(REPO / "config" / "rbac"), env=env)
-        sh(str(REPO / "hack" / "wait-crd.sh"), "modeldeployments.modelplane.io", env=env)
+        sh(str(REPO / "hack" / "wait-crd.sh"), "modeldeployments.modelroll.io", env=env)
         token = sh(
             "kubectl",
             "create",
             "token",
-            "modelplane-operator",
+            "modelroll-operator",
             "-n",
-            "modelplane-system",
+            "modelroll-system",
             "--duration=2h",
             env=env,
         ).strip()
@@ -119,12 +119,12 @@ def run(n: int, steady_seconds: int) -> dict[str, object]:
         operator_env = {
             **env,
             "KUBECONFIG": str(kubeconfig),
-            "MODELPLANE_METRICS_PORT": str(free_port()),
-            "MODELPLANE_LIVENESS": f"http://127.0.0.1:{liveness}/healthz",
+            "MODELROLL_METRICS_PORT": str(free_port()),
+            "MODELROLL_LIVENESS": f"http://127.0.0.1:{liveness}/healthz",
         }
         log = open(cluster_dir / "operator.log", "wb")  # noqa: SIM115
         operator = subprocess.Popen(
-            [sys.executable, "-m", "modelplane"],
+            [sys.executable, "-m", "modelroll"],
             env=operator_env,
             stdout=log,
             stderr=subprocess.STDOUT,

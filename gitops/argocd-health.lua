@@ -1,12 +1,12 @@
--- Argo CD health check for modelplane.io/ModelDeployment.
--- Install: argocd-cm key `resource.customizations.health.modelplane.io_ModelDeployment`
+-- Argo CD health check for modelroll.io/ModelDeployment.
+-- Install: argocd-cm key `resource.customizations.health.modelroll.io_ModelDeployment`
 -- (see gitops/README.md). Tested by tests/unit/test_gitops.py through lupa.
 --
 -- status.observedGeneration < metadata.generation  -> Progressing (spec not yet seen)
 -- Degraded=True                                    -> Degraded   (abort, failed smoke test,
 --                                                                  crash loop, invalid spec, ...)
 -- Progressing=True, reason AwaitingPromotion       -> Suspended  (blue-green preview waits for
---                                                                  the modelplane.io/promote
+--                                                                  the modelroll.io/promote
 --                                                                  annotation, like a paused
 --                                                                  Argo Rollout)
 -- Ready!=True, or Progressing=True                 -> Progressing
@@ -37,7 +37,7 @@ end
 
 if obj.status == nil then
   hs.status = "Progressing"
-  hs.message = "Waiting for the modelplane operator to report status"
+  hs.message = "Waiting for the modelroll operator to report status"
   return hs
 end
 
@@ -45,7 +45,7 @@ local generation = obj.metadata.generation
 local observed = obj.status.observedGeneration
 if generation ~= nil and (observed == nil or observed < generation) then
   hs.status = "Progressing"
-  hs.message = "Waiting for the modelplane operator to observe generation " .. tostring(generation)
+  hs.message = "Waiting for the modelroll operator to observe generation " .. tostring(generation)
   if observed ~= nil then
     hs.message = hs.message .. " (observed " .. tostring(observed) .. ")"
   end

@@ -39,7 +39,7 @@ make_pki() {
   (
     cd "$pki"
     openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 3650 \
-      -subj "/CN=modelplane-local-ca" 2>/dev/null
+      -subj "/CN=modelroll-local-ca" 2>/dev/null
     cat >apiserver.ext <<EOF
 subjectAltName=IP:127.0.0.1,IP:10.96.0.1,IP:$("$repo/hack/real-node.sh" host-ip),DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local
 extendedKeyUsage=serverAuth
@@ -59,7 +59,7 @@ EOF
       python3 -c 'import secrets, sys; sys.stdout.write(secrets.token_hex(24))' >"$who.token"
     done
     {
-      echo "$(cat admin.token),modelplane-admin,admin,\"system:masters\""
+      echo "$(cat admin.token),modelroll-admin,admin,\"system:masters\""
       echo "$(cat controller-manager.token),system:kube-controller-manager,kcm,"
       echo "$(cat scheduler.token),system:kube-scheduler,scheduler,"
       echo "$(cat kwok.token),kwok-controller,kwok,\"system:masters\""
@@ -124,16 +124,16 @@ EOF
   local gpu_taint='  taints:
   - {key: nvidia.com/gpu, value: present, effect: NoSchedule}'
   for ((i = 0; i < KWOK_CPU_NODES; i++)); do
-    node "kwok-cpu-$i" "    modelplane.io/pool: cpu" "  taints: []" ""
+    node "kwok-cpu-$i" "    modelroll.io/pool: cpu" "  taints: []" ""
   done
   for ((i = 0; i < KWOK_GPU_NODES; i++)); do
-    node "kwok-gpu-$i" "    modelplane.io/pool: gpu
+    node "kwok-gpu-$i" "    modelroll.io/pool: gpu
     nvidia.com/gpu.present: \"true\"
     nvidia.com/gpu.product: $GPU_PRODUCT
     nvidia.com/gpu.count: \"$GPUS_PER_NODE\"
     nvidia.com/gpu.memory: \"81920\"" "$gpu_taint" "    nvidia.com/gpu: \"$GPUS_PER_NODE\""
   done
-  node kwok-mig-0 "    modelplane.io/pool: mig
+  node kwok-mig-0 "    modelroll.io/pool: mig
     nvidia.com/gpu.present: \"true\"
     nvidia.com/gpu.product: $GPU_PRODUCT-MIG-1g.10gb
     nvidia.com/gpu.count: \"1\"

@@ -22,9 +22,9 @@ kubectl get nodes -L nvidia.com/gpu.product
 
 step "2. install the ModelDeployment CRD and start the operator"
 kubectl apply --server-side --force-conflicts -k crds/ >/dev/null
-hack/wait-crd.sh modeldeployments.modelplane.io
-MODELPLANE_METRICS_PORT=0 MODELPLANE_LIVENESS=http://127.0.0.1:0/healthz MODELPLANE_TIMER_INTERVAL_SECONDS=2 \
-  "$py" -m modelplane >"$work/operator.log" 2>&1 &
+hack/wait-crd.sh modeldeployments.modelroll.io
+MODELROLL_METRICS_PORT=0 MODELROLL_LIVENESS=http://127.0.0.1:0/healthz MODELROLL_TIMER_INTERVAL_SECONDS=2 \
+  "$py" -m modelroll >"$work/operator.log" 2>&1 &
 pids+=($!)
 echo "operator running (pid ${pids[-1]}), log: $work/operator.log"
 
@@ -42,7 +42,7 @@ done
 [ "$ready" = True ] || { echo "iris did not become Ready; operator log: $work/operator.log" >&2; exit 1; }
 kubectl -n demo get md -o wide
 echo
-kubectl -n demo get deployments,services,serviceaccounts,poddisruptionbudgets,pods -l modelplane.io/deployment=iris
+kubectl -n demo get deployments,services,serviceaccounts,poddisruptionbudgets,pods -l modelroll.io/deployment=iris
 
 step "4. ship version 2 as a canary: 25% -> 50% -> promotion, watched live"
 canary=$(mktemp)
@@ -67,12 +67,12 @@ done
 [ "$stable" != "$first" ] || { echo "the canary was not promoted; operator log: $work/operator.log" >&2; exit 1; }
 kubectl -n demo get md iris -o wide
 
-step "5. serve a real iris model with the modelplane runtime and send a prediction"
+step "5. serve a real iris model with the modelroll runtime and send a prediction"
 "$py" hack/demo_model.py "$work/model"
 port=$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-MODELPLANE_MODEL_NAME=iris MODELPLANE_MODEL_URI="$work/model" MODELPLANE_MODEL_FORMAT=sklearn \
-  MODELPLANE_MODEL_VERSION=1 MODELPLANE_HTTP_PORT=$port MODELPLANE_WORKERS=1 \
-  "$py" -m modelplane_runtime >"$work/runtime.log" 2>&1 &
+MODELROLL_MODEL_NAME=iris MODELROLL_MODEL_URI="$work/model" MODELROLL_MODEL_FORMAT=sklearn \
+  MODELROLL_MODEL_VERSION=1 MODELROLL_HTTP_PORT=$port MODELROLL_WORKERS=1 \
+  "$py" -m modelroll_runtime >"$work/runtime.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 100); do
   curl -sf "http://127.0.0.1:$port/v2/health/ready" >/dev/null && break

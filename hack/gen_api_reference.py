@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-CRD = REPO / "crds" / "modelplane.io_modeldeployments.yaml"
+CRD = REPO / "crds" / "modelroll.io_modeldeployments.yaml"
 TARGET = REPO / "docs" / "api-reference.md"
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the modelplane container images without a Docker engine (buildah, mmdebstrap, gcc)
+# Builds the modelroll container images without a Docker engine (buildah, mmdebstrap, gcc)
 # and exports each one to an OCI archive that `ctr -n k8s.io images import` takes.
 #
 #   hack/images.sh build [runtime|operator|pause|coredns|all]   build what is missing
@@ -11,7 +11,7 @@ set -euo pipefail
 shopt -s inherit_errexit
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
-CACHE_ROOT=${MODELPLANE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/modelplane}
+CACHE_ROOT=${MODELROLL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/modelroll}
 ARCHIVE_DIR=${ARCHIVE_DIR:-$CACHE_ROOT/images}
 BUILDAH_DIR=${BUILDAH_DIR:-$CACHE_ROOT/buildah}
 STORAGE_DRIVER=${STORAGE_DRIVER:-overlay}
@@ -19,7 +19,7 @@ DEBIAN_SUITE=${DEBIAN_SUITE:-bookworm}
 DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 DEBIAN_SECURITY_MIRROR=${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 BASE_PACKAGES=${BASE_PACKAGES:-python3,python3-pip,python3-venv,python-is-python3,ca-certificates}
-BASE_IMAGE=${BASE_IMAGE:-localhost/modelplane/python:3.11-$DEBIAN_SUITE}
+BASE_IMAGE=${BASE_IMAGE:-localhost/modelroll/python:3.11-$DEBIAN_SUITE}
 K8S_VERSION=${K8S_VERSION:-v1.34.4}
 PAUSE_VERSION=${PAUSE_VERSION:-3.10}
 # RUN steps reach PyPI with the host's CA bundle (a TLS-intercepting proxy's CA may be in it),
@@ -110,7 +110,7 @@ make_base() {
   fi
   bh umount "$ctr" >/dev/null
   mapfile -t args < <(base_config)
-  bh config "${args[@]}" --label "io.modelplane.base-key=$(base_key)" "$ctr"
+  bh config "${args[@]}" --label "io.modelroll.base-key=$(base_key)" "$ctr"
   rm -f "$ARCHIVE_DIR"/base-*.id
   bh commit --quiet --rm --iidfile "$(base_id_file).tmp" "$ctr" "$BASE_IMAGE" >/dev/null \
     || die "base: buildah commit failed"
@@ -122,10 +122,10 @@ make_base() {
 
 image_tag() {
   case $1 in
-    runtime) echo docker.io/modelplane/runtime:0.1.0 ;;
-    operator) echo docker.io/modelplane/operator:0.1.0 ;;
-    pause) echo "localhost/modelplane/pause:$PAUSE_VERSION" ;;
-    coredns) echo "localhost/modelplane/coredns:$(coredns_version)" ;;
+    runtime) echo docker.io/modelroll/runtime:0.1.0 ;;
+    operator) echo docker.io/modelroll/operator:0.1.0 ;;
+    pause) echo "localhost/modelroll/pause:$PAUSE_VERSION" ;;
+    coredns) echo "localhost/modelroll/coredns:$(coredns_version)" ;;
   esac
 }
 

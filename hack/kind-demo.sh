@@ -13,14 +13,14 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
-CLUSTER=${KIND_CLUSTER:-modelplane}
+CLUSTER=${KIND_CLUSTER:-modelroll}
 TAG=${TAG:-dev}
-OPERATOR_IMAGE=modelplane/operator:$TAG
-RUNTIME_IMAGE=modelplane/runtime:$TAG
-MODEL_IMAGE=modelplane/runtime-iris-demo:$TAG
+OPERATOR_IMAGE=modelroll/operator:$TAG
+RUNTIME_IMAGE=modelroll/runtime:$TAG
+MODEL_IMAGE=modelroll/runtime-iris-demo:$TAG
 NAMESPACE=${DEMO_NAMESPACE:-demo}
 LOCAL_PORT=${LOCAL_PORT:-8080}
-export KUBECONFIG=${KUBECONFIG:-${XDG_CACHE_HOME:-$HOME/.cache}/modelplane/kind-$CLUSTER.kubeconfig}
+export KUBECONFIG=${KUBECONFIG:-${XDG_CACHE_HOME:-$HOME/.cache}/modelroll/kind-$CLUSTER.kubeconfig}
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 need() { command -v "$1" >/dev/null 2>&1 || { echo "kind-demo needs $1 on PATH" >&2; exit 1; }; }
 
@@ -54,15 +54,15 @@ DOCKERFILE
 step "3. kind load the images"
 kind load docker-image --name "$CLUSTER" "$OPERATOR_IMAGE" "$RUNTIME_IMAGE" "$MODEL_IMAGE"
 
-step "4. install modelplane from dist/install.yaml with these images"
-sed -e "s|image: modelplane/operator:[^[:space:]]*|image: $OPERATOR_IMAGE|" \
-    -e "s|value: modelplane/runtime:[^[:space:]]*|value: $RUNTIME_IMAGE|" \
+step "4. install modelroll from dist/install.yaml with these images"
+sed -e "s|image: modelroll/operator:[^[:space:]]*|image: $OPERATOR_IMAGE|" \
+    -e "s|value: modelroll/runtime:[^[:space:]]*|value: $RUNTIME_IMAGE|" \
     -e "s|imagePullPolicy: IfNotPresent|imagePullPolicy: Never|" \
     dist/install.yaml | kubectl apply --server-side --force-conflicts -f -
-kubectl wait --for=condition=Established --timeout=60s crd/modeldeployments.modelplane.io
-kubectl -n modelplane-system set env deployment/modelplane-operator \
-  MODELPLANE_RUNTIME_IMAGE_PULL_POLICY=Never >/dev/null
-kubectl -n modelplane-system rollout status deployment/modelplane-operator --timeout=180s
+kubectl wait --for=condition=Established --timeout=60s crd/modeldeployments.modelroll.io
+kubectl -n modelroll-system set env deployment/modelroll-operator \
+  MODELROLL_RUNTIME_IMAGE_PULL_POLICY=Never >/dev/null
+kubectl -n modelroll-system rollout status deployment/modelroll-operator --timeout=180s
 
 step "5. kubectl apply examples/sklearn-iris.yaml (the model baked into $MODEL_IMAGE)"
 kubectl create namespace "$NAMESPACE" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
@@ -81,7 +81,7 @@ for _ in $(seq 1 180); do
 done
 if [ "$ready" != True ]; then
   kubectl -n "$NAMESPACE" describe md iris >&2
-  kubectl -n modelplane-system logs deployment/modelplane-operator --tail=50 >&2
+  kubectl -n modelroll-system logs deployment/modelroll-operator --tail=50 >&2
   exit 1
 fi
 kubectl -n "$NAMESPACE" get md,deployments,pods,services -o wide

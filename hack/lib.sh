@@ -51,7 +51,7 @@ write_kubeconfig() { # file, token name
 apiVersion: v1
 kind: Config
 clusters:
-- name: modelplane-local
+- name: modelroll-local
   cluster:
     server: https://$(cat "$run/apiserver.host"):$(cat "$run/apiserver.port")
     certificate-authority: $pki/ca.crt
@@ -60,9 +60,9 @@ users:
   user:
     tokenFile: $pki/$2.token
 contexts:
-- name: modelplane-local
-  context: {cluster: modelplane-local, user: $2}
-current-context: modelplane-local
+- name: modelroll-local
+  context: {cluster: modelroll-local, user: $2}
+current-context: modelroll-local
 EOF
   chmod 600 "$1"
 }

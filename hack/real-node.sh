@@ -11,7 +11,7 @@
 #
 # Everything is loopback or on the bridge, which has no uplink: nothing listens beyond the
 # machine. Only one real node can run per machine (kube-proxy owns the host's iptables
-# rules); /run/modelplane-real-node names the cluster that holds it. Needs root.
+# rules); /run/modelroll-real-node names the cluster that holds it. Needs root.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,10 +24,10 @@ POD_SUBNET=10.211.0.0/16
 HOST_IP=10.211.0.1
 SERVICE_CIDR=10.96.0.0/16
 CLUSTER_DNS=10.96.0.10
-NODE_LABEL=modelplane.io/node=real
-NODE_TAINT=modelplane.io/real-node=true:NoSchedule
+NODE_LABEL=modelroll.io/node=real
+NODE_TAINT=modelroll.io/real-node=true:NoSchedule
 CNI_BIN_DIR=/usr/lib/cni
-LOCK=/run/modelplane-real-node
+LOCK=/run/modelroll-real-node
 # The host settings the kubelet, kube-proxy and the bridge plugin change; restored on down.
 SYSCTLS=(net.ipv4.ip_forward net.bridge.bridge-nf-call-iptables vm.overcommit_memory
   vm.panic_on_oom kernel.panic kernel.panic_on_oops kernel.keys.root_maxkeys
@@ -126,10 +126,10 @@ state = "$node/containerd/state"
 EOF
   # No ipMasq and no portmap: pods only talk to the host and each other, so the bridge
   # plugin adds no iptables rules of its own.
-  cat >"$node/cni/net.d/10-modelplane.conflist" <<EOF
+  cat >"$node/cni/net.d/10-modelroll.conflist" <<EOF
 {
   "cniVersion": "1.0.0",
-  "name": "modelplane",
+  "name": "modelroll",
   "plugins": [{
     "type": "bridge", "bridge": "$BRIDGE", "isGateway": true, "ipMasq": false,
     "hairpinMode": true,

@@ -9,7 +9,7 @@ dist-check: ## Fail when dist/install.yaml or the chart's copies are stale
 	hack/render-install.sh --check
 
 .PHONY: helm
-helm: ## Build (or reuse) helm v3 from its Go module into ~/.cache/modelplane
+helm: ## Build (or reuse) helm v3 from its Go module into ~/.cache/modelroll
 	hack/helm/build.sh
 
 .PHONY: kind-demo

@@ -1,4 +1,4 @@
-"""Benchmark modelplane-runtime against KServe and MLServer on the same core with wrk.
+"""Benchmark modelroll-runtime against KServe and MLServer on the same core with wrk.
 
 Trains iris LogisticRegression and a RandomForest (64 features, 100 trees), installs the
 peers into their own venvs under .bench/, runs each server pinned to core 0 and wrk pinned
@@ -139,14 +139,14 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 120)
 def start_server(
     server: str, model: str, directory: Path, port: int, logs: Path, cache: Path
 ) -> tuple[subprocess.Popen[bytes], float]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELPLANE_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELROLL_")}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     if server == "ours":
-        command = [str(REPO / ".venv/bin/modelplane-runtime")]
+        command = [str(REPO / ".venv/bin/modelroll-runtime")]
         env.update(
-            MODELPLANE_MODEL_NAME=model, MODELPLANE_MODEL_URI=str(directory),
-            MODELPLANE_MODEL_FORMAT="sklearn", MODELPLANE_HTTP_PORT=str(port),
-            MODELPLANE_WORKERS="1", MODELPLANE_CACHE_DIR=str(cache), MODELPLANE_LOG_LEVEL="WARNING",
+            MODELROLL_MODEL_NAME=model, MODELROLL_MODEL_URI=str(directory),
+            MODELROLL_MODEL_FORMAT="sklearn", MODELROLL_HTTP_PORT=str(port),
+            MODELROLL_WORKERS="1", MODELROLL_CACHE_DIR=str(cache), MODELROLL_LOG_LEVEL="WARNING",
         )  # fmt: skip
         ready = f"http://127.0.0.1:{port}/v2/models/{model}/ready"
     elif server == "kserve":

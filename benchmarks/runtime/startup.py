@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run
 from run import BENCH, bodies, free_port, rss_kib, start_server, stop, train
 
-UNUSABLE_CACHE = Path("/proc/modelplane-unwritable")
+UNUSABLE_CACHE = Path("/proc/modelroll-unwritable")
 
 
 def load(port: int, model: str, width: int, requests: int = 2000, threads: int = 8) -> None:

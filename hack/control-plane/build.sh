@@ -8,7 +8,7 @@ K8S_VERSION=${K8S_VERSION:-v1.34.4}
 ETCD_VERSION=${ETCD_VERSION:-v3.6.4}
 KWOK_VERSION=${KWOK_VERSION:-v0.7.0}
 GATEWAY_API_VERSION=${GATEWAY_API_VERSION:-v1.3.0}
-CACHE_ROOT=${MODELPLANE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/modelplane}
+CACHE_ROOT=${MODELROLL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/modelroll}
 BIN_DIR=${BIN_DIR:-$CACHE_ROOT/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION/bin}
 # Components to build; kubelet, kube-proxy and crictl only when a real node is wanted.
 CONTROL_PLANE="etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok"

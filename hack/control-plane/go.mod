@@ -1,6 +1,6 @@
 // Wrapper that builds the Kubernetes control-plane binaries and etcd from Go modules.
 // Staging modules are pinned by replace, derived from k8s.io/kubernetes' own go.mod.
-module modelplane.io/hack/control-plane
+module modelroll.io/hack/control-plane
 
 go 1.24.0
 

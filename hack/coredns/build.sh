@@ -9,7 +9,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 # The version is the one pinned in go.mod; the image tag uses the same string.
 COREDNS_VERSION=$(awk '$1 == "require" && $2 == "github.com/coredns/coredns" { print $3 }' "$here/go.mod")
 [ -n "$COREDNS_VERSION" ] || { echo "no github.com/coredns/coredns version in $here/go.mod" >&2; exit 1; }
-CACHE_ROOT=${MODELPLANE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/modelplane}
+CACHE_ROOT=${MODELROLL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/modelroll}
 OUT_DIR=${OUT_DIR:-$CACHE_ROOT/coredns-$COREDNS_VERSION}
 bin=$OUT_DIR/coredns
 

@@ -1,5 +1,5 @@
 // Wrapper that builds a CoreDNS binary with only the plugins main.go imports.
-module modelplane.io/hack/coredns
+module modelroll.io/hack/coredns
 
 go 1.26.0
 

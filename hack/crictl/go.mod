@@ -1,6 +1,6 @@
 // Wrapper that builds crictl, the CRI client the real node's teardown uses to stop and
 // remove pod sandboxes (which runs the CNI DEL that deletes their network).
-module modelplane.io/hack/crictl
+module modelroll.io/hack/crictl
 
 go 1.24.1
 

@@ -7,7 +7,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 HELM_VERSION=${HELM_VERSION:-$(grep -oE 'helm\.sh/helm/v3 v[0-9][0-9.]*' "$here/go.mod" | head -n 1 | cut -d' ' -f2)}
 [ -n "$HELM_VERSION" ] || { echo "cannot read the helm version from $here/go.mod" >&2; exit 1; }
-CACHE_ROOT=${MODELPLANE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/modelplane}
+CACHE_ROOT=${MODELROLL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/modelroll}
 BIN_DIR=${HELM_BIN_DIR:-$CACHE_ROOT/helm-$HELM_VERSION/bin}
 helm=$BIN_DIR/helm
 

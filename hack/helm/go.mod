@@ -1,6 +1,6 @@
 // Separate wrapper for helm v3, so that its k8s.io pins do not collide with the control plane's.
-// Built by hack/helm/build.sh into ~/.cache/modelplane/helm-<version>/.
-module modelplane.io/hack/helm
+// Built by hack/helm/build.sh into ~/.cache/modelroll/helm-<version>/.
+module modelroll.io/hack/helm
 
 go 1.26.0
 

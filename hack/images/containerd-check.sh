@@ -8,7 +8,7 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 PY=${PY:-$repo/.venv/bin/python}
-work=$(mktemp -d /tmp/modelplane-ctrd.XXXXXX)
+work=$(mktemp -d /tmp/modelroll-ctrd.XXXXXX)
 sock=$work/containerd.sock
 ctrd_pid=
 # containerd 1.6 puts shim sockets under /run/containerd/s whatever its config says.
@@ -87,9 +87,9 @@ check_coredns() {
 }
 
 check_operator() {
-  run_once "$1" operator-help modelplane-operator --help | sed -n 1,3p >&2
+  run_once "$1" operator-help modelroll-operator --help | sed -n 1,3p >&2
   run_once "$1" operator-import python -c \
-    'import os, modelplane, kopf; print("uid", os.getuid(), "modelplane from", modelplane.__file__)' >&2
+    'import os, modelroll, kopf; print("uid", os.getuid(), "modelroll from", modelroll.__file__)' >&2
 }
 
 # The runtime serves a real model: sklearn pickled on the host, compiled to ONNX under /tmp.
@@ -102,9 +102,9 @@ check_runtime() {
   ctr run -d --net-host --read-only --fifo-dir "$work/fifo" --runc-root "$work/runc" \
     --mount type=tmpfs,src=tmpfs,dst=/tmp,options=nosuid:nodev:mode=1777 \
     --mount "type=bind,src=$model,dst=/models/iris,options=rbind:ro" \
-    --env MODELPLANE_MODEL_URI=/models/iris --env MODELPLANE_MODEL_FORMAT=sklearn \
-    --env "MODELPLANE_MODEL_SHA256=$sha" --env "MODELPLANE_HTTP_PORT=$port" \
-    --env MODELPLANE_MODEL_NAME=iris --env MODELPLANE_WORKERS=1 \
+    --env MODELROLL_MODEL_URI=/models/iris --env MODELROLL_MODEL_FORMAT=sklearn \
+    --env "MODELROLL_MODEL_SHA256=$sha" --env "MODELROLL_HTTP_PORT=$port" \
+    --env MODELROLL_MODEL_NAME=iris --env MODELROLL_WORKERS=1 \
     --log-uri "file://$work/runtime.log" "$tag" runtime >/dev/null
   for _ in $(seq 120); do
     curl -fs "http://127.0.0.1:$port/v2/health/ready" >/dev/null && break

@@ -1,5 +1,5 @@
 // Separate wrapper for kwok, so that its k8s.io pins do not collide with the control plane's.
-module modelplane.io/hack/kwok
+module modelroll.io/hack/kwok
 
 go 1.24.0
 

@@ -2,7 +2,7 @@
 
 The package starts its own cluster with NODE=real (hack/cluster.sh: containerd, runc,
 kubelet, kube-proxy, CoreDNS, images built by hack/images.sh), or uses the one named by
-MODELPLANE_E2E_KUBECONFIG. The operator runs in-cluster from its image, installed with
+MODELROLL_E2E_KUBECONFIG. The operator runs in-cluster from its image, installed with
 dist/install.yaml, for every test here.
 """
 
@@ -36,21 +36,21 @@ HOST_IP = subprocess.run(
     [str(REPO / "hack" / "real-node.sh"), "host-ip"], capture_output=True, text=True, check=True
 ).stdout.strip()
 NODE_NAME = "real-0"
-RUNTIME_IMAGE = "docker.io/modelplane/runtime:0.1.0"
-OPERATOR_IMAGE = "docker.io/modelplane/operator:0.1.0"
+RUNTIME_IMAGE = "docker.io/modelroll/runtime:0.1.0"
+OPERATOR_IMAGE = "docker.io/modelroll/operator:0.1.0"
 # What every workload of these tests carries to land on the real node (it is tainted, so
 # nothing from other tests lands there by accident).
 ON_REAL_NODE: dict[str, Any] = {
-    "nodeSelector": {"modelplane.io/node": "real"},
+    "nodeSelector": {"modelroll.io/node": "real"},
     "tolerations": [
-        {"key": "modelplane.io/real-node", "operator": "Exists", "effect": "NoSchedule"}
+        {"key": "modelroll.io/real-node", "operator": "Exists", "effect": "NoSchedule"}
     ],
 }
 
 
 @pytest.fixture(scope="package")
 def real_cluster() -> Iterator[Cluster]:
-    existing = os.environ.get("MODELPLANE_E2E_KUBECONFIG")
+    existing = os.environ.get("MODELROLL_E2E_KUBECONFIG")
     if existing:
         yield existing_cluster(existing)
         return
@@ -100,7 +100,7 @@ def host_state() -> dict[str, Any]:
                 "/var/lib/cni",
                 "/var/log/containers",
                 "/run/containerd",
-                "/run/modelplane-real-node",
+                "/run/modelroll-real-node",
             )
             if os.path.exists(d)
         ),
@@ -121,14 +121,12 @@ def leftovers(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
 def installed_operator(real_cluster: Cluster) -> None:
     """The install bundle as users apply it, with the operator pinned to the real node."""
     real_cluster.kubectl("apply", "--server-side", "-k", str(REPO / "crds"))
-    real_cluster.kubectl(
-        "wait", "--for=condition=Established", "crd/modeldeployments.modelplane.io"
-    )
+    real_cluster.kubectl("wait", "--for=condition=Established", "crd/modeldeployments.modelroll.io")
     docs = [d for d in yaml.safe_load_all((REPO / "dist" / "install.yaml").read_text()) if d]
     operator = next(
         d
         for d in docs
-        if d["kind"] == "Deployment" and d["metadata"]["name"] == "modelplane-operator"
+        if d["kind"] == "Deployment" and d["metadata"]["name"] == "modelroll-operator"
     )
     operator["spec"]["template"]["spec"].update(ON_REAL_NODE)
     real_cluster.kubectl(
@@ -136,10 +134,10 @@ def installed_operator(real_cluster: Cluster) -> None:
     )
     real_cluster.kubectl(
         "-n",
-        "modelplane-system",
+        "modelroll-system",
         "rollout",
         "status",
-        "deployment/modelplane-operator",
+        "deployment/modelroll-operator",
         "--timeout=300s",
         timeout=320,
     )

@@ -27,19 +27,19 @@ def test_operator_runs_from_its_image_with_the_installed_service_account(
     real_cluster: Cluster,
 ) -> None:
     (pod,) = get_json(
-        real_cluster, "-n", "modelplane-system", "pods", "-l", "app.kubernetes.io/name=modelplane"
+        real_cluster, "-n", "modelroll-system", "pods", "-l", "app.kubernetes.io/name=modelroll"
     )["items"]
     assert pod["spec"]["nodeName"] == NODE_NAME
-    assert pod["spec"]["serviceAccountName"] == "modelplane-operator"
+    assert pod["spec"]["serviceAccountName"] == "modelroll-operator"
     (container,) = pod["status"]["containerStatuses"]
     assert container["image"] == OPERATOR_IMAGE and container["ready"]
     assert container["restartCount"] == 0
 
 
 def rendered_children(body: dict[str, Any], namespace: str) -> list[dict[str, Any]]:
-    """What `modelplane render` says the operator creates, computed offline."""
+    """What `modelroll render` says the operator creates, computed offline."""
     result = subprocess.run(
-        [str(REPO / ".venv" / "bin" / "modelplane"), "render", "-", "--namespace", namespace],
+        [str(REPO / ".venv" / "bin" / "modelroll"), "render", "-", "--namespace", namespace],
         input=json.dumps(body),
         capture_output=True,
         text=True,
@@ -80,7 +80,7 @@ def test_model_deployment_reconciles_as_rendered_and_drift_is_put_back(
             for f in live["metadata"].get("managedFields", [])
             if f["operation"] == "Apply"
         }
-        assert managers == {"modelplane"}, (child["kind"], managers)
+        assert managers == {"modelroll"}, (child["kind"], managers)
         if child["kind"] == "Deployment":
             want = child["spec"]["template"]["spec"]["containers"][0]
             got = live["spec"]["template"]["spec"]["containers"][0]

@@ -29,7 +29,7 @@ from tests.support.cluster import Cluster
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("installed_operator")]
 
 REQUESTS = 400
-REVISION_LABEL = "modelplane.io/revision"
+REVISION_LABEL = "modelroll.io/revision"
 
 
 def revisions(md: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -100,7 +100,7 @@ def runs(answers: list[Answer]) -> str:
 def selected_revisions(cluster: Cluster, namespace: str, service: str) -> Iterator[list[str]]:
     """Every revision the Service selected, in order, as the API server tells a watcher."""
     seen: list[str] = []
-    template = 'jsonpath={.spec.selector.modelplane\\.io/revision}{"\\n"}'
+    template = 'jsonpath={.spec.selector.modelroll\\.io/revision}{"\\n"}'
     watch = subprocess.Popen(
         cluster.kubectl_argv("-n", namespace, "get", "service", service, "--watch", "-o", template),
         stdout=subprocess.PIPE,
@@ -170,7 +170,7 @@ def test_blue_green_flip_and_rollback_under_load_fail_no_request(
         assert {a.version for a in after_flip} == {"2"}, runs(load.answers[flipped_at:])
 
         real_cluster.kubectl(
-            "-n", ns, "annotate", "modeldeployment", "iris-bg", "modelplane.io/rollback=true"
+            "-n", ns, "annotate", "modeldeployment", "iris-bg", "modelroll.io/rollback=true"
         )
 
         eventually(lambda: stable_with_all_traffic(real_cluster, ns, "1"), timeout=300, interval=1)

@@ -1,7 +1,7 @@
 """Fixtures that give integration tests a real control plane.
 
 The session starts one private cluster through hack/cluster.sh, or uses the one named by
-MODELPLANE_TEST_KUBECONFIG. When it cannot be built or started the tests fail with the
+MODELROLL_TEST_KUBECONFIG. When it cannot be built or started the tests fail with the
 reason; they are never skipped.
 """
 
@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Cluster]:
-    existing = os.environ.get("MODELPLANE_TEST_KUBECONFIG")
+    existing = os.environ.get("MODELROLL_TEST_KUBECONFIG")
     if existing:
         yield existing_cluster(existing)
         return
@@ -50,7 +50,7 @@ def crd_installed(cluster: Cluster) -> None:
         cluster.kubectl(
             "get",
             "crd",
-            "modeldeployments.modelplane.io",
+            "modeldeployments.modelroll.io",
             "-o",
             f"jsonpath={jsonpath}",
             check=False,
@@ -103,14 +103,14 @@ class OperatorProcess:
     def start(self) -> None:
         env = {
             **self.cluster.env,
-            "MODELPLANE_METRICS_PORT": str(self.metrics_port),
-            "MODELPLANE_LIVENESS": f"http://127.0.0.1:{self.liveness_port}/healthz",
-            "MODELPLANE_TIMER_INTERVAL_SECONDS": "3",
+            "MODELROLL_METRICS_PORT": str(self.metrics_port),
+            "MODELROLL_LIVENESS": f"http://127.0.0.1:{self.liveness_port}/healthz",
+            "MODELROLL_TIMER_INTERVAL_SECONDS": "3",
             **self.extra_env,
         }
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child process
         self.process = subprocess.Popen(
-            [str(REPO / ".venv" / "bin" / "python"), "-m", "modelplane"],
+            [str(REPO / ".venv" / "bin" / "python"), "-m", "modelroll"],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -159,7 +159,7 @@ def operator(
     process = OperatorProcess(
         cluster,
         str(tmp_path_factory.mktemp("operator")),
-        {"MODELPLANE_SERVICE_URL_TEMPLATE": router.url_template},
+        {"MODELROLL_SERVICE_URL_TEMPLATE": router.url_template},
     )
     process.start()
     yield process

@@ -40,7 +40,7 @@ def condition(md: dict[str, Any], type_: str) -> dict[str, Any]:
 
 def model_deployment(name: str, **spec: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "apiVersion": "modelplane.io/v1alpha1",
+        "apiVersion": "modelroll.io/v1alpha1",
         "kind": "ModelDeployment",
         "metadata": {"name": name},
         "spec": {

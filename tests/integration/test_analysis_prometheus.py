@@ -6,7 +6,7 @@ them every second with the target labels `namespace` and `revision`, as the oper
 ServiceMonitor does in a cluster:
 
 - `stable` and `good`: healthy, for the passing analysis;
-- `bad`: started with MODELPLANE_MAX_INFLIGHT=1 and hit by 8 concurrent clients, so the
+- `bad`: started with MODELROLL_MAX_INFLIGHT=1 and hit by 8 concurrent clients, so the
   runtime's backpressure answers a share of them 503 (the documented overload answer);
 - `idle`: gets a handful of requests, too few for minRequestCount.
 
@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pytest
-from modelplane.analysis import (
+from modelroll.analysis import (
     CANARY_ERRORS,
     CANARY_P99_SECONDS,
     CANARY_REQUESTS,
@@ -36,8 +36,8 @@ from modelplane.analysis import (
     analyze,
     revision_matcher,
 )
-from modelplane.prometheus import PrometheusClient, PrometheusError
-from modelplane.spec import Analysis
+from modelroll.prometheus import PrometheusClient, PrometheusError
+from modelroll.spec import Analysis
 
 from tests.runtime.models import train_sklearn
 from tests.runtime.runtime_process import RuntimeProcess, free_port
@@ -54,7 +54,7 @@ BODY = json.dumps(
 REVISIONS: dict[str, dict[str, str]] = {
     "stable": {"version": "1"},
     "good": {"version": "2"},
-    "bad": {"version": "2", "MODELPLANE_MAX_INFLIGHT": "1"},
+    "bad": {"version": "2", "MODELROLL_MAX_INFLIGHT": "1"},
     "idle": {"version": "2"},
 }
 
@@ -67,7 +67,7 @@ class Stack:
     def requests_seen(self, revision: str) -> float | None:
         """The raw counter sum (not a rate) of one revision, as Prometheus last scraped it."""
         matcher = revision_matcher(NAMESPACE, MODEL, revision)
-        return self.prometheus.client().query(f"sum(modelplane_requests_total{{{matcher}}})")
+        return self.prometheus.client().query(f"sum(modelroll_requests_total{{{matcher}}})")
 
     def wait_history(self, selector: str, samples: int) -> None:
         """Waits until every series of `selector` has `samples` scrapes in the last minute.
@@ -86,7 +86,7 @@ class Stack:
     def wait_requests_seen(self, revision: str, expected: int) -> None:
         matcher = revision_matcher(NAMESPACE, MODEL, revision)
         self.prometheus.wait_value(
-            f"sum(modelplane_requests_total{{{matcher}}})",
+            f"sum(modelroll_requests_total{{{matcher}}})",
             lambda value: value == expected,
             timeout=60,
             what=f"requests of revision {revision} (expected {expected})",
@@ -101,7 +101,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     prometheus: PrometheusServer | None = None
     try:
         for revision, settings in REVISIONS.items():
-            env = {k: v for k, v in settings.items() if k.startswith("MODELPLANE_")}
+            env = {k: v for k, v in settings.items() if k.startswith("MODELROLL_")}
             runtimes[revision] = start_runtime(
                 model.directory,
                 tmp / f"runtime-{revision}.log",
@@ -128,7 +128,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             assert runtime.post_json(INFER, json.loads(BODY)).status == 200
         for revision in runtimes:
             stack.wait_requests_seen(revision, 1)
-        stack.wait_history(f'modelplane_requests_total{{namespace="{NAMESPACE}"}}', 10)
+        stack.wait_history(f'modelroll_requests_total{{namespace="{NAMESPACE}"}}', 10)
         yield stack
     finally:
         if prometheus is not None:
@@ -169,14 +169,14 @@ def test_healthy_canary_passes(stack: Stack) -> None:
         custom_checks=(
             {
                 "name": "canary-non-2xx",
-                "query": 'sum(increase(modelplane_requests_total{$canary,code!~"2.."}[30s]))'
+                "query": 'sum(increase(modelroll_requests_total{$canary,code!~"2.."}[30s]))'
                 " or vector(0)",
                 "maxValue": "0",
             },
             {
                 "name": "canary-to-stable-requests",
-                "query": "sum(increase(modelplane_requests_total{$canary}[30s]))"
-                " / sum(increase(modelplane_requests_total{$stable}[30s]))",
+                "query": "sum(increase(modelroll_requests_total{$canary}[30s]))"
+                " / sum(increase(modelroll_requests_total{$stable}[30s]))",
                 "maxValue": "3",
             },
         ),
@@ -212,13 +212,13 @@ def test_overloaded_canary_fails_with_its_error_rate(stack: Stack) -> None:
         if warmup.get(503):
             break
     else:
-        raise AssertionError("MODELPLANE_MAX_INFLIGHT=1 under 8 clients never answered 503")
+        raise AssertionError("MODELROLL_MAX_INFLIGHT=1 under 8 clients never answered 503")
     stack.wait_requests_seen("bad", seen)
     bad = revision_matcher(NAMESPACE, MODEL, "bad")
-    stack.wait_history(f'modelplane_requests_total{{{bad},code="503"}}', 5)
+    stack.wait_history(f'modelroll_requests_total{{{bad},code="503"}}', 5)
 
     counts = _traffic(stack, "bad", 800, 8)
-    # the runtime's backpressure (MODELPLANE_MAX_INFLIGHT=1) really answered 503s
+    # the runtime's backpressure (MODELROLL_MAX_INFLIGHT=1) really answered 503s
     assert set(counts) <= {200, 503} and counts.get(503, 0) >= 40, counts
     stack.wait_requests_seen("bad", seen + sum(counts.values()))
 

@@ -1,4 +1,4 @@
-"""The `modelplane` CLI against the local control plane and the real operator.
+"""The `modelroll` CLI against the local control plane and the real operator.
 
 lint against the apiserver's own verdicts, render against what the operator applied,
 status (one view and --watch) on live objects, and the four rollout actions consumed
@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client
-from modelplane.cli.cluster import connect
-from modelplane.cli.lint import lint_object
-from modelplane.cli.main import app
-from modelplane.cli.status_command import snapshot, watch
-from modelplane.drift import SPEC_HASH_ANNOTATION, is_subset, stamp
+from modelroll.cli.cluster import connect
+from modelroll.cli.lint import lint_object
+from modelroll.cli.main import app
+from modelroll.cli.status_command import snapshot, watch
+from modelroll.drift import SPEC_HASH_ANNOTATION, is_subset, stamp
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -33,7 +33,7 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 CASES = yaml.safe_load((REPO / "tests" / "cases" / "invalid_modeldeployments.yaml").read_text())
 IRIS = REPO / "examples" / "sklearn-iris.yaml"
-GROUP, VERSION, PLURAL = "modelplane.io", "v1alpha1", "modeldeployments"
+GROUP, VERSION, PLURAL = "modelroll.io", "v1alpha1", "modeldeployments"
 Json = dict[str, Any]
 runner = CliRunner()
 
@@ -58,7 +58,7 @@ def ready(cluster: Cluster, namespace: str, name: str) -> Json:
 def annotation_consumed(cluster: Cluster, namespace: str, name: str, action: str) -> Json:
     def check() -> Json:
         md: Json = get_json(cluster, "md", name, "-n", namespace)
-        assert f"modelplane.io/{action}" not in (md["metadata"].get("annotations") or {})
+        assert f"modelroll.io/{action}" not in (md["metadata"].get("annotations") or {})
         return md
 
     return eventually(check, timeout=60)

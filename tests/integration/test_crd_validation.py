@@ -25,7 +25,7 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 CASES = yaml.safe_load((REPO / "tests" / "cases" / "invalid_modeldeployments.yaml").read_text())
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
-GROUP, VERSION, PLURAL = "modelplane.io", "v1alpha1", "modeldeployments"
+GROUP, VERSION, PLURAL = "modelroll.io", "v1alpha1", "modeldeployments"
 
 
 @pytest.fixture(scope="module")
@@ -254,7 +254,7 @@ def test_status_and_scale_subresources_and_columns(
     name = "cols"
     obj = minimal(name)
     # This test writes the status itself: a running operator must leave the object alone.
-    obj["metadata"]["annotations"] = {"modelplane.io/paused": "true"}
+    obj["metadata"]["annotations"] = {"modelroll.io/paused": "true"}
     obj["spec"]["model"]["version"] = "1"
     created = create(custom, ns, obj)
     try:
@@ -272,7 +272,7 @@ def test_status_and_scale_subresources_and_columns(
                 }
             ],
             "url": f"http://{name}.{ns}.svc.cluster.local/v2/models/{name}/infer",
-            "selector": f"modelplane.io/deployment={name}",
+            "selector": f"modelroll.io/deployment={name}",
             "replicas": 2,
             "readyReplicas": 2,
             "stableRevision": "r1a2b3",
@@ -331,7 +331,7 @@ def test_status_and_scale_subresources_and_columns(
             custom.get_namespaced_custom_object_scale(GROUP, VERSION, ns, PLURAL, name),
         )
         assert scale["spec"]["replicas"] == 3
-        assert scale["status"] == {"replicas": 2, "selector": f"modelplane.io/deployment={name}"}
+        assert scale["status"] == {"replicas": 2, "selector": f"modelroll.io/deployment={name}"}
 
         # Status is fully typed: a malformed condition is rejected.
         bad = {"conditions": [{**status["conditions"][0], "status": "Yes"}]}
@@ -347,4 +347,4 @@ def test_status_and_scale_subresources_and_columns(
 
 def test_short_name_and_category(cluster: Cluster, ns: str) -> None:
     assert cluster.kubectl("get", "md", "-n", ns).returncode == 0
-    assert cluster.kubectl("get", "modelplane", "-n", ns).returncode == 0
+    assert cluster.kubectl("get", "modelroll", "-n", ns).returncode == 0

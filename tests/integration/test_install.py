@@ -14,7 +14,7 @@ from tests.integration.helpers import apply, condition, eventually, get_json, mo
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
-OPERATOR_SA = "system:serviceaccount:modelplane-system:modelplane-operator"
+OPERATOR_SA = "system:serviceaccount:modelroll-system:modelroll-operator"
 
 
 @pytest.fixture(scope="module")
@@ -34,15 +34,15 @@ def can(cluster: Cluster, verb: str, resource: str, namespace: str = "default") 
 def test_operator_deployment_is_admitted_under_restricted_and_scheduled(
     cluster: Cluster, installed: None
 ) -> None:
-    namespace = get_json(cluster, "namespace", "modelplane-system")
+    namespace = get_json(cluster, "namespace", "modelroll-system")
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
-    deployment = get_json(cluster, "-n", "modelplane-system", "deployment", "modelplane-operator")
+    deployment = get_json(cluster, "-n", "modelroll-system", "deployment", "modelroll-operator")
     assert deployment["spec"]["strategy"]["type"] == "Recreate"
     assert deployment["spec"]["replicas"] == 1
 
     def scheduled() -> str:
         pods = get_json(
-            cluster, "-n", "modelplane-system", "pods", "-l", "app.kubernetes.io/component=operator"
+            cluster, "-n", "modelroll-system", "pods", "-l", "app.kubernetes.io/component=operator"
         )["items"]
         return str(pods[0]["spec"].get("nodeName", "")) if pods else ""
 
@@ -51,8 +51,8 @@ def test_operator_deployment_is_admitted_under_restricted_and_scheduled(
 
 def test_rbac_is_least_privilege(cluster: Cluster, installed: None) -> None:
     for verb, resource in [
-        ("patch", "modeldeployments.modelplane.io/status"),
-        ("watch", "modeldeployments.modelplane.io"),
+        ("patch", "modeldeployments.modelroll.io/status"),
+        ("watch", "modeldeployments.modelroll.io"),
         ("patch", "deployments.apps"),
         ("delete", "horizontalpodautoscalers.autoscaling"),
         ("watch", "pods"),
@@ -65,7 +65,7 @@ def test_rbac_is_least_privilege(cluster: Cluster, installed: None) -> None:
         ("watch", "secrets"),
         ("delete", "pods"),
         ("create", "pods"),
-        ("delete", "modeldeployments.modelplane.io"),
+        ("delete", "modeldeployments.modelroll.io"),
         ("create", "clusterroles.rbac.authorization.k8s.io"),
         ("patch", "nodes"),
         ("delete", "customresourcedefinitions.apiextensions.k8s.io"),
@@ -77,7 +77,7 @@ def test_operator_works_with_exactly_the_installed_rbac(
     cluster: Cluster, installed: None, operator: OperatorProcess, namespace: str, tmp_path: Path
 ) -> None:
     token = cluster.kubectl(
-        "create", "token", "modelplane-operator", "-n", "modelplane-system"
+        "create", "token", "modelroll-operator", "-n", "modelroll-system"
     ).stdout.strip()
     config = json.loads(cluster.kubectl("config", "view", "--raw", "--minify", "-o", "json").stdout)
     config["users"] = [{"name": "operator", "user": {"token": token}}]

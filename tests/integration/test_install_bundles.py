@@ -21,7 +21,7 @@ from tests.integration.helpers import eventually, get_json
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 DIST = REPO / "dist" / "install.yaml"
-NAMESPACE = "modelplane-system"
+NAMESPACE = "modelroll-system"
 
 
 def helm() -> str:
@@ -48,12 +48,12 @@ def resource(obj: dict[str, Any]) -> list[str]:
 @pytest.fixture(scope="module")
 def applied(cluster: Cluster) -> list[dict[str, Any]]:
     result = cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(DIST))
-    assert "modelplane-operator" in result.stdout
+    assert "modelroll-operator" in result.stdout
     cluster.kubectl(
         "wait",
         "--for=condition=Established",
         "--timeout=60s",
-        "crd/modeldeployments.modelplane.io",
+        "crd/modeldeployments.modelroll.io",
     )
     return objects(DIST.read_text())
 
@@ -98,7 +98,7 @@ def test_operator_deployment_gets_a_scheduled_pod_on_a_kwok_node(
         return str(pods[0]["spec"].get("nodeName", "")) if pods else ""
 
     assert eventually(scheduled_node, timeout=60).startswith("kwok-")
-    deployment = get_json(cluster, "-n", NAMESPACE, "deployment", "modelplane-operator")
+    deployment = get_json(cluster, "-n", NAMESPACE, "deployment", "modelroll-operator")
     assert deployment["spec"]["strategy"]["type"] == "Recreate"
     events = cluster.kubectl("-n", NAMESPACE, "get", "events", "-o", "json").stdout
     assert "violates PodSecurity" not in events
@@ -111,8 +111,8 @@ def test_helm_bundle_applies_cleanly_on_top(
         [
             helm(),
             "template",
-            "modelplane",
-            str(REPO / "charts" / "modelplane"),
+            "modelroll",
+            str(REPO / "charts" / "modelroll"),
             "--namespace",
             NAMESPACE,
             "--include-crds",

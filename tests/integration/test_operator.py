@@ -32,7 +32,7 @@ def ready(cluster: Cluster, namespace: str, name: str) -> dict:  # type: ignore[
 
 def deployments(cluster: Cluster, namespace: str, name: str) -> list[dict]:  # type: ignore[type-arg]
     items = get_json(
-        cluster, "-n", namespace, "deployments", "-l", f"modelplane.io/deployment={name}"
+        cluster, "-n", namespace, "deployments", "-l", f"modelroll.io/deployment={name}"
     )
     return items["items"]  # type: ignore[no-any-return]
 
@@ -48,7 +48,7 @@ def test_example_becomes_ready_with_every_child(
         "deleting a ModelDeployment must not need the operator"
     )
     assert status["url"] == f"http://iris.{namespace}.svc.cluster.local/v2/models/iris/infer"
-    assert status["selector"] == "modelplane.io/deployment=iris"
+    assert status["selector"] == "modelroll.io/deployment=iris"
     assert status["readyReplicas"] == md["spec"]["replicas"]
     assert status["revisions"][0]["weight"] == 100
     assert status["stableRevision"] == status["revisions"][0]["name"]
@@ -66,14 +66,14 @@ def test_example_becomes_ready_with_every_child(
         namespace,
         "deployments,services,serviceaccounts,poddisruptionbudgets",
         "-l",
-        "modelplane.io/deployment=iris",
+        "modelroll.io/deployment=iris",
     )["items"]
     kinds = sorted(item["kind"] for item in everything)
     assert kinds == ["Deployment", "PodDisruptionBudget", "Service", "ServiceAccount"]
     for item in everything:
         labels = item["metadata"]["labels"]
-        assert labels["app.kubernetes.io/managed-by"] == "modelplane"
-        assert labels["modelplane.io/revision"] == status["stableRevision"]
+        assert labels["app.kubernetes.io/managed-by"] == "modelroll"
+        assert labels["modelroll.io/revision"] == status["stableRevision"]
         owner = item["metadata"]["ownerReferences"][0]
         assert (owner["kind"], owner["name"], owner["controller"]) == (
             "ModelDeployment",
@@ -85,8 +85,8 @@ def test_example_becomes_ready_with_every_child(
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert pod_spec["securityContext"]["runAsNonRoot"] is True
     env = {e["name"]: e.get("value") for e in container["env"]}
-    assert env["MODELPLANE_MODEL_FORMAT"] == "sklearn"
-    assert env["MODELPLANE_MODEL_NAME"] == "iris"
+    assert env["MODELROLL_MODEL_FORMAT"] == "sklearn"
+    assert env["MODELROLL_MODEL_NAME"] == "iris"
 
 
 def test_gpu_pods_land_on_gpu_nodes_and_shortage_is_reported(
@@ -100,7 +100,7 @@ def test_gpu_pods_land_on_gpu_nodes_and_shortage_is_reported(
         ),
     )
     eventually(lambda: ready(cluster, namespace, "gpu-ok"), timeout=90)
-    pods = get_json(cluster, "-n", namespace, "pods", "-l", "modelplane.io/deployment=gpu-ok")[
+    pods = get_json(cluster, "-n", namespace, "pods", "-l", "modelroll.io/deployment=gpu-ok")[
         "items"
     ]
     assert len(pods) == 2
@@ -238,7 +238,7 @@ def test_autoscaling_renders_an_hpa_and_no_replicas(
         f"scaled-{md['status']['stableRevision']}",
         "--show-managed-fields",
     )["metadata"]["managedFields"]
-    ours = [m for m in managed if m["manager"] == "modelplane"]
+    ours = [m for m in managed if m["manager"] == "modelroll"]
     assert ours and "f:replicas" not in json.dumps(ours[0]["fieldsV1"].get("f:spec", {}))
 
 
@@ -307,7 +307,7 @@ def test_deleting_the_model_deployment_removes_every_child(
             namespace,
             "deployments,services,serviceaccounts,poddisruptionbudgets,pods",
             "-l",
-            "modelplane.io/deployment=gone",
+            "modelroll.io/deployment=gone",
         )["items"]
         return not left
 
@@ -349,7 +349,7 @@ def test_killing_the_operator_mid_reconcile_converges_without_duplicates(
     for name in names:
         eventually(lambda name=name: ready(cluster, namespace, name), timeout=120)  # type: ignore[misc]
     all_deployments = get_json(cluster, "-n", namespace, "deployments")["items"]
-    owners = sorted(d["metadata"]["labels"]["modelplane.io/deployment"] for d in all_deployments)
+    owners = sorted(d["metadata"]["labels"]["modelroll.io/deployment"] for d in all_deployments)
     assert owners == sorted(names)
     services = get_json(cluster, "-n", namespace, "services")["items"]
     assert sorted(s["metadata"]["name"] for s in services) == sorted(names)
@@ -369,8 +369,8 @@ def test_operator_liveness_and_metrics(operator: OperatorProcess) -> None:
         .read()
         .decode()
     )
-    assert "modelplane_operator_reconcile_total" in metrics
-    assert "modelplane_operator_reconcile_duration_seconds_bucket" in metrics
+    assert "modelroll_operator_reconcile_total" in metrics
+    assert "modelroll_operator_reconcile_duration_seconds_bucket" in metrics
 
 
 def test_make_targets_exist() -> None:
@@ -439,6 +439,6 @@ def test_every_example_is_applied_and_becomes_ready(
         namespace,
         "pods",
         "-l",
-        "modelplane.io/deployment=" + next(n for n in names if "gpu" in n),
+        "modelroll.io/deployment=" + next(n for n in names if "gpu" in n),
     )["items"]
     assert gpu_pods and all(p["spec"]["nodeName"].startswith("kwok-gpu-") for p in gpu_pods)

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-from modelplane.revision import revision_of
+from modelroll.revision import revision_of
 
 from tests.integration.conftest import Cluster, OperatorProcess
 from tests.integration.helpers import condition, eventually, get_json
@@ -28,7 +28,7 @@ from tests.support.prometheus import PrometheusServer, drive_traffic, start_runt
 from tests.support.router import Router
 
 pytestmark = pytest.mark.integration
-IMAGE = "modelplane/runtime:test"
+IMAGE = "modelroll/runtime:test"
 SETOSA = {
     "inputs": [
         {"name": "input-0", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}
@@ -91,7 +91,7 @@ def world(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         work / "overloaded.log",
         work / "cache",
         model_name="iris",
-        MODELPLANE_MAX_INFLIGHT="1",
+        MODELROLL_MAX_INFLIGHT="1",
     )
     healthy.wait_ready()
     overloaded.wait_ready()
@@ -154,7 +154,7 @@ def world(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 def apply_md(cluster: Cluster, namespace: str, name: str, body_spec: Json) -> None:
     body = {
-        "apiVersion": "modelplane.io/v1alpha1",
+        "apiVersion": "modelroll.io/v1alpha1",
         "kind": "ModelDeployment",
         "metadata": {"name": name, "namespace": namespace},
         "spec": body_spec,
@@ -308,10 +308,10 @@ def test_bad_canary_is_rolled_back_by_analysis_and_stable_is_untouched(
     later = md(cluster, ns, "sad")["status"]
     assert later["rollout"]["abortedRevision"] == r2 and "canaryRevision" not in later
     # ... but on the retry annotation, which the operator consumes.
-    cluster.kubectl("-n", ns, "annotate", "md", "sad", "modelplane.io/retry=true")
+    cluster.kubectl("-n", ns, "annotate", "md", "sad", "modelroll.io/retry=true")
     eventually(
         lambda: (
-            "modelplane.io/retry" not in md(cluster, ns, "sad")["metadata"].get("annotations", {})
+            "modelroll.io/retry" not in md(cluster, ns, "sad")["metadata"].get("annotations", {})
         ),
         timeout=30,
     )
@@ -371,7 +371,7 @@ def blue_green(smoke_expect: int, auto_promote: bool = True) -> Json:
 def selector_revision(cluster: Cluster, namespace: str, service: str) -> str:
     return str(
         get_json(cluster, "-n", namespace, "service", service)["spec"]["selector"].get(
-            "modelplane.io/revision"
+            "modelroll.io/revision"
         )
     )
 
@@ -405,13 +405,13 @@ def test_blue_green_smoke_test_flip_and_rollback(
     )
     assert deployment_replicas(cluster, namespace, f"bg-{r1}") == 2  # kept for instant rollback
 
-    cluster.kubectl("-n", namespace, "annotate", "md", "bg", "modelplane.io/rollback=true")
+    cluster.kubectl("-n", namespace, "annotate", "md", "bg", "modelroll.io/rollback=true")
     current = eventually(lambda: stable_is(cluster, namespace, "bg", r1), timeout=30)
     eventually(lambda: selector_revision(cluster, namespace, "bg") == r1, timeout=15)
     assert condition(current, "Degraded")["reason"] == "RolledBack"
     eventually(
         lambda: (
-            "modelplane.io/rollback"
+            "modelroll.io/rollback"
             not in md(cluster, namespace, "bg")["metadata"].get("annotations", {})
         ),
         timeout=30,
@@ -481,7 +481,7 @@ def test_gateway_api_mode_sets_exact_route_weights(
     )
     assert selector_revision(cluster, namespace, "gw") == r1
 
-    cluster.kubectl("-n", namespace, "annotate", "md", "gw", "modelplane.io/promote=true")
+    cluster.kubectl("-n", namespace, "annotate", "md", "gw", "modelroll.io/promote=true")
     eventually(lambda: stable_is(cluster, namespace, "gw", r2), timeout=60)
     eventually(lambda: route() == {f"gw-{r2}": 100}, timeout=30)
 
@@ -499,18 +499,18 @@ def test_abort_then_retry_at_once_restarts_the_canary_and_promote_finishes_it(
         lambda: md(cluster, namespace, "again")["status"].get("canaryRevision") == r2, timeout=60
     )
 
-    cluster.kubectl("-n", namespace, "annotate", "md", "again", "modelplane.io/abort=true")
+    cluster.kubectl("-n", namespace, "annotate", "md", "again", "modelroll.io/abort=true")
     eventually(
         lambda: condition(md(cluster, namespace, "again"), "Degraded").get("reason") == "Aborted",
         timeout=30,
     )
     # The retry races the operator's removal of the abort annotation on purpose.
-    cluster.kubectl("-n", namespace, "annotate", "md", "again", "modelplane.io/retry=true")
+    cluster.kubectl("-n", namespace, "annotate", "md", "again", "modelroll.io/retry=true")
 
     def restarted() -> Json:
         current = md(cluster, namespace, "again")
         annotations = current["metadata"].get("annotations", {})
-        assert "modelplane.io/retry" not in annotations and "modelplane.io/abort" not in annotations
+        assert "modelroll.io/retry" not in annotations and "modelroll.io/abort" not in annotations
         assert current["status"].get("canaryRevision") == r2, current["status"]
         assert condition(current, "Degraded").get("status") == "False", current["status"]
         return current
@@ -518,5 +518,5 @@ def test_abort_then_retry_at_once_restarts_the_canary_and_promote_finishes_it(
     eventually(restarted, timeout=30)
     time.sleep(6)  # two resync periods: nothing may abort it again
     restarted()
-    cluster.kubectl("-n", namespace, "annotate", "md", "again", "modelplane.io/promote=true")
+    cluster.kubectl("-n", namespace, "annotate", "md", "again", "modelroll.io/promote=true")
     eventually(lambda: stable_is(cluster, namespace, "again", r2), timeout=60)

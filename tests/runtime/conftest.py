@@ -51,9 +51,9 @@ def _start(
     tmp: Path, compile_cache: Path, started: list[RuntimeProcess], wait: str, env: dict[str, str]
 ) -> RuntimeProcess:
     full_env = {
-        "MODELPLANE_CACHE_DIR": str(compile_cache),
-        "MODELPLANE_MODEL_DIR": str(tmp / "downloads"),
-        "MODELPLANE_TERMINATION_LOG": str(tmp / "termination-log"),
+        "MODELROLL_CACHE_DIR": str(compile_cache),
+        "MODELROLL_MODEL_DIR": str(tmp / "downloads"),
+        "MODELROLL_TERMINATION_LOG": str(tmp / "termination-log"),
         **env,
     }
     runtime = RuntimeProcess(full_env, tmp / f"runtime-{len(started)}.log").start()
@@ -67,7 +67,7 @@ def _start(
 
 @pytest.fixture
 def start_runtime(tmp_path: Path, compile_cache: Path) -> Iterator[StartRuntime]:
-    """start_runtime(wait="ready"|"live"|"none", **{MODELPLANE_X: value})"""
+    """start_runtime(wait="ready"|"live"|"none", **{MODELROLL_X: value})"""
     started: list[RuntimeProcess] = []
 
     def start(wait: str = "ready", **env: str) -> RuntimeProcess:

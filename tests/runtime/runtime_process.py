@@ -39,14 +39,14 @@ class RuntimeProcess:
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> RuntimeProcess:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MODELPLANE_")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MODELROLL_")}
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        env.update({"MODELPLANE_HTTP_PORT": str(self.port), "MODELPLANE_HTTP_HOST": "127.0.0.1"})
-        env.setdefault("MODELPLANE_WORKERS", "1")
+        env.update({"MODELROLL_HTTP_PORT": str(self.port), "MODELROLL_HTTP_HOST": "127.0.0.1"})
+        env.setdefault("MODELROLL_WORKERS", "1")
         env.update(self.env)
         with self.log_file.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "modelplane_runtime"], env=env, stdout=log, stderr=log
+                [sys.executable, "-m", "modelroll_runtime"], env=env, stdout=log, stderr=log
             )
         return self
 

@@ -22,11 +22,11 @@ ROW = [5.1, 3.5, 1.4, 0.2]
 @pytest.fixture(scope="module")
 def iris(sklearn_model: TrainedModel, start_module_runtime: StartRuntime) -> RuntimeProcess:
     return start_module_runtime(
-        MODELPLANE_MODEL_NAME="iris",
-        MODELPLANE_MODEL_URI=str(sklearn_model.directory),
-        MODELPLANE_MODEL_FORMAT="sklearn",
-        MODELPLANE_MAX_BODY_BYTES="4096",
-        MODELPLANE_AUTH_TOKEN=TOKEN,
+        MODELROLL_MODEL_NAME="iris",
+        MODELROLL_MODEL_URI=str(sklearn_model.directory),
+        MODELROLL_MODEL_FORMAT="sklearn",
+        MODELROLL_MAX_BODY_BYTES="4096",
+        MODELROLL_AUTH_TOKEN=TOKEN,
     )
 
 

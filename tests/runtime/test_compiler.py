@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from modelplane_runtime import compiler
-from modelplane_runtime.formats.onnx_model import OnnxModel
+from modelroll_runtime import compiler
+from modelroll_runtime.formats.onnx_model import OnnxModel
 
 from .conftest import StartRuntime
 from .models import TrainedModel, iris
@@ -132,9 +132,9 @@ def test_native_verdict_in_the_cache_serves_native(
     reason = "ONNX outputs differ from the native model on the probe batch: (test)"
     (entry / compiler.META_FILE).write_text(json.dumps({"backend": "native", "reason": reason}))
     runtime = start_runtime(
-        MODELPLANE_MODEL_URI=str(sklearn_model.directory),
-        MODELPLANE_MODEL_FORMAT="sklearn",
-        MODELPLANE_CACHE_DIR=str(cache),
+        MODELROLL_MODEL_URI=str(sklearn_model.directory),
+        MODELROLL_MODEL_FORMAT="sklearn",
+        MODELROLL_CACHE_DIR=str(cache),
     )
     body = {"inputs": [{"name": "input-0", "shape": list(sklearn_model.x.shape),
                         "datatype": "FP64", "data": sklearn_model.x.ravel().tolist()}]}  # fmt: skip
@@ -144,6 +144,6 @@ def test_native_verdict_in_the_cache_serves_native(
     assert response.json()["outputs"][0]["data"] == expected
     assert runtime.get("/v2/models/model").json()["parameters"] == {"backend": "native"}
     text = runtime.get("/metrics").body.decode()
-    assert metric(text, "modelplane_model_info", format="sklearn", backend="native") == 1
-    assert metric(text, "modelplane_model_info", backend="onnx") == 0
+    assert metric(text, "modelroll_model_info", format="sklearn", backend="native") == 1
+    assert metric(text, "modelroll_model_info", backend="onnx") == 0
     assert reason in runtime.logs()

@@ -22,10 +22,10 @@ def served(
 ) -> tuple[TrainedModel, RuntimeProcess]:
     trained: TrainedModel = request.getfixturevalue(f"{request.param}_model")
     runtime = start_module_runtime(
-        MODELPLANE_MODEL_NAME="m",
-        MODELPLANE_MODEL_VERSION="7",
-        MODELPLANE_MODEL_URI=str(trained.directory),
-        MODELPLANE_MODEL_FORMAT=trained.model_format,
+        MODELROLL_MODEL_NAME="m",
+        MODELROLL_MODEL_VERSION="7",
+        MODELROLL_MODEL_URI=str(trained.directory),
+        MODELROLL_MODEL_FORMAT=trained.model_format,
     )
     return trained, runtime
 
@@ -105,9 +105,9 @@ def test_pickle_file_and_native_fallback(
 ) -> None:
     # a fresh cache and a compiler that cannot run force the native path: same answers
     runtime = start_runtime(
-        MODELPLANE_MODEL_URI=f"file://{sklearn_pickle_model.file}",
-        MODELPLANE_MODEL_FORMAT="sklearn",
-        MODELPLANE_CACHE_DIR="/proc/modelplane-unwritable",
+        MODELROLL_MODEL_URI=f"file://{sklearn_pickle_model.file}",
+        MODELROLL_MODEL_FORMAT="sklearn",
+        MODELROLL_CACHE_DIR="/proc/modelroll-unwritable",
     )
     response = runtime.post_json("/v2/models/model/infer", v2_body(sklearn_pickle_model.x))
     assert response.status == 200, response.body
@@ -116,7 +116,7 @@ def test_pickle_file_and_native_fallback(
 
 
 def test_onnx_named_outputs(affine_onnx: object, start_runtime: StartRuntime) -> None:
-    runtime = start_runtime(MODELPLANE_MODEL_URI=str(affine_onnx), MODELPLANE_MODEL_FORMAT="onnx")
+    runtime = start_runtime(MODELROLL_MODEL_URI=str(affine_onnx), MODELROLL_MODEL_FORMAT="onnx")
     x = np.array([[1, 2, 3, 4], [0, 0, 0, 1]], dtype=np.float32)
     body = {"inputs": [{"name": "x", "shape": [2, 4], "datatype": "FP32", "data": x.tolist()}],
             "outputs": [{"name": "y"}]}  # fmt: skip

@@ -69,9 +69,9 @@ def infer_bodies(draw: st.DrawFn) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def iris(sklearn_model: TrainedModel, start_module_runtime: StartRuntime) -> RuntimeProcess:
     return start_module_runtime(
-        MODELPLANE_MODEL_NAME="iris",
-        MODELPLANE_MODEL_URI=str(sklearn_model.directory),
-        MODELPLANE_MODEL_FORMAT="sklearn",
+        MODELROLL_MODEL_NAME="iris",
+        MODELROLL_MODEL_URI=str(sklearn_model.directory),
+        MODELROLL_MODEL_FORMAT="sklearn",
     )
 
 

@@ -38,7 +38,7 @@ def slow_request(runtime: RuntimeProcess, pool: ThreadPoolExecutor) -> Future[Re
     future = pool.submit(runtime.post_json, "/v2/models/model/infer", rows_body(1500))
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:  # wait until the server holds it
-        if 'modelplane_inflight_requests{model="model",version="1"} 1.0' in (
+        if 'modelroll_inflight_requests{model="model",version="1"} 1.0' in (
             runtime.get("/metrics").body.decode()
         ):
             return future
@@ -47,7 +47,7 @@ def slow_request(runtime: RuntimeProcess, pool: ThreadPoolExecutor) -> Future[Re
 
 
 def test_sigterm_drains_in_flight_request(slow_onnx: Path, start_runtime: StartRuntime) -> None:
-    runtime = start_runtime(MODELPLANE_MODEL_URI=str(slow_onnx), MODELPLANE_MODEL_FORMAT="onnx")
+    runtime = start_runtime(MODELROLL_MODEL_URI=str(slow_onnx), MODELROLL_MODEL_FORMAT="onnx")
     with ThreadPoolExecutor(1) as pool:
         in_flight = slow_request(runtime, pool)
         assert not in_flight.done()
@@ -62,8 +62,8 @@ def test_sigterm_drains_in_flight_request(slow_onnx: Path, start_runtime: StartR
 def test_one_worker_serves_in_a_single_process(
     slow_onnx: Path, start_runtime: StartRuntime
 ) -> None:
-    """MODELPLANE_WORKERS=1 runs granian embedded: no launcher/worker pair (RSS, docs)."""
-    runtime = start_runtime(MODELPLANE_MODEL_URI=str(slow_onnx), MODELPLANE_MODEL_FORMAT="onnx")
+    """MODELROLL_WORKERS=1 runs granian embedded: no launcher/worker pair (RSS, docs)."""
+    runtime = start_runtime(MODELROLL_MODEL_URI=str(slow_onnx), MODELROLL_MODEL_FORMAT="onnx")
     assert runtime.process is not None
     tasks = Path(f"/proc/{runtime.process.pid}/task").iterdir()
     children = [c for task in tasks for c in (task / "children").read_text().split()]
@@ -75,9 +75,9 @@ def test_loop_serves_while_predict_runs_and_overload_is_503(
     slow_onnx: Path, start_runtime: StartRuntime
 ) -> None:
     runtime = start_runtime(
-        MODELPLANE_MODEL_URI=str(slow_onnx),
-        MODELPLANE_MODEL_FORMAT="onnx",
-        MODELPLANE_MAX_INFLIGHT="1",
+        MODELROLL_MODEL_URI=str(slow_onnx),
+        MODELROLL_MODEL_FORMAT="onnx",
+        MODELROLL_MAX_INFLIGHT="1",
     )
     with ThreadPoolExecutor(1) as pool:
         in_flight = slow_request(runtime, pool)
@@ -96,7 +96,7 @@ def test_loop_serves_while_predict_runs_and_overload_is_503(
 def test_predict_exception_is_500_and_server_survives(
     broken_onnx: Path, start_runtime: StartRuntime
 ) -> None:
-    runtime = start_runtime(MODELPLANE_MODEL_URI=str(broken_onnx), MODELPLANE_MODEL_FORMAT="onnx")
+    runtime = start_runtime(MODELROLL_MODEL_URI=str(broken_onnx), MODELROLL_MODEL_FORMAT="onnx")
     failed = runtime.post_json("/v2/models/model/infer", rows_body(3))
     assert failed.status == 500
     assert failed.json()["error"].startswith("prediction failed: ")
@@ -110,7 +110,7 @@ def test_predict_exception_is_500_and_server_survives(
 def test_batched_neighbours_of_a_failing_request_still_succeed(
     broken_onnx: Path, start_runtime: StartRuntime
 ) -> None:
-    runtime = start_runtime(MODELPLANE_MODEL_URI=str(broken_onnx), MODELPLANE_MODEL_FORMAT="onnx")
+    runtime = start_runtime(MODELROLL_MODEL_URI=str(broken_onnx), MODELROLL_MODEL_FORMAT="onnx")
     # one-row requests succeed alone; merged into a batch they would fail together
     with ThreadPoolExecutor(16) as pool:
         statuses = list(
@@ -133,11 +133,11 @@ def test_metrics_aggregate_across_workers(
     sklearn_model: TrainedModel, start_runtime: StartRuntime
 ) -> None:
     runtime = start_runtime(
-        MODELPLANE_MODEL_NAME="iris",
-        MODELPLANE_MODEL_VERSION="3",
-        MODELPLANE_MODEL_URI=str(sklearn_model.directory),
-        MODELPLANE_MODEL_FORMAT="sklearn",
-        MODELPLANE_WORKERS="2",
+        MODELROLL_MODEL_NAME="iris",
+        MODELROLL_MODEL_VERSION="3",
+        MODELROLL_MODEL_URI=str(sklearn_model.directory),
+        MODELROLL_MODEL_FORMAT="sklearn",
+        MODELROLL_WORKERS="2",
     )
     time.sleep(1)  # both workers ready, not just the first to answer
     body = {"inputs": [{"name": "x", "shape": [2, 4], "datatype": "FP64",
@@ -159,18 +159,18 @@ def test_metrics_aggregate_across_workers(
         list(pool.map(call, range(100)))
     text = runtime.get("/metrics").body.decode()
     labels = {"model": "iris", "version": "3"}
-    assert metric(text, "modelplane_requests_total", protocol="v2", code="200", **labels) == (
+    assert metric(text, "modelroll_requests_total", protocol="v2", code="200", **labels) == (
         statuses.count(200) - 20
     )
-    assert metric(text, "modelplane_requests_total", protocol="v1", code="200", **labels) == 20
-    assert metric(text, "modelplane_requests_total", protocol="v2", code="400", **labels) == (
+    assert metric(text, "modelroll_requests_total", protocol="v1", code="200", **labels) == 20
+    assert metric(text, "modelroll_requests_total", protocol="v2", code="400", **labels) == (
         statuses.count(400)
     )
-    assert metric(text, "modelplane_request_duration_seconds_count", protocol="v2", **labels) == 80
-    assert metric(text, "modelplane_request_duration_seconds_bucket", le="0.0005", **labels) >= 0
-    assert metric(text, "modelplane_batch_size_count", **labels) >= 1
-    assert metric(text, "modelplane_inflight_requests", **labels) == 0
-    assert metric(text, "modelplane_model_load_seconds", **labels) > 0
-    assert metric(text, "modelplane_model_info", format="sklearn", backend="onnx", **labels) == 1
+    assert metric(text, "modelroll_request_duration_seconds_count", protocol="v2", **labels) == 80
+    assert metric(text, "modelroll_request_duration_seconds_bucket", le="0.0005", **labels) >= 0
+    assert metric(text, "modelroll_batch_size_count", **labels) >= 1
+    assert metric(text, "modelroll_inflight_requests", **labels) == 0
+    assert metric(text, "modelroll_model_load_seconds", **labels) > 0
+    assert metric(text, "modelroll_model_info", format="sklearn", backend="onnx", **labels) == 1
     assert len(set(re.findall(r'"pid":(\d+),"model":"iris","version":"3","backend"',
                               runtime.logs()))) == 2  # fmt: skip

@@ -21,9 +21,9 @@ ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
 @pytest.fixture(scope="module")
 def iris(sklearn_model: TrainedModel, start_module_runtime: StartRuntime) -> RuntimeProcess:
     return start_module_runtime(
-        MODELPLANE_MODEL_NAME="iris",
-        MODELPLANE_MODEL_URI=str(sklearn_model.directory),
-        MODELPLANE_MODEL_FORMAT="sklearn",
+        MODELROLL_MODEL_NAME="iris",
+        MODELROLL_MODEL_URI=str(sklearn_model.directory),
+        MODELROLL_MODEL_FORMAT="sklearn",
     )
 
 
@@ -61,7 +61,7 @@ def test_health_and_server_metadata(iris: RuntimeProcess) -> None:
     assert iris.get("/v2/models/iris/ready").body == b'{"name":"iris","ready":true}'
     assert iris.get("/v2/models/iris/versions/1/ready").status == 200
     assert iris.get("/v2").json() == {
-        "name": "modelplane-runtime",
+        "name": "modelroll-runtime",
         "version": "0.1.0",
         "extensions": ["binary_tensor_data"],
     }
@@ -69,7 +69,7 @@ def test_health_and_server_metadata(iris: RuntimeProcess) -> None:
     assert metadata == {
         "name": "iris",
         "versions": ["1"],
-        "platform": "modelplane-sklearn",
+        "platform": "modelroll-sklearn",
         "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, 4]}],
         "outputs": [{"name": "predict"}, {"name": "predict_proba"}],
         "parameters": {"backend": "onnx"},

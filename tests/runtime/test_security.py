@@ -72,9 +72,9 @@ def test_sha256_mismatch_never_runs_the_pickle(
     model_dir, marker = malicious
     runtime = start_runtime(
         wait="live",
-        MODELPLANE_MODEL_URI=str(model_dir),
-        MODELPLANE_MODEL_FORMAT="sklearn",
-        MODELPLANE_MODEL_SHA256=hashlib.sha256(b"the model we meant").hexdigest(),
+        MODELROLL_MODEL_URI=str(model_dir),
+        MODELROLL_MODEL_FORMAT="sklearn",
+        MODELROLL_MODEL_SHA256=hashlib.sha256(b"the model we meant").hexdigest(),
     )
     never_ready(runtime, "sha256 mismatch for model.pkl")
     assert not marker.exists()
@@ -87,10 +87,10 @@ def test_sha256_mismatch_exits_with_reason_when_asked(
     expected = hashlib.sha256(b"the model we meant").hexdigest()
     runtime = start_runtime(
         wait="none",
-        MODELPLANE_MODEL_URI=str(model_dir),
-        MODELPLANE_MODEL_FORMAT="sklearn",
-        MODELPLANE_MODEL_SHA256=expected,
-        MODELPLANE_EXIT_ON_LOAD_FAILURE="true",
+        MODELROLL_MODEL_URI=str(model_dir),
+        MODELROLL_MODEL_FORMAT="sklearn",
+        MODELROLL_MODEL_SHA256=expected,
+        MODELROLL_EXIT_ON_LOAD_FAILURE="true",
     )
     assert runtime.process is not None
     assert runtime.process.wait(timeout=30) != 0
@@ -107,9 +107,9 @@ def test_the_marker_would_appear_if_the_pickle_ran(
     pin = hashlib.sha256((model_dir / "model.pkl").read_bytes()).hexdigest()
     runtime = start_runtime(
         wait="live",
-        MODELPLANE_MODEL_URI=str(model_dir),
-        MODELPLANE_MODEL_FORMAT="sklearn",
-        MODELPLANE_MODEL_SHA256=pin,
+        MODELROLL_MODEL_URI=str(model_dir),
+        MODELROLL_MODEL_FORMAT="sklearn",
+        MODELROLL_MODEL_SHA256=pin,
     )
     never_ready(runtime, "holds no estimator with predict()", seconds=30)
     assert marker.exists()
@@ -122,7 +122,7 @@ def test_unpinned_remote_pickle_is_refused(
     root, base_url = file_server
     (root / "evil.pkl").write_bytes((model_dir / "model.pkl").read_bytes())
     runtime = start_runtime(
-        wait="live", MODELPLANE_MODEL_URI=f"{base_url}/evil.pkl", MODELPLANE_MODEL_FORMAT="sklearn"
+        wait="live", MODELROLL_MODEL_URI=f"{base_url}/evil.pkl", MODELROLL_MODEL_FORMAT="sklearn"
     )
     never_ready(runtime, "refusing to unpickle evil.pkl from remote URI without a sha256 pin")
     assert not marker.exists()
@@ -134,9 +134,9 @@ def test_pinned_pickle_downloads_over_http(
     root, base_url = file_server
     (root / "iris.joblib").write_bytes(sklearn_model.file.read_bytes())
     runtime = start_runtime(
-        MODELPLANE_MODEL_URI=f"{base_url}/iris.joblib",
-        MODELPLANE_MODEL_FORMAT="sklearn",
-        MODELPLANE_MODEL_SHA256=sklearn_model.sha256,
+        MODELROLL_MODEL_URI=f"{base_url}/iris.joblib",
+        MODELROLL_MODEL_FORMAT="sklearn",
+        MODELROLL_MODEL_SHA256=sklearn_model.sha256,
     )
     response = runtime.post_json(
         "/v1/models/model:predict", {"instances": sklearn_model.x.tolist()}
@@ -153,7 +153,7 @@ def test_unpinned_non_pickle_downloads_over_http(
     root, base_url = file_server
     (root / "model.json").write_bytes(xgboost_model.file.read_bytes())
     runtime = start_runtime(
-        MODELPLANE_MODEL_URI=f"{base_url}/model.json", MODELPLANE_MODEL_FORMAT="xgboost"
+        MODELROLL_MODEL_URI=f"{base_url}/model.json", MODELROLL_MODEL_FORMAT="xgboost"
     )
     response = runtime.post_json(
         "/v1/models/model:predict", {"instances": xgboost_model.x.tolist()}
@@ -169,15 +169,15 @@ def test_opt_in_allows_unpinned_remote_pickle(
     root, base_url = file_server
     (root / "optin.joblib").write_bytes(sklearn_model.file.read_bytes())
     runtime = start_runtime(
-        MODELPLANE_MODEL_URI=f"{base_url}/optin.joblib",
-        MODELPLANE_MODEL_FORMAT="sklearn",
-        MODELPLANE_ALLOW_UNPINNED_PICKLE="true",
+        MODELROLL_MODEL_URI=f"{base_url}/optin.joblib",
+        MODELROLL_MODEL_FORMAT="sklearn",
+        MODELROLL_ALLOW_UNPINNED_PICKLE="true",
     )
     assert runtime.get("/v2/health/ready").status == 200
 
 
 def test_missing_model_stays_unready(start_runtime: StartRuntime, tmp_path: Path) -> None:
     runtime = start_runtime(
-        wait="live", MODELPLANE_MODEL_URI=str(tmp_path / "nothing"), MODELPLANE_MODEL_FORMAT="onnx"
+        wait="live", MODELROLL_MODEL_URI=str(tmp_path / "nothing"), MODELROLL_MODEL_FORMAT="onnx"
     )
     never_ready(runtime, "model not found")

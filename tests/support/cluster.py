@@ -65,7 +65,7 @@ def private_cluster(node: str = "kwok") -> Iterator[Cluster]:
 
     When it cannot be built or started the test fails with the reason; it is never skipped.
     """
-    cluster_dir = tempfile.mkdtemp(prefix=f"modelplane-test-{node}-")
+    cluster_dir = tempfile.mkdtemp(prefix=f"modelroll-test-{node}-")
     env = {**os.environ, "CLUSTER_DIR": cluster_dir, "NODE": node}
     started = subprocess.run(
         [CLUSTER_SCRIPT, "up"], env=env, capture_output=True, text=True, timeout=3600
@@ -83,7 +83,7 @@ def private_cluster(node: str = "kwok") -> Iterator[Cluster]:
 
 def keep_logs(logs: Path, node: str) -> None:
     """The latest test cluster's logs outlive it (one copy per node kind), for post-mortems."""
-    kept = Path(tempfile.gettempdir(), f"modelplane-test-logs-{node}")
+    kept = Path(tempfile.gettempdir(), f"modelroll-test-logs-{node}")
     shutil.rmtree(kept, ignore_errors=True)
     if logs.is_dir():
         shutil.copytree(logs, kept)

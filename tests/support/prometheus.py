@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modelplane.prometheus import PrometheusClient
+from modelroll.prometheus import PrometheusClient
 
 from tests.runtime.runtime_process import RuntimeProcess, free_port
 
-PROMETHEUS_BIN = os.environ.get("MODELPLANE_PROMETHEUS_BIN", "/usr/bin/prometheus")
+PROMETHEUS_BIN = os.environ.get("MODELROLL_PROMETHEUS_BIN", "/usr/bin/prometheus")
 
 Target = tuple[str, Mapping[str, str]]  # ("127.0.0.1:port", {"namespace": …, "revision": …})
 
@@ -63,7 +63,7 @@ class PrometheusServer:
             "global": {"scrape_interval": interval, "scrape_timeout": interval},
             "scrape_configs": [
                 {
-                    "job_name": "modelplane-runtime",
+                    "job_name": "modelroll-runtime",
                     "metrics_path": "/metrics",
                     "static_configs": [
                         {"targets": [address], "labels": dict(labels)}
@@ -77,7 +77,7 @@ class PrometheusServer:
         if not os.access(PROMETHEUS_BIN, os.X_OK):
             raise AssertionError(
                 f"{PROMETHEUS_BIN} not found: run `bash hack/install-deps.sh` (Debian package "
-                "prometheus), or point MODELPLANE_PROMETHEUS_BIN at a prometheus binary"
+                "prometheus), or point MODELROLL_PROMETHEUS_BIN at a prometheus binary"
             )
         self.work_dir.mkdir(parents=True, exist_ok=True)
         config_file = self.work_dir / "prometheus.yml"
@@ -184,17 +184,17 @@ def start_runtime(
 ) -> RuntimeProcess:
     """Starts (does not wait for) a real runtime process serving `model_dir` on loopback.
 
-    Extra keyword arguments are MODELPLANE_* variables, e.g. MODELPLANE_MAX_INFLIGHT="1".
+    Extra keyword arguments are MODELROLL_* variables, e.g. MODELROLL_MAX_INFLIGHT="1".
     """
     return RuntimeProcess(
         {
-            "MODELPLANE_MODEL_URI": str(model_dir),
-            "MODELPLANE_MODEL_FORMAT": model_format,
-            "MODELPLANE_MODEL_NAME": model_name,
-            "MODELPLANE_MODEL_VERSION": version,
-            "MODELPLANE_CACHE_DIR": str(cache_dir),
-            "MODELPLANE_MODEL_DIR": str(log_file.parent / "downloads"),
-            "MODELPLANE_TERMINATION_LOG": str(log_file.with_suffix(".termination-log")),
+            "MODELROLL_MODEL_URI": str(model_dir),
+            "MODELROLL_MODEL_FORMAT": model_format,
+            "MODELROLL_MODEL_NAME": model_name,
+            "MODELROLL_MODEL_VERSION": version,
+            "MODELROLL_CACHE_DIR": str(cache_dir),
+            "MODELROLL_MODEL_DIR": str(log_file.parent / "downloads"),
+            "MODELROLL_TERMINATION_LOG": str(log_file.with_suffix(".termination-log")),
             **env,
         },
         log_file,

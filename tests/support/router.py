@@ -1,7 +1,7 @@
 """A loopback HTTP router that plays cluster DNS and kube-proxy for kwok clusters.
 
 kwok pods never run, so a Service name leads nowhere. The operator is started with
-MODELPLANE_SERVICE_URL_TEMPLATE pointing here (http://127.0.0.1:<port>/{namespace}/{service}),
+MODELROLL_SERVICE_URL_TEMPLATE pointing here (http://127.0.0.1:<port>/{namespace}/{service}),
 and the router forwards /<namespace>/<service>/<path> to the real runtime process that plays
 that Service's pods, rewriting /models/<name>/ to the name that runtime serves.
 """

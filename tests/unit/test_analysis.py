@@ -11,7 +11,7 @@ from dataclasses import replace
 from typing import ClassVar
 
 import pytest
-from modelplane.analysis import (
+from modelroll.analysis import (
     CANARY_ERRORS,
     CANARY_P99_SECONDS,
     CANARY_REQUESTS,
@@ -27,8 +27,8 @@ from modelplane.analysis import (
     evaluate,
     revision_matcher,
 )
-from modelplane.prometheus import PrometheusClient, PrometheusError
-from modelplane.spec import Analysis, parse_spec
+from modelroll.prometheus import PrometheusClient, PrometheusError
+from modelroll.spec import Analysis, parse_spec
 
 CANARY = 'namespace="ns",model="iris",revision="c1"'
 STABLE = 'namespace="ns",model="iris",revision="s1"'
@@ -73,10 +73,10 @@ def test_window_is_the_interval_but_at_least_30s(interval: int, window: int) -> 
 def test_built_in_queries_verbatim() -> None:
     queries = build_queries(BASE, 30, CANARY, STABLE)
     assert queries == {
-        CANARY_REQUESTS: f"sum(increase(modelplane_requests_total{{{CANARY}}}[30s]))",
-        CANARY_ERRORS: f'sum(increase(modelplane_requests_total{{{CANARY},code=~"5.."}}[30s]))',
+        CANARY_REQUESTS: f"sum(increase(modelroll_requests_total{{{CANARY}}}[30s]))",
+        CANARY_ERRORS: f'sum(increase(modelroll_requests_total{{{CANARY},code=~"5.."}}[30s]))',
         CANARY_P99_SECONDS: "histogram_quantile(0.99, sum by (le) "
-        f"(rate(modelplane_request_duration_seconds_bucket{{{CANARY}}}[30s])))",
+        f"(rate(modelroll_request_duration_seconds_bucket{{{CANARY}}}[30s])))",
     }
 
 
@@ -84,7 +84,7 @@ def test_stable_p99_is_queried_only_for_the_increase_check() -> None:
     queries = build_queries(replace(BASE, max_p99_latency_increase_percent=50), 45, CANARY, STABLE)
     assert queries[STABLE_P99_SECONDS] == (
         "histogram_quantile(0.99, sum by (le) "
-        f"(rate(modelplane_request_duration_seconds_bucket{{{STABLE}}}[45s])))"
+        f"(rate(modelroll_request_duration_seconds_bucket{{{STABLE}}}[45s])))"
     )
     assert "[45s]" in queries[CANARY_REQUESTS]
     assert STABLE_P99_SECONDS not in build_queries(

@@ -1,4 +1,4 @@
-"""`modelplane lint`: the apiserver's verdicts and messages, offline."""
+"""`modelroll lint`: the apiserver's verdicts and messages, offline."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 import yaml
-from modelplane.cli.cel_rules import evaluate
-from modelplane.cli.lint import lint_object
-from modelplane.cli.main import app
+from modelroll.cli.cel_rules import evaluate
+from modelroll.cli.lint import lint_object
+from modelroll.cli.main import app
 from typer.testing import CliRunner
 
 REPO = Path(__file__).resolve().parents[2]
@@ -63,7 +63,7 @@ def test_a_file_without_model_deployments_fails(tmp_path: Path) -> None:
 
 
 VALID = {
-    "apiVersion": "modelplane.io/v1alpha1",
+    "apiVersion": "modelroll.io/v1alpha1",
     "kind": "ModelDeployment",
     "metadata": {"name": "iris", "labels": {"team": "ml"}},
     "spec": {"model": {"format": "sklearn", "uri": "s3://models/iris/"}},

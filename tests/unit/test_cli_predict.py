@@ -1,4 +1,4 @@
-"""`modelplane predict`, HTTP half: real requests to a real runtime process.
+"""`modelroll predict`, HTTP half: real requests to a real runtime process.
 
 The port-forward half (kubectl port-forward to a ready pod) needs pods that run, which
 kwok's do not; it is exercised end to end only on real clusters (see docs/cli.md).
@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from modelplane.cli.main import app
-from modelplane.cli.predict import load_data, send
-from modelplane.inference import infer_path
+from modelroll.cli.main import app
+from modelroll.cli.predict import load_data, send
+from modelroll.inference import infer_path
 from typer.testing import CliRunner
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,12 +35,12 @@ def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     model = train_sklearn(work / "model")
     process = RuntimeProcess(
         {
-            "MODELPLANE_MODEL_NAME": "iris",
-            "MODELPLANE_MODEL_URI": str(model.directory),
-            "MODELPLANE_MODEL_FORMAT": "sklearn",
-            "MODELPLANE_CACHE_DIR": str(work / "cache"),
-            "MODELPLANE_MODEL_DIR": str(work / "downloads"),
-            "MODELPLANE_TERMINATION_LOG": str(work / "termination-log"),
+            "MODELROLL_MODEL_NAME": "iris",
+            "MODELROLL_MODEL_URI": str(model.directory),
+            "MODELROLL_MODEL_FORMAT": "sklearn",
+            "MODELROLL_CACHE_DIR": str(work / "cache"),
+            "MODELROLL_MODEL_DIR": str(work / "downloads"),
+            "MODELROLL_TERMINATION_LOG": str(work / "termination-log"),
         },
         work / "runtime.log",
     ).start()

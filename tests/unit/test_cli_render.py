@@ -1,4 +1,4 @@
-"""`modelplane render`: the operator's children, from the schema-defaulted object."""
+"""`modelroll render`: the operator's children, from the schema-defaulted object."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 import yaml
-from modelplane.cli.crd import crd_schema
-from modelplane.cli.defaults import apply_defaults
-from modelplane.cli.main import app
-from modelplane.cli.render_command import PLACEHOLDER_UID, render_model_deployment
-from modelplane.config import OperatorConfig
-from modelplane.render import Owner, RenderContext, render_children
-from modelplane.revision import revision_of
+from modelroll.cli.crd import crd_schema
+from modelroll.cli.defaults import apply_defaults
+from modelroll.cli.main import app
+from modelroll.cli.render_command import PLACEHOLDER_UID, render_model_deployment
+from modelroll.config import OperatorConfig
+from modelroll.render import Owner, RenderContext, render_children
+from modelroll.revision import revision_of
 from typer.testing import CliRunner
 
 REPO = Path(__file__).resolve().parents[2]

@@ -6,9 +6,9 @@ import re
 from typing import Any
 
 import pytest
-from modelplane.cli.actions import describe
-from modelplane.cli.status_command import watch
-from modelplane.cli.status_view import status_view
+from modelroll.cli.actions import describe
+from modelroll.cli.status_command import watch
+from modelroll.cli.status_view import status_view
 from rich.console import Console, RenderableType
 from rich.text import Text
 

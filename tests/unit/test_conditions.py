@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelplane.conditions import Condition, find, merge_conditions
+from modelroll.conditions import Condition, find, merge_conditions
 
 T0 = "2025-06-01T10:00:00Z"
 T1 = "2025-06-01T10:05:00Z"

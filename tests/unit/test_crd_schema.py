@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-CRD_PATH = REPO / "crds" / "modelplane.io_modeldeployments.yaml"
+CRD_PATH = REPO / "crds" / "modelroll.io_modeldeployments.yaml"
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
 CASES_PATH = REPO / "tests" / "cases" / "invalid_modeldeployments.yaml"
 EXPECTED_EXAMPLES = {
@@ -71,9 +71,9 @@ def spec_schema() -> Schema:
 def test_crd_identity() -> None:
     crd = load_crd()
     assert crd["apiVersion"] == "apiextensions.k8s.io/v1"
-    assert crd["metadata"]["name"] == "modeldeployments.modelplane.io"
+    assert crd["metadata"]["name"] == "modeldeployments.modelroll.io"
     spec = crd["spec"]
-    assert spec["group"] == "modelplane.io"
+    assert spec["group"] == "modelroll.io"
     assert spec["scope"] == "Namespaced"
     assert spec["names"] == {
         "kind": "ModelDeployment",
@@ -81,7 +81,7 @@ def test_crd_identity() -> None:
         "plural": "modeldeployments",
         "singular": "modeldeployment",
         "shortNames": ["md"],
-        "categories": ["modelplane"],
+        "categories": ["modelroll"],
     }
     v = version()
     assert (v["name"], v["served"], v["storage"]) == ("v1alpha1", True, True)
@@ -466,7 +466,7 @@ def test_example_fits_schema(path: Path) -> None:
     docs = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
     assert len(docs) == 1
     obj = docs[0]
-    assert obj["apiVersion"] == "modelplane.io/v1alpha1"
+    assert obj["apiVersion"] == "modelroll.io/v1alpha1"
     assert obj["kind"] == "ModelDeployment"
     name = obj["metadata"]["name"]
     assert len(name) <= 40 and re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", name)
@@ -516,7 +516,7 @@ def test_invalid_cases_are_well_formed() -> None:
         assert case["expect"].strip() == case["expect"] and case["expect"]
         assert re.search(r"\b(metadata|spec)(\.|:)|spec\.", case["expect"]), case["name"]
         manifest = case["manifest"]
-        assert manifest["apiVersion"] == "modelplane.io/v1alpha1"
+        assert manifest["apiVersion"] == "modelroll.io/v1alpha1"
         assert manifest["kind"] == "ModelDeployment"
         assert "namespace" not in manifest["metadata"]
 

@@ -13,17 +13,17 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from modelplane.config import OperatorConfig
-from modelplane.drift import (
+from modelroll.config import OperatorConfig
+from modelroll.drift import (
     SPEC_HASH_ANNOTATION,
     foreign_keys_patch,
     is_subset,
     needs_apply,
     stamp,
 )
-from modelplane.reconcile import _existed_before
-from modelplane.render import Owner, RenderContext, render_children
-from modelplane.revision import revision_of
+from modelroll.reconcile import _existed_before
+from modelroll.render import Owner, RenderContext, render_children
+from modelroll.revision import revision_of
 
 JSON = dict[str, Any]
 OWNER = Owner("iris", "models", "0b7c3b9e-0000-4000-8000-000000000001")
@@ -43,7 +43,7 @@ def deployment() -> JSON:
                     "containers": [
                         {
                             "name": "model-server",
-                            "image": "ghcr.io/modelplane/runtime:0.1.0",
+                            "image": "ghcr.io/modelroll/runtime:0.1.0",
                             "ports": [{"name": "http", "containerPort": 8080}],
                             "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}],
                             "resources": {"limits": {"nvidia.com/gpu": 1}},
@@ -63,7 +63,7 @@ def served(manifest: JSON) -> JSON:
         resourceVersion="48213",
         generation=1,
         creationTimestamp="2025-06-01T10:00:00Z",
-        managedFields=[{"manager": "modelplane", "operation": "Apply"}],
+        managedFields=[{"manager": "modelroll", "operation": "Apply"}],
     )
     spec = obj["spec"]
     defaults = {
@@ -222,9 +222,9 @@ def test_stamp_adds_a_deterministic_hash_annotation() -> None:
 
 def test_stamp_keeps_existing_annotations() -> None:
     manifest = deployment()
-    manifest["metadata"]["annotations"] = {"modelplane.io/model-version": "3"}
+    manifest["metadata"]["annotations"] = {"modelroll.io/model-version": "3"}
     annotations = stamp(manifest)["metadata"]["annotations"]
-    assert annotations["modelplane.io/model-version"] == "3"
+    assert annotations["modelroll.io/model-version"] == "3"
     assert SPEC_HASH_ANNOTATION in annotations
 
 
@@ -280,7 +280,7 @@ def service() -> JSON:
         "metadata": {"name": "iris", "namespace": "models"},
         "spec": {
             "type": "ClusterIP",
-            "selector": {"modelplane.io/deployment": "iris"},
+            "selector": {"modelroll.io/deployment": "iris"},
             "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
         },
     }
@@ -302,9 +302,9 @@ def served_service(manifest: JSON) -> JSON:
 def test_foreign_selector_keys_are_nulled() -> None:
     desired = stamp(service())
     observed = served_service(desired)
-    observed["spec"]["selector"].update({"modelplane.io/revision": "b2", "team": "x"})
+    observed["spec"]["selector"].update({"modelroll.io/revision": "b2", "team": "x"})
     patch = foreign_keys_patch(desired, observed)
-    assert patch == {"spec": {"selector": {"modelplane.io/revision": None, "team": None}}}
+    assert patch == {"spec": {"selector": {"modelroll.io/revision": None, "team": None}}}
     assert needs_apply(desired, observed)
 
 
@@ -341,11 +341,11 @@ def test_existed_before() -> None:
     }
     dep = {
         "kind": "Deployment",
-        "metadata": {"name": "iris-a1", "labels": {"modelplane.io/revision": "a1"}},
+        "metadata": {"name": "iris-a1", "labels": {"modelroll.io/revision": "a1"}},
     }
     new = {
         "kind": "Deployment",
-        "metadata": {"name": "iris-c3", "labels": {"modelplane.io/revision": "c3"}},
+        "metadata": {"name": "iris-c3", "labels": {"modelroll.io/revision": "c3"}},
     }
     assert _existed_before(body, dep)
     assert not _existed_before(body, new)

@@ -16,12 +16,12 @@ import lupa
 import pytest
 import yaml
 from celpy.adapter import json_to_cel
-from modelplane.analysis import AnalysisResult
-from modelplane.problems import PodProblem
-from modelplane.rollout import PROMOTE, RolloutInput, SmokeResult, plan
-from modelplane.rollout_state import state_from_status
-from modelplane.spec import parse_spec
-from modelplane.status import Observed, RevisionState, compute_status, revision_view
+from modelroll.analysis import AnalysisResult
+from modelroll.problems import PodProblem
+from modelroll.rollout import PROMOTE, RolloutInput, SmokeResult, plan
+from modelroll.rollout_state import state_from_status
+from modelroll.spec import parse_spec
+from modelroll.status import Observed, RevisionState, compute_status, revision_view
 
 JSON = dict[str, Any]
 REPO = Path(__file__).resolve().parents[2]
@@ -134,14 +134,14 @@ class ModelDeployment:
             observed,
             planned,
             url="http://iris.models.svc.cluster.local/v2/models/iris/infer",
-            selector="modelplane.io/deployment=iris",
+            selector="modelroll.io/deployment=iris",
             now=stamp.strftime("%Y-%m-%dT%H:%M:%SZ"),
         )
         return self.object()
 
     def object(self) -> JSON:
         return {
-            "apiVersion": "modelplane.io/v1alpha1",
+            "apiVersion": "modelroll.io/v1alpha1",
             "kind": "ModelDeployment",
             "metadata": {"name": "iris", "namespace": "models", "generation": self.generation},
             "spec": self.spec(),
@@ -285,12 +285,12 @@ def test_argocd_health_without_status_and_with_stale_generation() -> None:
     del bare["status"]
     assert argocd_health(bare) == {
         "status": "Progressing",
-        "message": "Waiting for the modelplane operator to report status",
+        "message": "Waiting for the modelroll operator to report status",
     }
     md.change("b2")
     assert argocd_health(md.object()) == {
         "status": "Progressing",
-        "message": "Waiting for the modelplane operator to observe generation 2 (observed 1)",
+        "message": "Waiting for the modelroll operator to observe generation 2 (observed 1)",
     }
     no_conditions = md.object()
     no_conditions["status"] = {"observedGeneration": 2}
@@ -302,7 +302,7 @@ def test_argocd_health_lua_is_the_one_in_the_readme_snippet() -> None:
     block = re.search(r"```yaml\n(.*?)```", readme, re.DOTALL)
     assert block is not None
     config_map = yaml.safe_load(block.group(1))
-    key = "resource.customizations.health.modelplane.io_ModelDeployment"
+    key = "resource.customizations.health.modelroll.io_ModelDeployment"
     assert config_map["kind"] == "ConfigMap" and config_map["metadata"]["name"] == "argocd-cm"
     assert config_map["data"][key] == HEALTH_LUA
 
@@ -361,7 +361,7 @@ def test_status_follows_kstatus_conventions(name: str, obj: JSON, expected: str)
 def test_crd_has_a_status_subresource_with_kstatus_fields() -> None:
     """observedGeneration only means something if spec changes bump generation and
     status writes do not, which the status subresource guarantees."""
-    crd = yaml.safe_load((REPO / "crds" / "modelplane.io_modeldeployments.yaml").read_text())
+    crd = yaml.safe_load((REPO / "crds" / "modelroll.io_modeldeployments.yaml").read_text())
     (version,) = [v for v in crd["spec"]["versions"] if v["storage"]]
     assert version["subresources"]["status"] == {}
     status = version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
@@ -379,7 +379,7 @@ def flux_exprs() -> JSON:
     assert block is not None, "docs/observability.md lost its Flux healthCheckExprs block"
     kustomization = yaml.safe_load(block.group(1))
     (check,) = kustomization["spec"]["healthCheckExprs"]
-    assert (check["apiVersion"], check["kind"]) == ("modelplane.io/v1alpha1", "ModelDeployment")
+    assert (check["apiVersion"], check["kind"]) == ("modelroll.io/v1alpha1", "ModelDeployment")
     return {k: check[k] for k in ("inProgress", "failed", "current")}
 
 

@@ -1,8 +1,8 @@
 """The three install paths render the same operator: kustomize (config/default), the
-generated single file (dist/install.yaml) and the Helm chart (charts/modelplane).
+generated single file (dist/install.yaml) and the Helm chart (charts/modelroll).
 
 helm and kubectl are real binaries built from their Go modules (hack/helm/build.sh,
-hack/control-plane/build.sh) and cached in ~/.cache/modelplane; the first run builds them.
+hack/control-plane/build.sh) and cached in ~/.cache/modelroll; the first run builds them.
 When they cannot be built these tests fail with the reason; they are never skipped.
 """
 
@@ -22,8 +22,8 @@ import yaml
 
 JSON = dict[str, Any]
 REPO = Path(__file__).resolve().parents[2]
-CHART = REPO / "charts" / "modelplane"
-NAMESPACE = "modelplane-system"
+CHART = REPO / "charts" / "modelroll"
+NAMESPACE = "modelroll-system"
 CORE_KINDS = (
     "CustomResourceDefinition",
     "ClusterRole",
@@ -88,7 +88,7 @@ def helm_template(*values: str) -> list[JSON]:
         run(
             helm_binary(),
             "template",
-            "modelplane",
+            "modelroll",
             str(CHART),
             "--namespace",
             NAMESPACE,
@@ -197,10 +197,10 @@ def test_kubectl_kustomize_and_the_pure_reading_agree() -> None:
 def test_chart_copies_are_identical_to_their_sources() -> None:
     pairs = [
         (
-            "charts/modelplane/crds/modelplane.io_modeldeployments.yaml",
-            "crds/modelplane.io_modeldeployments.yaml",
+            "charts/modelroll/crds/modelroll.io_modeldeployments.yaml",
+            "crds/modelroll.io_modeldeployments.yaml",
         ),
-        ("charts/modelplane/files/prometheusrule.yaml", "observability/prometheusrule.yaml"),
+        ("charts/modelroll/files/prometheusrule.yaml", "observability/prometheusrule.yaml"),
     ]
     for copy_path, source in pairs:
         assert (REPO / copy_path).read_bytes() == (REPO / source).read_bytes(), (
@@ -228,8 +228,8 @@ def test_helm_adds_only_bookkeeping_labels() -> None:
             continue
         labels = obj["metadata"]["labels"]
         assert labels["app.kubernetes.io/managed-by"] == "Helm"
-        assert labels["app.kubernetes.io/instance"] == "modelplane"
-        assert labels["app.kubernetes.io/name"] == "modelplane"
+        assert labels["app.kubernetes.io/instance"] == "modelroll"
+        assert labels["app.kubernetes.io/name"] == "modelroll"
 
 
 def test_namespace_is_restricted_in_kustomize_and_optional_in_helm() -> None:
@@ -254,7 +254,7 @@ def test_operator_deployment_is_single_recreate_and_restricted(bundle: str) -> N
     pod = spec["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
-    assert pod["serviceAccountName"] == "modelplane-operator"
+    assert pod["serviceAccountName"] == "modelroll-operator"
     (container,) = pod["containers"]
     assert container["securityContext"] == {
         "allowPrivilegeEscalation": False,
@@ -275,7 +275,7 @@ def test_every_built_in_object_is_valid_against_the_kubernetes_schema(bundle: st
         else helm_template(
             "namespace.create=true",
             "watchNamespaces={a,b}",
-            "extraEnv[0].name=MODELPLANE_CLUSTER_DOMAIN",
+            "extraEnv[0].name=MODELROLL_CLUSTER_DOMAIN",
             "extraEnv[0].value=example.org",
         )
     )
@@ -288,10 +288,10 @@ def test_every_built_in_object_is_valid_against_the_kubernetes_schema(bundle: st
 
 def test_helm_values_set_image_resources_namespaces_log_format_and_runtime_image() -> None:
     objects = helm_template(
-        "image.repository=registry.example/modelplane/operator",
+        "image.repository=registry.example/modelroll/operator",
         "image.tag=v9",
         "image.pullPolicy=Always",
-        "runtimeImage.repository=registry.example/modelplane/runtime",
+        "runtimeImage.repository=registry.example/modelroll/runtime",
         "runtimeImage.tag=r7",
         "runtimeImage.pullPolicy=Always",
         "watchNamespaces={team-a,team-b}",
@@ -301,26 +301,26 @@ def test_helm_values_set_image_resources_namespaces_log_format_and_runtime_image
     )
     deployment = one(objects, "Deployment")
     container = deployment["spec"]["template"]["spec"]["containers"][0]
-    assert container["image"] == "registry.example/modelplane/operator:v9"
+    assert container["image"] == "registry.example/modelroll/operator:v9"
     assert container["imagePullPolicy"] == "Always"
     assert container["resources"]["requests"]["cpu"] == 1
     assert container["resources"]["limits"]["memory"] == "1Gi"
     env = env_of(deployment)
-    assert env["MODELPLANE_NAMESPACES"] == "team-a,team-b"
-    assert env["MODELPLANE_LOG_FORMAT"] == "plain"
-    assert env["MODELPLANE_RUNTIME_IMAGE"] == "registry.example/modelplane/runtime:r7"
-    assert env["MODELPLANE_RUNTIME_IMAGE_PULL_POLICY"] == "Always"
+    assert env["MODELROLL_NAMESPACES"] == "team-a,team-b"
+    assert env["MODELROLL_LOG_FORMAT"] == "plain"
+    assert env["MODELROLL_RUNTIME_IMAGE"] == "registry.example/modelroll/runtime:r7"
+    assert env["MODELROLL_RUNTIME_IMAGE_PULL_POLICY"] == "Always"
 
 
 def test_helm_defaults_follow_the_chart_app_version_and_watch_all_namespaces() -> None:
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     deployment = one(helm_template(), "Deployment")
     container = deployment["spec"]["template"]["spec"]["containers"][0]
-    assert container["image"] == f"modelplane/operator:{chart['appVersion']}"
+    assert container["image"] == f"modelroll/operator:{chart['appVersion']}"
     env = env_of(deployment)
-    assert env["MODELPLANE_RUNTIME_IMAGE"] == f"modelplane/runtime:{chart['appVersion']}"
-    assert "MODELPLANE_NAMESPACES" not in env  # all namespaces
-    assert "MODELPLANE_RUNTIME_IMAGE_PULL_POLICY" not in env
+    assert env["MODELROLL_RUNTIME_IMAGE"] == f"modelroll/runtime:{chart['appVersion']}"
+    assert "MODELROLL_NAMESPACES" not in env  # all namespaces
+    assert "MODELROLL_RUNTIME_IMAGE_PULL_POLICY" not in env
 
 
 def test_helm_lint_passes() -> None:

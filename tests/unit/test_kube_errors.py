@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from modelplane.kube import ApiError
+from modelroll.kube import ApiError
 
 TERMINATING = json.dumps(
     {
@@ -62,9 +62,9 @@ OWNER_GONE = json.dumps(
         "kind": "Status",
         "apiVersion": "v1",
         "status": "Failure",
-        "message": 'modeldeployments.modelplane.io "doomed-0" not found',
+        "message": 'modeldeployments.modelroll.io "doomed-0" not found',
         "reason": "NotFound",
-        "details": {"name": "doomed-0", "group": "modelplane.io", "kind": "modeldeployments"},
+        "details": {"name": "doomed-0", "group": "modelroll.io", "kind": "modeldeployments"},
         "code": 404,
     }
 )
@@ -82,6 +82,6 @@ API_MISSING = json.dumps(
 
 
 def test_a_deleted_owner_is_told_apart_from_a_missing_api() -> None:
-    assert ApiError(404, OWNER_GONE).is_not_found("modelplane.io", "modeldeployments")
+    assert ApiError(404, OWNER_GONE).is_not_found("modelroll.io", "modeldeployments")
     assert not ApiError(404, OWNER_GONE).is_not_found("apps", "deployments")
-    assert not ApiError(404, API_MISSING).is_not_found("modelplane.io", "modeldeployments")
+    assert not ApiError(404, API_MISSING).is_not_found("modelroll.io", "modeldeployments")

@@ -3,8 +3,8 @@
 Every PromQL expression of the Grafana dashboard and of the PrometheusRule is parsed: its
 syntax by promtool (Debian's prometheus package, which hack/install-deps.sh installs), its
 metric names and label matchers by the small PromQL lexer below. Each metric must be
-exported by the runtime (runtime_images/modelplane_runtime/metrics.py) or the operator
-(operator/modelplane/metrics.py), read from the prometheus_client collectors themselves.
+exported by the runtime (runtime_images/modelroll_runtime/metrics.py) or the operator
+(operator/modelroll/metrics.py), read from the prometheus_client collectors themselves.
 The alerts are also run by `promtool test rules` on synthetic series.
 """
 
@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import modelplane.metrics as operator_metrics
+import modelroll.metrics as operator_metrics
 import pytest
 import yaml
-from modelplane_runtime.metrics import RuntimeMetrics
+from modelroll_runtime.metrics import RuntimeMetrics
 from prometheus_client.metrics import MetricWrapperBase
 
 JSON = dict[str, Any]
@@ -35,7 +35,7 @@ TARGET_LABELS = {"namespace", "pod", "instance", "job", "service", "container", 
 RUNTIME_TARGET_LABELS = TARGET_LABELS | {"revision"}
 
 # Metrics the queries need that the code does not export yet.
-# TODO(lead): export modelplane_operator_modeldeployment_condition{namespace, name, condition}
+# TODO(lead): export modelroll_operator_modeldeployment_condition{namespace, name, condition}
 # (1 when the condition's status is True, 0 when False) for the ModelDeploymentNotReady alert.
 NOT_YET_EXPORTED: dict[str, set[str]] = {}
 
@@ -282,15 +282,15 @@ def test_the_lexer_reads_selectors_grouping_and_functions() -> None:
 
 def test_exported_names_come_from_the_collectors() -> None:
     runtime = exported_runtime_series()
-    assert "modelplane_requests_total" in runtime
+    assert "modelroll_requests_total" in runtime
     assert {"model", "version", "protocol", "code", "revision"} <= runtime[
-        "modelplane_requests_total"
+        "modelroll_requests_total"
     ]
-    assert "le" in runtime["modelplane_request_duration_seconds_bucket"]
+    assert "le" in runtime["modelroll_request_duration_seconds_bucket"]
     operator = exported_operator_series()
-    assert "modelplane_operator_reconcile_total" in operator
-    assert "modelplane_operator_reconcile_duration_seconds_bucket" in operator
-    assert "modelplane_operator_traffic_weight" in operator
+    assert "modelroll_operator_reconcile_total" in operator
+    assert "modelroll_operator_reconcile_duration_seconds_bucket" in operator
+    assert "modelroll_operator_traffic_weight" in operator
 
 
 def test_not_yet_exported_metrics_are_really_missing() -> None:
@@ -326,20 +326,20 @@ def test_template_variables_read_exported_labels() -> None:
 def test_dashboard_covers_requests_errors_latency_weights_and_reconciles() -> None:
     exprs = "\n".join(dashboard_expressions())
     for needed in (
-        "modelplane_requests_total",
+        "modelroll_requests_total",
         'code=~"5.."',
         "histogram_quantile(0.5, sum by (namespace, model, revision, le)",
         "histogram_quantile(0.99, sum by (namespace, model, revision, le)",
-        "modelplane_operator_traffic_weight",
-        "modelplane_operator_reconcile_total",
-        "modelplane_operator_reconcile_errors_total",
-        "modelplane_operator_reconcile_duration_seconds_bucket",
+        "modelroll_operator_traffic_weight",
+        "modelroll_operator_reconcile_total",
+        "modelroll_operator_reconcile_errors_total",
+        "modelroll_operator_reconcile_duration_seconds_bucket",
     ):
         assert needed in exprs
     board = dashboard()
     ids = [p["id"] for p in _panels(board["panels"])]
     assert len(ids) == len(set(ids))
-    assert board["uid"] == "modelplane-overview"
+    assert board["uid"] == "modelroll-overview"
 
 
 def test_promtool_accepts_every_expression(tmp_path: Path) -> None:
@@ -373,7 +373,7 @@ def test_promtool_accepts_every_expression(tmp_path: Path) -> None:
 def test_alerts_cover_aborts_not_ready_and_error_rate() -> None:
     alerts = {r["alert"]: r for g in prometheus_rule()["spec"]["groups"] for r in g["rules"]}
     assert {
-        "ModelplaneCanaryAborted",
+        "ModelrollCanaryAborted",
         "ModelDeploymentNotReady",
         "ModelServingHighErrorRate",
     } <= set(alerts)
@@ -389,23 +389,23 @@ tests:
 - interval: 1m
   input_series:
   # a canary aborted at minute 15: a brand-new counter series
-  - series: 'modelplane_operator_rollout_aborts_total{namespace="models",name="iris",reason="CanaryAnalysisFailed"}'
+  - series: 'modelroll_operator_rollout_aborts_total{namespace="models",name="iris",reason="CanaryAnalysisFailed"}'
     values: '_x14 1x40'
   # a second abort of a series that already existed
-  - series: 'modelplane_operator_rollout_aborts_total{namespace="models",name="fraud",reason="ProgressDeadlineExceeded"}'
+  - series: 'modelroll_operator_rollout_aborts_total{namespace="models",name="fraud",reason="ProgressDeadlineExceeded"}'
     values: '1x20 2x20'
   # a user rollback is not an alert
-  - series: 'modelplane_operator_rollout_aborts_total{namespace="models",name="rec",reason="RolledBack"}'
+  - series: 'modelroll_operator_rollout_aborts_total{namespace="models",name="rec",reason="RolledBack"}'
     values: '_x14 1x40'
   alert_rule_test:
-  - {eval_time: 17m, alertname: ModelplaneCanaryAborted, exp_alerts: [{exp_labels: {severity: warning, namespace: models, name: iris, reason: CanaryAnalysisFailed}}]}
-  - {eval_time: 25m, alertname: ModelplaneCanaryAborted, exp_alerts: [{exp_labels: {severity: warning, namespace: models, name: fraud, reason: ProgressDeadlineExceeded}}]}
-  - {eval_time: 40m, alertname: ModelplaneCanaryAborted, exp_alerts: []}
+  - {eval_time: 17m, alertname: ModelrollCanaryAborted, exp_alerts: [{exp_labels: {severity: warning, namespace: models, name: iris, reason: CanaryAnalysisFailed}}]}
+  - {eval_time: 25m, alertname: ModelrollCanaryAborted, exp_alerts: [{exp_labels: {severity: warning, namespace: models, name: fraud, reason: ProgressDeadlineExceeded}}]}
+  - {eval_time: 40m, alertname: ModelrollCanaryAborted, exp_alerts: []}
 - interval: 1m
   input_series:
-  - series: 'modelplane_operator_modeldeployment_condition{namespace="models",name="iris",condition="Ready",pod="op-1"}'
+  - series: 'modelroll_operator_modeldeployment_condition{namespace="models",name="iris",condition="Ready",pod="op-1"}'
     values: '0x30'
-  - series: 'modelplane_operator_modeldeployment_condition{namespace="models",name="ok",condition="Ready",pod="op-1"}'
+  - series: 'modelroll_operator_modeldeployment_condition{namespace="models",name="ok",condition="Ready",pod="op-1"}'
     values: '1x30'
   alert_rule_test:
   - {eval_time: 10m, alertname: ModelDeploymentNotReady, exp_alerts: []}
@@ -413,28 +413,28 @@ tests:
 - interval: 15s
   input_series:
   # 10 req/s with 1 in 10 answered 503 on revision b2; revision a1 is clean
-  - series: 'modelplane_requests_total{namespace="models",model="iris",revision="b2",code="200",protocol="v2",pod="p1"}'
+  - series: 'modelroll_requests_total{namespace="models",model="iris",revision="b2",code="200",protocol="v2",pod="p1"}'
     values: '0+135x80'
-  - series: 'modelplane_requests_total{namespace="models",model="iris",revision="b2",code="503",protocol="v2",pod="p1"}'
+  - series: 'modelroll_requests_total{namespace="models",model="iris",revision="b2",code="503",protocol="v2",pod="p1"}'
     values: '0+15x80'
-  - series: 'modelplane_requests_total{namespace="models",model="iris",revision="a1",code="200",protocol="v2",pod="p2"}'
+  - series: 'modelroll_requests_total{namespace="models",model="iris",revision="a1",code="200",protocol="v2",pod="p2"}'
     values: '0+150x80'
   # a revision with almost no traffic: one failed request is not an alert
-  - series: 'modelplane_requests_total{namespace="models",model="iris",revision="c3",code="500",protocol="v2",pod="p3"}'
+  - series: 'modelroll_requests_total{namespace="models",model="iris",revision="c3",code="500",protocol="v2",pod="p3"}'
     values: '0+1x80'
   alert_rule_test:
   - {eval_time: 4m, alertname: ModelServingHighErrorRate, exp_alerts: []}
   - {eval_time: 15m, alertname: ModelServingHighErrorRate, exp_alerts: [{exp_labels: {severity: critical, namespace: models, model: iris, revision: b2}}]}
 - interval: 1m
   input_series:
-  - series: 'modelplane_operator_reconcile_total{result="success"}'
+  - series: 'modelroll_operator_reconcile_total{result="success"}'
     values: '0+40x30'
-  - series: 'modelplane_operator_reconcile_total{result="error"}'
+  - series: 'modelroll_operator_reconcile_total{result="error"}'
     values: '0+20x30'
-  - series: 'modelplane_operator_reconcile_errors_total{error="http_403"}'
+  - series: 'modelroll_operator_reconcile_errors_total{error="http_403"}'
     values: '0+20x30'
   alert_rule_test:
-  - {eval_time: 20m, alertname: ModelplaneOperatorReconcileErrors, exp_alerts: [{exp_labels: {severity: warning}}]}
+  - {eval_time: 20m, alertname: ModelrollOperatorReconcileErrors, exp_alerts: [{exp_labels: {severity: warning}}]}
 """
 
 

@@ -11,9 +11,9 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from modelplane.config import OperatorConfig
-from modelplane.render import Owner, RenderContext, render_children
-from modelplane.revision import revision_of
+from modelroll.config import OperatorConfig
+from modelroll.render import Owner, RenderContext, render_children
+from modelroll.revision import revision_of
 
 REPO = Path(__file__).resolve().parents[2]
 OWNER = Owner("iris", "models", "0b7c3b9e-0000-4000-8000-000000000001")
@@ -65,7 +65,7 @@ def test_hpa_owns_replicas_so_the_deployment_has_none() -> None:
     assert "replicas" not in deployment["spec"]
     hpa = next(c for c in shared if c["kind"] == "HorizontalPodAutoscaler")
     assert hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
-    assert hpa["spec"]["metrics"][0]["pods"]["metric"]["name"] == "modelplane_requests_per_second"
+    assert hpa["spec"]["metrics"][0]["pods"]["metric"]["name"] == "modelroll_requests_per_second"
     assert any(c["kind"] == "PodDisruptionBudget" for c in shared)
 
 
@@ -119,7 +119,7 @@ def test_pvc_uri_mounts_the_claim_read_only() -> None:
     spec = {**BASE, "model": {"format": "onnx", "uri": "pvc://models/iris/v3"}}
     pod = render(spec)[0]["spec"]["template"]["spec"]
     env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
-    assert env["MODELPLANE_MODEL_URI"] == "/mnt/models/iris/v3"
+    assert env["MODELROLL_MODEL_URI"] == "/mnt/models/iris/v3"
     assert {
         "name": "model-store",
         "persistentVolumeClaim": {"claimName": "models", "readOnly": True},
@@ -216,5 +216,5 @@ def test_random_specs_render_valid_children(spec: dict[str, Any], monitor: bool)
     children = render(spec, RenderContext(OperatorConfig(), service_monitor_available=monitor))
     for child in children:
         validate(child)
-        assert child["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "modelplane"
+        assert child["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "modelroll"
         assert child["metadata"]["ownerReferences"][0]["uid"] == OWNER.uid

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from modelplane.analysis import AnalysisResult
-from modelplane.problems import PodProblem
-from modelplane.rollout import (
+from modelroll.analysis import AnalysisResult
+from modelroll.problems import PodProblem
+from modelroll.rollout import (
     ABORT,
     PROMOTE,
     RETRY,
@@ -30,8 +30,8 @@ from modelplane.rollout import (
     canary_replicas,
     plan,
 )
-from modelplane.rollout_state import state_from_status, state_to_status
-from modelplane.spec import parse_spec
+from modelroll.rollout_state import state_from_status, state_to_status
+from modelroll.spec import parse_spec
 
 JSON = dict[str, Any]
 T0 = 1_750_000_000.0  # a whole second, so state survives the status' second resolution

@@ -7,8 +7,8 @@ import json
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from modelplane.rollout import AnalysisRecord, HistoryEntry, RolloutState, SmokeRecord
-from modelplane.rollout_state import from_time, state_from_status, state_to_status, to_time
+from modelroll.rollout import AnalysisRecord, HistoryEntry, RolloutState, SmokeRecord
+from modelroll.rollout_state import from_time, state_from_status, state_to_status, to_time
 
 T0 = 1_750_000_000.0  # 2025-06-15T15:06:40Z
 

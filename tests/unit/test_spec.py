@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
-from modelplane.spec import (
+from modelroll.spec import (
     Analysis,
     BlueGreen,
     Canary,
@@ -18,7 +18,7 @@ from modelplane.spec import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
-CRD_PATH = REPO / "crds" / "modelplane.io_modeldeployments.yaml"
+CRD_PATH = REPO / "crds" / "modelroll.io_modeldeployments.yaml"
 JSON = dict[str, Any]
 MODEL: JSON = {"format": "sklearn", "uri": "s3://bucket/iris/"}
 PROMETHEUS: JSON = {"prometheus": {"address": "http://prometheus.monitoring.svc:9090"}}

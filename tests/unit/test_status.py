@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from modelplane.conditions import find
-from modelplane.problems import PodProblem, pod_problem
-from modelplane.reconcile import _ignoring_times, status_patch, transition_events
-from modelplane.rollout import Plan, RolloutInput, plan
-from modelplane.rollout_state import state_from_status
-from modelplane.spec import parse_spec
-from modelplane.status import (
+from modelroll.conditions import find
+from modelroll.problems import PodProblem, pod_problem
+from modelroll.reconcile import _ignoring_times, status_patch, transition_events
+from modelroll.rollout import Plan, RolloutInput, plan
+from modelroll.rollout_state import state_from_status
+from modelroll.spec import parse_spec
+from modelroll.status import (
     Observed,
     RevisionState,
     compute_status,
@@ -37,7 +37,7 @@ T0 = "2025-06-01T10:00:00Z"
 T1 = "2025-06-01T10:05:00Z"
 NOW = datetime.datetime(2025, 6, 1, 10, 5, tzinfo=datetime.UTC).timestamp()  # T1
 URL = "http://iris.models.svc.cluster.local/v2/models/iris/infer"
-SELECTOR = "modelplane.io/deployment=iris"
+SELECTOR = "modelroll.io/deployment=iris"
 
 
 # --- realistic cluster objects -------------------------------------------------------------
@@ -56,7 +56,7 @@ def pod(
         "metadata": {
             "name": f"iris-{revision}-7d9c5b8f4-x2k8p",
             "namespace": "models",
-            "labels": {"modelplane.io/deployment": "iris", "modelplane.io/revision": revision},
+            "labels": {"modelroll.io/deployment": "iris", "modelroll.io/revision": revision},
         },
         "status": {
             "phase": phase,
@@ -103,7 +103,7 @@ def scheduled_conditions(ready: bool) -> list[JSON]:
 def container(state: JSON, last_state: JSON | None = None, *, ready: bool = False) -> JSON:
     return {
         "name": "model-server",
-        "image": "ghcr.io/modelplane/runtime:0.1.0",
+        "image": "ghcr.io/modelroll/runtime:0.1.0",
         "imageID": "",
         "containerID": "containerd://4f1c0d2e9a",
         "ready": ready,
@@ -174,8 +174,8 @@ def deployment(
             "name": f"iris-{revision}",
             "namespace": "models",
             "generation": generation,
-            "labels": {"modelplane.io/deployment": "iris", "modelplane.io/revision": revision},
-            "annotations": {"modelplane.io/model-version": f"v-{revision}"},
+            "labels": {"modelroll.io/deployment": "iris", "modelroll.io/revision": revision},
+            "annotations": {"modelroll.io/model-version": f"v-{revision}"},
         },
         "spec": {"replicas": desired},
         "status": {
@@ -308,12 +308,12 @@ def test_other_scheduling_failures_are_unschedulable(message: str) -> None:
     [
         (
             "ImagePullBackOff",
-            'Back-off pulling image "ghcr.io/modelplane/runtime:nope"',
+            'Back-off pulling image "ghcr.io/modelroll/runtime:nope"',
             "ImagePullBackOff",
         ),
         (
             "ErrImagePull",
-            'failed to pull and unpack image "ghcr.io/modelplane/runtime:nope": not found',
+            'failed to pull and unpack image "ghcr.io/modelroll/runtime:nope": not found',
             "ImagePullBackOff",
         ),
         (

@@ -1,1 +1,0 @@
-"""The `modelplane` command line (also the kubectl plugin `kubectl-modelplane`)."""

@@ -1,0 +1,235 @@
+"""Canary analysis: compare the canary revision with the stable one on the runtime's metrics.
+
+Three layers, the first two pure:
+
+- `build_queries` writes the PromQL (built-in checks over the runtime's metric names, plus
+  the user's custom checks with `$canary` / `$stable` replaced by label matchers);
+- `evaluate` turns the measured numbers into a verdict: passed, failed or inconclusive
+  (`passed is None`: too little traffic or no metrics; the rollout waits and checks again);
+- `analyze` runs the queries through any `query(promql) -> float | None` callable (normally
+  `PrometheusClient(address).query`) and never raises for an unreachable Prometheus.
+
+Series of one revision are selected by the scrape-time target labels `namespace` and
+`revision` (the ServiceMonitor maps the pod label `modelroll.io/revision` to `revision`)
+and the runtime's own `model` label, which is the ModelDeployment's name.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+
+from .prometheus import PrometheusError
+from .spec import Analysis
+
+REQUESTS_METRIC = "modelroll_requests_total"
+DURATION_BUCKET_METRIC = "modelroll_request_duration_seconds_bucket"
+# rate() and increase() need at least two samples in the window; with the usual 15 s scrape
+# interval 30 s is the shortest window that always holds two.
+MIN_WINDOW_SECONDS = 30
+
+# measurement keys (the keys of build_queries' result and of AnalysisResult.measurements)
+CANARY_REQUESTS = "canaryRequests"
+CANARY_ERRORS = "canaryErrors"
+CANARY_P99_SECONDS = "canaryP99Seconds"
+STABLE_P99_SECONDS = "stableP99Seconds"
+CUSTOM_PREFIX = "custom:"
+
+# AnalysisResult.reason values
+PASSED = "AnalysisPassed"
+FAILED = "CanaryAnalysisFailed"
+INSUFFICIENT_REQUESTS = "InsufficientRequests"
+UNAVAILABLE = "AnalysisUnavailable"
+
+Query = Callable[[str], float | None]
+
+
+@dataclass(frozen=True)
+class AnalysisResult:
+    """passed: True, False, or None for inconclusive (wait and analyze again)."""
+
+    passed: bool | None
+    reason: str
+    message: str
+    measurements: dict[str, float | None] = field(default_factory=dict)
+
+
+def analysis_window(analysis: Analysis) -> int:
+    """Seconds of history each query looks at: the interval, but at least 30 s."""
+    return max(analysis.interval_seconds, MIN_WINDOW_SECONDS)
+
+
+def _label_value(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def revision_matcher(namespace: str, name: str, revision: str) -> str:
+    """The label matchers of one revision's series, without braces."""
+    return (
+        f'namespace="{_label_value(namespace)}",model="{_label_value(name)}",'
+        f'revision="{_label_value(revision)}"'
+    )
+
+
+def _p99(matcher: str, window: str) -> str:
+    return (
+        f"histogram_quantile(0.99, sum by (le) "
+        f"(rate({DURATION_BUCKET_METRIC}{{{matcher}}}[{window}])))"
+    )
+
+
+def custom_check_query(query: str, canary_matcher: str, stable_matcher: str) -> str:
+    return query.replace("$canary", canary_matcher).replace("$stable", stable_matcher)
+
+
+def build_queries(
+    analysis: Analysis, window_seconds: int, canary_matcher: str, stable_matcher: str
+) -> dict[str, str]:
+    """Measurement key → PromQL. Custom checks appear under `custom:<name>`."""
+    window = f"{window_seconds}s"
+    queries = {
+        CANARY_REQUESTS: f"sum(increase({REQUESTS_METRIC}{{{canary_matcher}}}[{window}]))",
+        CANARY_ERRORS: (
+            f'sum(increase({REQUESTS_METRIC}{{{canary_matcher},code=~"5.."}}[{window}]))'
+        ),
+        CANARY_P99_SECONDS: _p99(canary_matcher, window),
+    }
+    if analysis.max_p99_latency_increase_percent is not None:
+        queries[STABLE_P99_SECONDS] = _p99(stable_matcher, window)
+    for check in analysis.custom_checks:
+        queries[CUSTOM_PREFIX + str(check["name"])] = custom_check_query(
+            str(check["query"]), canary_matcher, stable_matcher
+        )
+    return queries
+
+
+def _num(value: float) -> str:
+    """Compact human number: 412, 12.5, 3.27, 0.042."""
+    magnitude = abs(value)
+    if magnitude >= 100:
+        text = f"{value:.0f}"
+    elif magnitude >= 10:
+        text = f"{value:.1f}"
+    elif magnitude >= 0.1 or magnitude == 0:
+        text = f"{value:.2f}"
+    else:
+        text = f"{value:.2g}"
+    if "." in text and "e" not in text:
+        text = text.rstrip("0").rstrip(".")
+    return text
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def evaluate(analysis: Analysis, measurements: Mapping[str, float | None]) -> AnalysisResult:
+    """The verdict over measured values (keys as in build_queries; None = no sample)."""
+    measured = dict(measurements)
+    requests = _finite(measured.get(CANARY_REQUESTS)) or 0.0
+    if requests < analysis.min_request_count:
+        return AnalysisResult(
+            None,
+            INSUFFICIENT_REQUESTS,
+            f"canary served {_num(requests)} requests, fewer than minRequestCount "
+            f"{analysis.min_request_count}; analysis waits for more traffic",
+            measured,
+        )
+
+    failures: list[str] = []
+    missing: list[str] = []
+    notes: list[str] = []
+
+    errors = _finite(measured.get(CANARY_ERRORS)) or 0.0
+    error_percent = 100.0 * errors / requests if requests > 0 else 0.0
+    error_text = f"error rate {_num(error_percent)}%"
+    if error_percent > analysis.max_error_percent:
+        failures.append(
+            f"{error_text} > {analysis.max_error_percent}% over {requests:.0f} requests"
+        )
+    else:
+        notes.append(f"{error_text} over {requests:.0f} requests")
+
+    p99 = _finite(measured.get(CANARY_P99_SECONDS))
+    p99_ms = p99 * 1000 if p99 is not None else None
+    latency_checked = (
+        analysis.max_p99_latency_ms is not None
+        or analysis.max_p99_latency_increase_percent is not None
+    )
+    if latency_checked and p99_ms is None and requests > 0:
+        missing.append("canary p99 latency has no data")
+    if p99_ms is not None and analysis.max_p99_latency_ms is not None:
+        if p99_ms > analysis.max_p99_latency_ms:
+            failures.append(f"p99 {_num(p99_ms)} ms > {analysis.max_p99_latency_ms} ms")
+        else:
+            notes.append(f"p99 {_num(p99_ms)} ms")
+    elif p99_ms is not None:
+        notes.append(f"p99 {_num(p99_ms)} ms")
+
+    limit = analysis.max_p99_latency_increase_percent
+    if limit is not None and p99_ms is not None:
+        stable = _finite(measured.get(STABLE_P99_SECONDS))
+        if stable is None or stable <= 0:
+            notes.append("p99 increase not checked: stable revision has no latency data")
+        else:
+            stable_ms = stable * 1000
+            increase = 100.0 * (p99_ms - stable_ms) / stable_ms
+            compared = f"p99 {_num(p99_ms)} ms vs stable {_num(stable_ms)} ms"
+            if increase > limit:
+                failures.append(f"p99 increase {_num(increase)}% > {limit}% ({compared})")
+            else:
+                notes.append(f"p99 increase {_num(increase)}% ({compared})")
+
+    for check in analysis.custom_checks:
+        name = str(check["name"])
+        value = _finite(measured.get(CUSTOM_PREFIX + name))
+        try:
+            maximum = Decimal(str(check["maxValue"]))
+        except (InvalidOperation, KeyError):
+            missing.append(f"check {name}: maxValue {check.get('maxValue')!r} is not a decimal")
+            continue
+        if value is None:
+            missing.append(f"check {name}: query returned no value")
+        elif Decimal(repr(value)) > maximum:
+            # six significant digits: thresholds are often close to the value ("0.05")
+            failures.append(f"check {name}: {value:.6g} > {maximum}")
+        else:
+            notes.append(f"check {name}: {value:.6g}")
+
+    if failures:
+        return AnalysisResult(False, FAILED, "; ".join(failures), measured)
+    if missing:
+        return AnalysisResult(None, UNAVAILABLE, "; ".join(missing), measured)
+    return AnalysisResult(True, PASSED, "; ".join(notes), measured)
+
+
+def analyze(
+    analysis: Analysis,
+    namespace: str,
+    name: str,
+    canary_rev: str,
+    stable_rev: str,
+    query: Query,
+) -> AnalysisResult:
+    """Queries the metrics of both revisions and evaluates them.
+
+    A PrometheusError (unreachable, timeout, bad answer) gives an inconclusive result with
+    reason AnalysisUnavailable instead of an exception.
+    """
+    queries = build_queries(
+        analysis,
+        analysis_window(analysis),
+        revision_matcher(namespace, name, canary_rev),
+        revision_matcher(namespace, name, stable_rev),
+    )
+    measurements: dict[str, float | None] = {}
+    for key, promql in queries.items():
+        try:
+            measurements[key] = _finite(query(promql))
+        except PrometheusError as exc:
+            return AnalysisResult(
+                None, UNAVAILABLE, f"metrics unavailable ({key}): {exc}", measurements
+            )
+    return evaluate(analysis, measurements)

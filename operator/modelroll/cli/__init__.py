@@ -1,0 +1,1 @@
+"""The `modelroll` command line (also the kubectl plugin `kubectl-modelroll`)."""

@@ -1,0 +1,83 @@
+"""`modelroll predict`: one inference request, sent to a ready pod of the ModelDeployment.
+
+The HTTP half takes a base URL, so it runs against any runtime; the port-forward half
+(kubectl port-forward to a pod) only works on pods that really run, not on kwok's.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from modelroll.cli.cluster import Target, list_json
+from modelroll.inference import post_inference
+from modelroll.render import DEPLOYMENT_LABEL, REVISION_LABEL
+from modelroll.spec import JSON
+
+RUNTIME_PORT = 8080
+FORWARDING = re.compile(r"Forwarding from 127\.0\.0\.1:(\d+)")
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: bytes
+
+    def document(self) -> Any:
+        return json.loads(self.body)
+
+
+def load_data(data: str) -> Any:
+    """The request body from inline JSON or @file, as curl's --data takes it."""
+    text = Path(data[1:]).read_text() if data.startswith("@") else data
+    return json.loads(text)
+
+
+def send(base_url: str, model: str, protocol: str, body: Any, timeout: float = 30) -> Answer:
+    return Answer(*post_inference(base_url, model, protocol, body, timeout))
+
+
+def _ready(pod: JSON) -> bool:
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def ready_pod(target: Target, md: JSON) -> str:
+    """A ready pod, from the stable revision when it has one."""
+    pods = list_json(
+        target,
+        f"/api/v1/namespaces/{target.namespace}/pods",
+        labelSelector=f"{DEPLOYMENT_LABEL}={target.name}",
+    )
+    ready = [p for p in pods if _ready(p) and not p["metadata"].get("deletionTimestamp")]
+    stable = (md.get("status") or {}).get("stableRevision")
+    ready.sort(key=lambda p: p["metadata"].get("labels", {}).get(REVISION_LABEL) != stable)
+    if not ready:
+        raise LookupError(f"no ready pod of {target.namespace}/{target.name}")
+    return str(ready[0]["metadata"]["name"])
+
+
+@contextmanager
+def port_forward(target: Target, pod: str, kubectl: str = "kubectl") -> Iterator[str]:
+    """A local base URL forwarded to the pod's runtime port, for as long as the block runs."""
+    command = [kubectl, "port-forward", "-n", target.namespace, f"pod/{pod}", f":{RUNTIME_PORT}"]
+    if target.kubeconfig:
+        command[1:1] = ["--kubeconfig", target.kubeconfig]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        match = FORWARDING.search(line)
+        if not match:
+            error = process.stderr.read() if process.stderr and process.poll() is not None else ""
+            raise RuntimeError(f"kubectl port-forward failed: {line.strip()} {error.strip()}")
+        yield f"http://127.0.0.1:{match.group(1)}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

@@ -1,0 +1,315 @@
+"""kopf wiring: settings, watch caches (indexes), and the triggers that call one reconcile."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import fnmatch
+import logging
+import time
+from collections import Counter as Tally
+from typing import Any
+
+import kopf
+from prometheus_client import start_http_server
+
+from modelroll import GROUP, PLURAL, VERSION
+from modelroll.config import config_from_env
+from modelroll.kube import ApiError, Kube, connect
+from modelroll.metrics import (
+    MODEL_DEPLOYMENTS,
+    RECONCILE_DURATION,
+    RECONCILE_ERRORS,
+    RECONCILES,
+    WATCH_EVENTS,
+)
+from modelroll.reconcile import Children, Reconciler
+from modelroll.spec import JSON
+
+MANAGED = {"app.kubernetes.io/managed-by": "modelroll"}
+OWNER_LABEL = f"{GROUP}/deployment"
+CHILD_KINDS = {
+    "Deployment": ("apps", "v1", "deployments"),
+    "Service": ("", "v1", "services"),
+    "ServiceAccount": ("", "v1", "serviceaccounts"),
+    "HorizontalPodAutoscaler": ("autoscaling", "v2", "horizontalpodautoscalers"),
+    "PodDisruptionBudget": ("policy", "v1", "poddisruptionbudgets"),
+    # Without the Gateway API CRDs kopf reports this resource unresolved and skips it.
+    "HTTPRoute": ("gateway.networking.k8s.io", "v1", "httproutes"),
+}
+
+
+def trimmed(body: kopf.Body, keep_spec: bool = True) -> JSON:
+    """A plain copy of an object without managedFields, to keep the caches small."""
+    raw = copy.deepcopy(dict(body))
+    raw.get("metadata", {}).pop("managedFields", None)
+    if not keep_spec:
+        raw.pop("spec", None)
+    return raw
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 30
+    settings.posting.level = logging.WARNING
+    settings.execution.max_workers = 8
+    # Our resources are known up front; scanning would need list/watch on every CRD. Only
+    # namespace patterns (globs) need it, to discover the namespaces that match.
+    operator_config = config_from_env()
+    settings.scanning.disabled = not any(
+        set(pattern) & set("*?[!") for pattern in operator_config.namespaces
+    )
+    # Every watch event runs a handler; kopf's per-object "succeeded" lines would flood the log.
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    kube = Kube(connect())
+    reconciler = Reconciler(kube, operator_config, emit=_event_poster(kube))
+    reconciler.service_monitor_available = await asyncio.to_thread(
+        _crd_exists, kube, "servicemonitors.monitoring.coreos.com"
+    )
+    memo.reconciler = reconciler
+    memo.config = operator_config
+    memo.stale_since = None
+    start_http_server(operator_config.metrics_port)
+
+
+def _crd_exists(kube: Kube, name: str) -> bool:
+    try:
+        return kube.exists(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
+    except ApiError:
+        return False  # without RBAC to read CRDs we simply do not render ServiceMonitors
+
+
+def _event_poster(kube: Kube) -> Any:
+    """Posts Events in the background: an Event that fails must never stop a reconcile."""
+    log = logging.getLogger(__name__)
+
+    def post(body: JSON, type_: str, reason: str, message: str) -> None:
+        def send() -> None:
+            try:
+                kube.post_event(body, type_, reason, message)
+            except Exception as error:
+                if isinstance(error, ApiError) and error.namespace_terminating:
+                    return  # as client-go's event recorder does
+                log.warning(
+                    "could not post event %s for %s: %s", reason, body["metadata"]["name"], error
+                )
+
+        asyncio.get_running_loop().run_in_executor(None, send)
+
+    return post
+
+
+# Watch caches. Each maps (namespace, ModelDeployment name) to the objects seen for it.
+
+
+@kopf.index(GROUP, VERSION, PLURAL)
+def model_deployments(namespace: str, name: str, body: kopf.Body, **_: Any) -> JSON:
+    WATCH_EVENTS.labels("ModelDeployment").inc()
+    return {(namespace, name): trimmed(body)}
+
+
+def _child_index(kind: str) -> None:
+    group, version, plural = CHILD_KINDS[kind]
+
+    def index(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any) -> JSON:
+        return {(namespace, labels[OWNER_LABEL]): trimmed(body)}
+
+    kopf.index(
+        group,
+        version,
+        plural,
+        id=f"children_{plural}",
+        labels={**MANAGED, OWNER_LABEL: kopf.PRESENT},
+    )(index)
+
+
+for _kind in CHILD_KINDS:
+    _child_index(_kind)
+
+
+@kopf.index("", "v1", "pods", labels={**MANAGED, OWNER_LABEL: kopf.PRESENT})
+def children_pods(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any) -> JSON:
+    return {(namespace, labels[OWNER_LABEL]): trimmed(body, keep_spec=False)}
+
+
+def _load(key: tuple[str, str], indexes: dict[str, kopf.Index[Any, Any]]):  # type: ignore[no-untyped-def]
+    def load() -> tuple[JSON | None, Children]:
+        bodies = list(indexes["model_deployments"].get(key, []))
+        children = Children(
+            by_kind={
+                kind: list(indexes[f"children_{plural}"].get(key, []))
+                for kind, (_, _, plural) in CHILD_KINDS.items()
+            },
+            pods=list(indexes["children_pods"].get(key, [])),
+        )
+        if not bodies or bodies[0]["metadata"].get("deletionTimestamp"):
+            return None, children
+        return bodies[0], children
+
+    return load
+
+
+async def _reconcile(key: tuple[str, str], memo: kopf.Memo, indexes: dict[str, Any]) -> None:
+    memo.indexes_ready.set()
+    started = time.perf_counter()
+    try:
+        ran = await memo.reconciler.trigger(key, _load(key, indexes))
+    except ApiError as error:
+        if error.namespace_terminating or error.is_not_found(GROUP, PLURAL):
+            # Deleted while we worked (its children's deletion is what woke us): nothing to
+            # restore. Anything else that is missing stays an error.
+            logging.getLogger(__name__).info("%s/%s is being deleted", *key)
+            return
+        RECONCILES.labels("error").inc()
+        RECONCILE_ERRORS.labels(f"http_{error.status}").inc()
+        if error.status in (409, 429) or error.status >= 500:
+            raise kopf.TemporaryError(str(error), delay=5) from error
+        raise
+    except Exception as error:
+        RECONCILES.labels("error").inc()
+        RECONCILE_ERRORS.labels(type(error).__name__).inc()
+        raise
+    if ran:
+        RECONCILES.labels("success").inc()
+        RECONCILE_DURATION.observe(time.perf_counter() - started)
+
+
+def _indexes(kwargs: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in kwargs.items() if k.startswith(("children_", "model_deployments"))}
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
+async def reconcile_model_deployment(
+    namespace: str, name: str, memo: kopf.Memo, **kwargs: Any
+) -> None:
+    await _reconcile((namespace, name), memo, _indexes(kwargs))
+
+
+@kopf.on.update(GROUP, VERSION, PLURAL, field="metadata.annotations")
+async def reconcile_on_annotation(
+    namespace: str, name: str, memo: kopf.Memo, **kwargs: Any
+) -> None:
+    await _reconcile((namespace, name), memo, _indexes(kwargs))
+
+
+async def resync_forever(memo: kopf.Memo, indexes: dict[str, Any], interval: float) -> None:
+    """Re-reconciles every ModelDeployment periodically: pauses, analysis intervals and
+    deadlines pass without any watch event. One task for all objects, and unlike kopf
+    timers it needs no finalizer, so deleting a ModelDeployment never waits for us."""
+    # kopf runs resource handlers only once every index is filled; so do we.
+    await memo.indexes_ready.wait()
+    while True:
+        await asyncio.sleep(interval)
+        for key in list(indexes["model_deployments"]):
+            try:
+                await _reconcile(key, memo, indexes)
+            except Exception as error:  # one failing object must not stop the others
+                logging.getLogger(__name__).warning("resync of %s/%s failed: %s", *key, error)
+        export_condition_counts(indexes["model_deployments"])
+
+
+@kopf.on.startup()
+async def start_resync(memo: kopf.Memo, **kwargs: Any) -> None:
+    memo.indexes_ready = asyncio.Event()
+    memo.resync = asyncio.create_task(
+        resync_forever(memo, _indexes(kwargs), memo.config.timer_interval_seconds)
+    )
+
+
+@kopf.on.cleanup()
+async def stop_resync(memo: kopf.Memo, **_: Any) -> None:
+    memo.resync.cancel()
+
+
+async def _on_child_event(
+    event: JSON,
+    namespace: str,
+    labels: kopf.Labels,
+    memo: kopf.Memo,
+    kind: str,
+    kwargs: dict[str, Any],
+) -> None:
+    WATCH_EVENTS.labels(kind).inc()
+    owner = labels.get(OWNER_LABEL)
+    if owner and event.get("type") in ("ADDED", "MODIFIED", "DELETED"):
+        await _reconcile((namespace, owner), memo, _indexes(kwargs))
+
+
+def _child_event_handler(kind: str, group: str, version: str, plural: str) -> None:
+    async def handler(
+        event: JSON, namespace: str, labels: kopf.Labels, memo: kopf.Memo, **kwargs: Any
+    ) -> None:
+        await _on_child_event(event, namespace, labels, memo, kind, kwargs)
+
+    kopf.on.event(
+        group, version, plural, id=f"on_{plural}", labels={**MANAGED, OWNER_LABEL: kopf.PRESENT}
+    )(handler)
+
+
+for _kind, (_group, _version, _plural) in {**CHILD_KINDS, "Pod": ("", "v1", "pods")}.items():
+    _child_event_handler(_kind, _group, _version, _plural)
+
+
+@kopf.on.probe(id="modeldeployments")
+def count_by_condition(model_deployments: kopf.Index[Any, Any], **_: Any) -> dict[str, int]:
+    """Reports ModelDeployments by condition on /healthz."""
+    return export_condition_counts(model_deployments)
+
+
+def export_condition_counts(model_deployments: kopf.Index[Any, Any]) -> dict[str, int]:
+    """Counts ModelDeployments by condition and exports the counts as a gauge."""
+    tally: Tally[tuple[str, str]] = Tally()
+    for key in model_deployments:
+        for body in model_deployments[key]:
+            for condition in (body.get("status") or {}).get("conditions") or []:
+                tally[(condition["type"], condition["status"])] += 1
+    MODEL_DEPLOYMENTS.clear()
+    for (type_, status), count in tally.items():
+        MODEL_DEPLOYMENTS.labels(type_, status).set(count)
+    return {f"{t}={s}": n for (t, s), n in tally.items()}
+
+
+@kopf.on.probe(id="watch")
+async def watch_is_fresh(memo: kopf.Memo, model_deployments: kopf.Index[Any, Any], **_: Any) -> str:
+    """Fails when the apiserver holds ModelDeployment versions the watch never delivered."""
+    try:
+        listed = await asyncio.to_thread(
+            memo.reconciler.kube.request,
+            "GET",
+            f"/apis/{GROUP}/{VERSION}/{PLURAL}",
+            None,
+            [("limit", "100")],
+        )
+    except ApiError as error:
+        # Fail the probe at once (no retries): a restart re-discovers a late-installed CRD.
+        raise kopf.PermanentError(f"cannot list ModelDeployments: {error}") from error
+    cached = {
+        (b["metadata"]["namespace"], b["metadata"]["name"]): b["metadata"]["resourceVersion"]
+        for key in model_deployments
+        for b in model_deployments[key]
+    }
+    patterns = memo.config.namespaces or ("*",)
+    missing = [
+        item["metadata"]["name"]
+        for item in listed.get("items", [])
+        if any(fnmatch.fnmatch(item["metadata"]["namespace"], p) for p in patterns)
+        if cached.get((item["metadata"]["namespace"], item["metadata"]["name"]))
+        != item["metadata"]["resourceVersion"]
+    ]
+    if not missing:
+        memo.stale_since = None
+        return "fresh"
+    memo.stale_since = memo.stale_since or time.monotonic()
+    lag = time.monotonic() - memo.stale_since
+    if lag > memo.config.watch_stall_seconds:
+        raise kopf.PermanentError(f"watch stalled for {lag:.0f}s: {len(missing)} objects behind")
+    return f"catching up on {len(missing)} objects"

@@ -1,0 +1,199 @@
+"""Thin JSON access to the Kubernetes API: server-side apply, delete, status patch, get.
+
+The kubernetes client is synchronous; callers in async code run these in threads.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import socket
+from typing import Any
+
+from kubernetes import client, config
+
+from modelroll import FIELD_MANAGER, GROUP, PLURAL, VERSION
+from modelroll.spec import JSON
+
+# apiVersion/kind -> URL plural, for the kinds the operator owns.
+PLURALS = {
+    ("apps/v1", "Deployment"): "deployments",
+    ("v1", "Service"): "services",
+    ("v1", "ServiceAccount"): "serviceaccounts",
+    ("autoscaling/v2", "HorizontalPodAutoscaler"): "horizontalpodautoscalers",
+    ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitors",
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"): "httproutes",
+    (f"{GROUP}/{VERSION}", "ModelDeployment"): PLURAL,
+}
+
+
+def connect() -> client.ApiClient:
+    """In-cluster credentials when running in a pod, else $KUBECONFIG or ~/.kube/config."""
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_kube_config()  # type: ignore[no-untyped-call]
+    return client.ApiClient()
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, body: str) -> None:
+        super().__init__(f"HTTP {status}: {body[:500]}")
+        self.status = status
+        self.body = body
+
+    def _details(self) -> JSON:
+        try:
+            status = json.loads(self.body)
+        except ValueError:
+            return {}
+        details = status.get("details") if isinstance(status, dict) else None
+        return details if isinstance(details, dict) else {}
+
+    def has_cause(self, cause_type: str) -> bool:
+        """Whether the server's Status names this cause; a StatusCause's type is serialized
+        as `reason`."""
+        causes = self._details().get("causes") or []
+        return any(cause.get("reason") == cause_type for cause in causes)
+
+    def is_not_found(self, group: str, plural: str) -> bool:
+        """A 404 about this kind of object (not about a missing API or another object)."""
+        details = self._details()
+        return (
+            self.status == 404
+            and details.get("group", "") == group
+            and details.get("kind") == plural
+        )
+
+    @property
+    def namespace_terminating(self) -> bool:
+        """The namespace is being deleted, so the server refuses anything new in it."""
+        return self.status == 403 and self.has_cause("NamespaceTerminating")
+
+
+def object_path(api_version: str, kind: str, namespace: str, name: str = "") -> str:
+    prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    path = f"{prefix}/namespaces/{namespace}/{PLURALS[(api_version, kind)]}"
+    return f"{path}/{name}" if name else path
+
+
+class Kube:
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self.api_client = api_client
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        query: list[tuple[str, str]] | None = None,
+        content_type: str = "application/json",
+    ) -> JSON:
+        return self._call(method, path, body, query, content_type)[1]
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: Any,
+        query: list[tuple[str, str]] | None,
+        content_type: str,
+    ) -> tuple[int, JSON]:
+        params = self.api_client.param_serialize(
+            method=method,
+            resource_path=path,
+            query_params=query or [],
+            header_params={"Content-Type": content_type, "Accept": "application/json"},
+            # The client JSON-encodes bodies for JSON content types; other types go as text.
+            body=body if "json" in content_type or body is None else json.dumps(body),
+            auth_settings=["BearerToken"],
+        )
+        response = self.api_client.call_api(*params)
+        response.read()  # type: ignore[no-untyped-call]
+        text = response.data.decode() if response.data else ""
+        if response.status >= 400:
+            raise ApiError(response.status, text)
+        result: JSON = json.loads(text) if text else {}
+        return response.status, result
+
+    def apply(self, manifest: JSON) -> bool:
+        """Server-side apply under modelroll's single field manager; True if it created."""
+        metadata = manifest["metadata"]
+        path = object_path(
+            manifest["apiVersion"], manifest["kind"], metadata["namespace"], metadata["name"]
+        )
+        status, _ = self._call(
+            "PATCH",
+            path,
+            manifest,
+            [("fieldManager", FIELD_MANAGER), ("force", "true")],
+            "application/apply-patch+yaml",
+        )
+        return status == 201  # an apply that creates answers 201 Created
+
+    def merge_patch(self, manifest: JSON, patch: JSON) -> JSON:
+        metadata = manifest["metadata"]
+        path = object_path(
+            manifest["apiVersion"], manifest["kind"], metadata["namespace"], metadata["name"]
+        )
+        return self.request("PATCH", path, patch, content_type="application/merge-patch+json")
+
+    def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+        try:
+            self.request(
+                "DELETE",
+                object_path(api_version, kind, namespace, name),
+                {"propagationPolicy": "Background"},
+            )
+        except ApiError as error:
+            if error.status != 404:
+                raise
+
+    def get(self, path: str) -> JSON | None:
+        try:
+            return self.request("GET", path)
+        except ApiError as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def patch_status(self, namespace: str, name: str, status: JSON) -> JSON:
+        path = object_path(f"{GROUP}/{VERSION}", "ModelDeployment", namespace, name) + "/status"
+        return self.request(
+            "PATCH", path, {"status": status}, content_type="application/merge-patch+json"
+        )
+
+    def post_event(self, obj: JSON, type_: str, reason: str, message: str) -> None:
+        """Records a core/v1 Event about `obj`, as `kubectl describe` shows them."""
+        metadata = obj["metadata"]
+        now = datetime.datetime.now(datetime.UTC)
+        stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {
+                "generateName": f"{metadata['name']}.",
+                "namespace": metadata["namespace"],
+            },
+            "involvedObject": {
+                "apiVersion": obj.get("apiVersion", f"{GROUP}/{VERSION}"),
+                "kind": obj.get("kind", "ModelDeployment"),
+                "name": metadata["name"],
+                "namespace": metadata["namespace"],
+                "uid": metadata.get("uid", ""),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": FIELD_MANAGER},
+            "reportingComponent": f"{GROUP}/operator",
+            "reportingInstance": socket.gethostname(),
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+        }
+        self.request("POST", f"/api/v1/namespaces/{metadata['namespace']}/events", event)
+
+    def exists(self, path: str) -> bool:
+        return self.get(path) is not None

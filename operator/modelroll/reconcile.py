@@ -1,0 +1,371 @@
+"""One reconcile of one ModelDeployment: render, apply what differs, prune, report status."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+from modelroll import GROUP, VERSION
+from modelroll.analysis import analyze
+from modelroll.config import OperatorConfig
+from modelroll.drift import foreign_keys_patch, needs_apply, stamp
+from modelroll.kube import Kube
+from modelroll.metrics import CONDITION, ROLLOUT_ABORTS, TRAFFIC_WEIGHT
+from modelroll.prometheus import PrometheusClient
+from modelroll.render import (
+    DEPLOYMENT_LABEL,
+    REVISION_LABEL,
+    Owner,
+    RenderContext,
+    deployment_name,
+    render_plan,
+    service_url,
+)
+from modelroll.revision import revision_of
+from modelroll.rollout import ACTIONS, Plan, RolloutInput
+from modelroll.rollout import plan as plan_rollout
+from modelroll.rollout_state import state_from_status
+from modelroll.smoke import run_smoke_tests
+from modelroll.spec import JSON, ModelDeploymentSpec, parse_spec
+from modelroll.status import Observed, compute_status, revision_state, revision_view
+
+SHARED_KINDS = (
+    "ServiceAccount",
+    "Service",
+    "HorizontalPodAutoscaler",
+    "PodDisruptionBudget",
+    "ServiceMonitor",
+)
+
+
+# Passing states of a revision coming up: shown in conditions, not worth an Event.
+QUIET_REASONS = frozenset({"DeploymentPending", "PodsNotReady"})
+
+
+LOG = logging.getLogger(__name__)
+PAUSED = "modelroll.io/paused"
+
+
+class EventSink(Protocol):
+    def __call__(self, body: JSON, type_: str, reason: str, message: str) -> None: ...
+
+
+@dataclass
+class Children:
+    """A ModelDeployment's observed children, taken from the watch caches."""
+
+    by_kind: dict[str, list[JSON]] = field(default_factory=dict)
+    pods: list[JSON] = field(default_factory=list)
+
+    def find(self, kind: str, name: str) -> JSON | None:
+        return next((c for c in self.by_kind.get(kind, []) if c["metadata"]["name"] == name), None)
+
+
+def now_iso() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def check_references(kube: Kube, namespace: str, spec: ModelDeploymentSpec) -> str:
+    """What the schema cannot check: referenced Secrets and claims must exist."""
+    secret = spec.model.credentials_secret
+    if secret and not kube.exists(f"/api/v1/namespaces/{namespace}/secrets/{secret}"):
+        return f"spec.model.credentials.secretRef: Secret {namespace}/{secret} not found"
+    if spec.model.uri.startswith("pvc://"):
+        claim = spec.model.uri.removeprefix("pvc://").split("/", 1)[0]
+        path = f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/{claim}"
+        if not kube.exists(path):
+            return f"spec.model.uri: PersistentVolumeClaim {namespace}/{claim} not found"
+    return ""
+
+
+def status_patch(previous: JSON, status: JSON) -> JSON:
+    """A merge patch that also clears fields we no longer report, at every depth: a merge
+    patch merges nested objects, so a key left out would otherwise survive."""
+    patch: JSON = {key: None for key in previous if key not in status}
+    for key, value in status.items():
+        old = previous.get(key)
+        if isinstance(value, dict) and isinstance(old, dict):
+            patch[key] = status_patch(old, value)
+        else:
+            patch[key] = value
+    return patch
+
+
+def _ignoring_times(status: JSON) -> JSON:
+    conditions = [
+        {k: v for k, v in c.items() if k != "lastTransitionTime"}
+        for c in status.get("conditions") or []
+    ]
+    return {**status, "conditions": conditions}
+
+
+def transition_events(previous: JSON, status: JSON) -> list[tuple[str, str, str]]:
+    """(type, reason, message) for each condition whose status or reason changed."""
+    before = {c["type"]: c for c in previous.get("conditions") or []}
+    events: list[tuple[str, str, str]] = []
+    for condition in status["conditions"]:
+        old = before.get(condition["type"])
+        if old and (old["status"], old["reason"]) == (condition["status"], condition["reason"]):
+            continue
+        if condition["type"] == "Progressing" or condition["reason"] in QUIET_REASONS:
+            continue
+        bad = (condition["type"] == "Ready") == (condition["status"] == "False")
+        if not old and not bad:
+            continue
+        event = ("Warning" if bad else "Normal", condition["reason"], condition["message"])
+        if not any(e[:2] == event[:2] for e in events):  # Ready and Degraded often agree
+            events.append(event)
+    return events
+
+
+class Reconciler:
+    def __init__(self, kube: Kube, config: OperatorConfig, emit: EventSink) -> None:
+        self.kube = kube
+        self.config = config
+        self.emit = emit
+        self.service_monitor_available = False
+        self.clock: Callable[[], float] = time.time
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._pending: set[tuple[str, str]] = set()
+        # The newest version of each ModelDeployment we have seen: our own writes, or what
+        # the watch cache shows. The cache can lag behind our writes (and kopf's), and
+        # planning from an older status would repeat a step that was already taken.
+        self._newest: dict[tuple[str, str], JSON] = {}
+        self._weights_reported: dict[tuple[str, str], set[tuple[str, str]]] = {}
+
+    async def trigger(
+        self, key: tuple[str, str], load: Callable[[], tuple[JSON | None, Children]]
+    ) -> bool:
+        """Reconciles `key` once; triggers that arrive while one waits are coalesced into it."""
+        if key in self._pending:
+            return False
+        self._pending.add(key)
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            self._pending.discard(key)
+            body, children = load()
+            if body is None:
+                self._locks.pop(key, None)
+                self._newest.pop(key, None)
+                return False
+            body = self._prefer_newest(key, body)
+            await self.reconcile(body, children)
+        return True
+
+    def _prefer_newest(self, key: tuple[str, str], body: JSON) -> JSON:
+        known = self._newest.get(key)
+        if known is not None and _version(known) > _version(body) >= 0:
+            return known
+        self._newest[key] = body
+        return body
+
+    def _remember(self, written: JSON) -> None:
+        metadata = written["metadata"]
+        self._prefer_newest((metadata["namespace"], metadata["name"]), written)
+
+    async def reconcile(self, body: JSON, children: Children) -> None:
+        metadata = body["metadata"]
+        if (metadata.get("annotations") or {}).get(PAUSED) == "true":
+            return  # hands off: nothing is applied, pruned or reported until unpaused
+        owner = Owner(metadata["name"], metadata["namespace"], metadata["uid"])
+        spec = parse_spec(body["spec"])
+        revision = revision_of(body["spec"], self.config.runtime_image)
+        invalid = ""
+        if spec.model.credentials_secret or spec.model.uri.startswith("pvc://"):
+            invalid = await asyncio.to_thread(check_references, self.kube, owner.namespace, spec)
+        states = tuple(
+            revision_state(d, [p for p in children.pods if _revision(p) == _revision(d)])
+            for d in children.by_kind.get("Deployment", [])
+        )
+        annotations = metadata.get("annotations") or {}
+        inp = RolloutInput(
+            spec=spec,
+            raw_spec=body["spec"],
+            desired=revision,
+            state=state_from_status(body.get("status") or {}),
+            observed={s.revision: revision_view(s) for s in states},
+            annotations=frozenset(a for a in ACTIONS if a in annotations),
+            now=self.clock(),
+        )
+        if invalid:
+            # Keep serving what runs; change nothing until the spec can be realized.
+            inp = replace(inp, annotations=frozenset())
+        plan = await self.plan(owner, spec, inp)
+        LOG.debug(
+            "planned %s/%s at %s: stable=%s canary=%s step=%s aborted=%s actions=%s handled=%s",
+            owner.namespace,
+            owner.name,
+            metadata.get("resourceVersion"),
+            plan.state.stable,
+            plan.state.canary,
+            plan.state.step,
+            plan.state.aborted_revision,
+            sorted(inp.annotations),
+            plan.handled,
+        )
+        observed = Observed(
+            generation=int(metadata.get("generation", 1)),
+            revision=revision,
+            revisions=states,
+            previous_status=dict(body.get("status") or {}),
+            invalid_spec=invalid,
+        )
+        # Record the decision before acting on it, so a restart resumes from it.
+        written = await self.report_status(body, owner, spec, observed, plan)
+        before = body
+        if written:
+            self._remember(written)
+            body = written
+        if not invalid:
+            await self.apply_children(before, owner, spec, plan, children)
+        if plan.handled:
+            written = await asyncio.to_thread(
+                self.kube.merge_patch,
+                _as_ref(body),
+                {"metadata": {"annotations": {a: None for a in plan.handled}}},
+            )
+            self._remember(written)
+        for type_, reason, message in plan.events:
+            self.emit(body, type_, reason, message)
+
+    async def plan(self, owner: Owner, spec: ModelDeploymentSpec, inp: RolloutInput) -> Plan:
+        """Plans, running the analysis or smoke test the plan asks for, then plans again."""
+        planned = plan_rollout(inp)
+        canary = spec.rollout.canary
+        if planned.needs_analysis and canary and canary.analysis:
+            prometheus = PrometheusClient(canary.analysis.prometheus_address)
+            result = await asyncio.to_thread(
+                analyze,
+                canary.analysis,
+                owner.namespace,
+                owner.name,
+                planned.state.canary,
+                planned.state.stable,
+                prometheus.query,
+            )
+            planned = plan_rollout(replace(inp, analysis=result))
+        blue_green = spec.rollout.blue_green
+        if planned.needs_smoke_test and blue_green:
+            url = self.config.service_url(f"{owner.name}-preview", owner.namespace)
+            smoke = await asyncio.to_thread(
+                run_smoke_tests, url, owner.name, blue_green.smoke_tests
+            )
+            planned = plan_rollout(replace(inp, smoke=smoke))
+        return planned
+
+    async def apply_children(
+        self, body: JSON, owner: Owner, spec: ModelDeploymentSpec, plan: Plan, children: Children
+    ) -> None:
+        context = RenderContext(self.config, self.service_monitor_available)
+        desired = [stamp(m) for m in render_plan(owner, spec, plan, context)]
+        for manifest in desired:
+            observed = children.find(manifest["kind"], manifest["metadata"]["name"])
+            if not needs_apply(manifest, observed):
+                continue
+            created = await asyncio.to_thread(self.kube.apply, manifest)
+            foreign = foreign_keys_patch(manifest, observed)
+            if foreign is not None:
+                await asyncio.to_thread(self.kube.merge_patch, manifest, foreign)
+            # A lagging watch cache also shows no child: only the server knows it was gone.
+            if created and _existed_before(body, manifest):
+                self.emit(
+                    body,
+                    "Normal",
+                    "ChildRestored",
+                    f"recreated {manifest['kind']} {manifest['metadata']['name']} after it was deleted",
+                )
+            elif observed is not None and _spec_hash(observed) == _spec_hash(manifest):
+                self.emit(
+                    body,
+                    "Normal",
+                    "DriftReverted",
+                    f"reverted a manual change to {manifest['kind']} {manifest['metadata']['name']}",
+                )
+        wanted = {(m["kind"], m["metadata"]["name"]) for m in desired}
+        wanted |= {("Deployment", deployment_name(owner.name, r)) for r in plan.keep}
+        for kind in ("Deployment", *SHARED_KINDS):
+            for child in children.by_kind.get(kind, []):
+                name = child["metadata"]["name"]
+                if (kind, name) not in wanted and not child["metadata"].get("deletionTimestamp"):
+                    await asyncio.to_thread(
+                        self.kube.delete, child["apiVersion"], kind, owner.namespace, name
+                    )
+
+    async def report_status(
+        self, body: JSON, owner: Owner, spec: ModelDeploymentSpec, observed: Observed, plan: Plan
+    ) -> JSON | None:
+        """Writes the status if it changed; returns the object as written."""
+        previous = observed.previous_status
+        status = compute_status(
+            observed,
+            plan,
+            url=service_url(owner, spec, self.config),
+            selector=f"{DEPLOYMENT_LABEL}={owner.name}",
+            now=now_iso(),
+        )
+        self.export_weights(owner, status)
+        if plan.state.aborted_revision and plan.state.aborted_revision != (
+            previous.get("rollout") or {}
+        ).get("abortedRevision"):
+            ROLLOUT_ABORTS.labels(owner.namespace, owner.name, plan.state.abort_reason).inc()
+        if _ignoring_times(status) == _ignoring_times(previous):
+            return None
+        written = await asyncio.to_thread(
+            self.kube.patch_status, owner.namespace, owner.name, status_patch(previous, status)
+        )
+        planned = {reason for _, reason, _ in plan.events}  # the plan already tells these
+        for type_, reason, message in transition_events(previous, status):
+            if reason not in planned:
+                self.emit(body, type_, reason, message)
+        return written
+
+    def export_weights(self, owner: Owner, status: JSON) -> None:
+        key = (owner.namespace, owner.name)
+        current = {(r["name"], r["role"]) for r in status.get("revisions", [])}
+        for revision, role in self._weights_reported.get(key, set()) - current:
+            TRAFFIC_WEIGHT.remove(owner.namespace, owner.name, revision, role)
+        for item in status.get("revisions", []):
+            TRAFFIC_WEIGHT.labels(owner.namespace, owner.name, item["name"], item["role"]).set(
+                item["weight"]
+            )
+        self._weights_reported[key] = current
+        for condition in status.get("conditions", []):
+            CONDITION.labels(owner.namespace, owner.name, condition["type"]).set(
+                1 if condition["status"] == "True" else 0
+            )
+
+
+def _version(body: JSON) -> int:
+    """etcd's resourceVersions are integers that grow; -1 where one is not (never preferred)."""
+    version = str(body["metadata"].get("resourceVersion", ""))
+    return int(version) if version.isdigit() else -1
+
+
+def _as_ref(body: JSON) -> JSON:
+    return {
+        "apiVersion": body.get("apiVersion", f"{GROUP}/{VERSION}"),
+        "kind": body.get("kind", "ModelDeployment"),
+        "metadata": {"name": body["metadata"]["name"], "namespace": body["metadata"]["namespace"]},
+    }
+
+
+def _revision(obj: JSON) -> str:
+    return str(obj["metadata"].get("labels", {}).get(REVISION_LABEL, ""))
+
+
+def _spec_hash(obj: JSON) -> str:
+    return str(obj["metadata"].get("annotations", {}).get("modelroll.io/spec-hash", ""))
+
+
+def _existed_before(body: JSON, manifest: JSON) -> bool:
+    """Whether status shows that this child had been created already (so it was deleted)."""
+    previous = body.get("status") or {}
+    if manifest["kind"] == "Deployment":
+        revision = manifest["metadata"]["labels"].get(REVISION_LABEL)
+        return any(r.get("name") == revision for r in previous.get("revisions") or [])
+    return manifest["kind"] in ("Service", "ServiceAccount") and bool(previous.get("url"))

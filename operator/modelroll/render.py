@@ -1,0 +1,317 @@
+"""Pure rendering: a ModelDeployment in, its child manifests out. No I/O."""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+
+from modelroll import GROUP, KIND, VERSION
+from modelroll.config import OperatorConfig
+from modelroll.rollout import Plan
+from modelroll.spec import JSON, ModelDeploymentSpec, parse_spec
+
+# libyaml's loader when present: rendering runs on every reconcile.
+SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# The image sets MODELROLL_TEMPLATES_DIR; from a source checkout templates/ sits at the root.
+TEMPLATES_DIR = Path(
+    os.environ.get("MODELROLL_TEMPLATES_DIR", Path(__file__).resolve().parents[2] / "templates")
+)
+MODEL_MOUNT = "/mnt/models"
+GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+DEPLOYMENT_LABEL = f"{GROUP}/deployment"
+REVISION_LABEL = f"{GROUP}/revision"
+MODEL_VERSION_ANNOTATION = f"{GROUP}/model-version"
+
+
+@dataclass(frozen=True)
+class Owner:
+    """What a child needs to know about its ModelDeployment."""
+
+    name: str
+    namespace: str
+    uid: str
+
+
+@dataclass(frozen=True)
+class RenderContext:
+    config: OperatorConfig
+    service_monitor_available: bool = False
+
+
+@functools.cache
+def _environment(templates_dir: Path = TEMPLATES_DIR) -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(templates_dir),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+    )
+
+
+def render_template(template: str, **values: Any) -> JSON:
+    text = _environment().get_template(template).render(**values)
+    manifest = yaml.load(text, Loader=SafeLoader)
+    assert isinstance(manifest, dict), f"{template} did not render a mapping"
+    return manifest
+
+
+def owner_references(owner: Owner) -> list[JSON]:
+    return [
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": KIND,
+            "name": owner.name,
+            "uid": owner.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
+
+
+def common_labels(owner: Owner, revision: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": owner.name,
+        "app.kubernetes.io/instance": owner.name,
+        "app.kubernetes.io/component": "model-server",
+        "app.kubernetes.io/part-of": "modelroll",
+        "app.kubernetes.io/managed-by": "modelroll",
+        DEPLOYMENT_LABEL: owner.name,
+        REVISION_LABEL: revision,
+    }
+
+
+def deployment_name(owner_name: str, revision: str) -> str:
+    return f"{owner_name}-{revision}"
+
+
+def model_location(uri: str) -> tuple[str, list[JSON], list[JSON]]:
+    """Maps pvc://claim/path onto a read-only volume; other URIs pass through."""
+    if not uri.startswith("pvc://"):
+        return uri, [], []
+    claim, _, path = uri.removeprefix("pvc://").partition("/")
+    volume = {
+        "name": "model-store",
+        "persistentVolumeClaim": {"claimName": claim, "readOnly": True},
+    }
+    mount = {"name": "model-store", "mountPath": MODEL_MOUNT, "readOnly": True}
+    return f"{MODEL_MOUNT}/{path}".rstrip("/"), [volume], [mount]
+
+
+def runtime_env(owner: Owner, spec: ModelDeploymentSpec, model_uri: str) -> list[JSON]:
+    values = {
+        "MODELROLL_MODEL_NAME": owner.name,
+        "MODELROLL_MODEL_URI": model_uri,
+        "MODELROLL_MODEL_FORMAT": spec.model.format,
+        "MODELROLL_MODEL_VERSION": spec.model.version or "1",
+        "MODELROLL_MODEL_SHA256": spec.model.sha256,
+        "MODELROLL_HTTP_PORT": "8080",
+        "MODELROLL_MAX_BATCH_SIZE": str(spec.runtime.batching.max_batch_size),
+        "MODELROLL_MAX_LATENCY_MS": str(spec.runtime.batching.max_latency_ms),
+        "MODELROLL_WORKERS": str(spec.runtime.workers or ""),
+        "MODELROLL_CACHE_DIR": "/var/cache/modelroll",
+        "MODELROLL_EXIT_ON_LOAD_FAILURE": "true",
+    }
+    env: list[JSON] = [{"name": k, "value": v} for k, v in values.items() if v]
+    return env + [dict(e) for e in spec.runtime.env]
+
+
+def pod_resources(spec: ModelDeploymentSpec, config: OperatorConfig) -> JSON:
+    requests = dict(spec.resources.get("requests") or config.default_requests)
+    limits = dict(spec.resources.get("limits") or {})
+    if spec.gpu:
+        limits[spec.gpu.resource] = spec.gpu.count
+    resources: JSON = {"requests": requests}
+    if limits:
+        resources["limits"] = limits
+    return resources
+
+
+def placement(spec: ModelDeploymentSpec) -> tuple[JSON, list[JSON]]:
+    node_selector = dict(spec.node_selector)
+    tolerations = [dict(t) for t in spec.tolerations]
+    if spec.gpu:
+        if spec.gpu.product:
+            node_selector["nvidia.com/gpu.product"] = spec.gpu.product
+        if GPU_TOLERATION not in tolerations:
+            tolerations.append(GPU_TOLERATION)
+    return node_selector, tolerations
+
+
+def render_deployment(
+    owner: Owner,
+    spec: ModelDeploymentSpec,
+    revision: str,
+    config: OperatorConfig,
+    replicas: int | None,
+) -> JSON:
+    """One revision's Deployment; `replicas` is None when an HPA owns the count."""
+    model_uri, volumes, mounts = model_location(spec.model.uri)
+    node_selector, tolerations = placement(spec)
+    env_from = (
+        [{"secretRef": {"name": spec.model.credentials_secret}}]
+        if spec.model.credentials_secret
+        else []
+    )
+    return render_template(
+        "deployment.yaml.j2",
+        name=deployment_name(owner.name, revision),
+        namespace=owner.namespace,
+        labels=common_labels(owner, revision),
+        annotations={MODEL_VERSION_ANNOTATION: spec.model.version},
+        owner_references=owner_references(owner),
+        replicas=replicas,
+        progress_deadline_seconds=spec.rollout.progress_deadline_seconds,
+        selector={DEPLOYMENT_LABEL: owner.name, REVISION_LABEL: revision},
+        pod_annotations={
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": "8080",
+            "prometheus.io/path": "/metrics",
+            MODEL_VERSION_ANNOTATION: spec.model.version,
+        },
+        service_account=owner.name,
+        node_selector=node_selector,
+        tolerations=tolerations,
+        affinity=spec.affinity,
+        image=spec.runtime.image or config.runtime_image,
+        image_pull_policy=spec.runtime.image_pull_policy or config.runtime_image_pull_policy,
+        env=runtime_env(owner, spec, model_uri),
+        env_from=env_from,
+        resources=pod_resources(spec, config),
+        # Model downloads and ONNX compilation can be slow: allow 10 minutes before restarts.
+        startup_failure_threshold=120,
+        volume_mounts=[
+            {"name": "tmp", "mountPath": "/tmp"},
+            {"name": "model-cache", "mountPath": "/var/cache/modelroll"},
+            *mounts,
+        ],
+        volumes=[
+            {"name": "tmp", "emptyDir": {}},
+            {"name": "model-cache", "emptyDir": {}},
+            *volumes,
+        ],
+    )
+
+
+def service_url(owner: Owner, spec: ModelDeploymentSpec, config: OperatorConfig) -> str:
+    host = f"http://{owner.name}.{owner.namespace}.svc.{config.cluster_domain}"
+    if spec.runtime.protocol == "v1":
+        return f"{host}/v1/models/{owner.name}:predict"
+    return f"{host}/v2/models/{owner.name}/infer"
+
+
+def render_shared_children(
+    owner: Owner,
+    spec: ModelDeploymentSpec,
+    plan: Plan,
+    context: RenderContext,
+) -> list[JSON]:
+    """Children shared by the revisions: Services, ServiceAccount, HPA, PDB, route, monitor."""
+    labels = common_labels(owner, plan.hpa_target)
+    base = {
+        "name": owner.name,
+        "namespace": owner.namespace,
+        "labels": labels,
+        "owner_references": owner_references(owner),
+    }
+    main_selector = {DEPLOYMENT_LABEL: owner.name}
+    if plan.service_revision is not None:
+        main_selector[REVISION_LABEL] = plan.service_revision
+    children = [
+        render_template("serviceaccount.yaml.j2", **base),
+        render_template("service.yaml.j2", **base, selector=main_selector),
+    ]
+    if plan.preview_revision:
+        children.append(
+            render_template(
+                "service.yaml.j2",
+                **{**base, "name": f"{owner.name}-preview"},
+                selector={DEPLOYMENT_LABEL: owner.name, REVISION_LABEL: plan.preview_revision},
+            )
+        )
+    canary = spec.rollout.canary
+    if canary and canary.traffic_routing_mode == "GatewayAPI":
+        # The route outlives rollouts: between them it sends everything to the stable revision.
+        route_weights = plan.route_weights or {plan.hpa_target: 100}
+        for revision in route_weights:
+            children.append(
+                render_template(
+                    "service.yaml.j2",
+                    **{**base, "name": deployment_name(owner.name, revision)},
+                    selector={DEPLOYMENT_LABEL: owner.name, REVISION_LABEL: revision},
+                )
+            )
+        children.append(
+            render_template(
+                "httproute.yaml.j2",
+                **base,
+                parent_refs=[dict(p) for p in canary.parent_refs],
+                hostnames=list(canary.hostnames),
+                backend_refs=[
+                    {"name": deployment_name(owner.name, revision), "port": 80, "weight": weight}
+                    for revision, weight in route_weights.items()
+                ],
+            )
+        )
+    if spec.autoscaling:
+        children.append(
+            render_template(
+                "hpa.yaml.j2",
+                **base,
+                target=deployment_name(owner.name, plan.hpa_target),
+                autoscaling=spec.autoscaling,
+            )
+        )
+    if spec.min_replicas > 1:
+        children.append(render_template("pdb.yaml.j2", **base, selector=main_selector))
+    if context.service_monitor_available:
+        children.append(
+            render_template(
+                "servicemonitor.yaml.j2",
+                **base,
+                selector={
+                    DEPLOYMENT_LABEL: owner.name,
+                    "app.kubernetes.io/managed-by": "modelroll",
+                },
+            )
+        )
+    return children
+
+
+def render_plan(
+    owner: Owner, spec: ModelDeploymentSpec, plan: Plan, context: RenderContext
+) -> list[JSON]:
+    """Every child the plan calls for: one Deployment per planned revision, then the rest."""
+    deployments = [
+        render_deployment(owner, parse_spec(d.raw_spec), d.revision, context.config, d.replicas)
+        for d in plan.deployments
+    ]
+    return deployments + render_shared_children(owner, spec, plan, context)
+
+
+def render_children(
+    owner: Owner, raw_spec: JSON, revision: str, context: RenderContext
+) -> list[JSON]:
+    """The children of a settled ModelDeployment whose only revision is `revision`."""
+    from modelroll.rollout import RevisionView, RolloutInput, RolloutState
+    from modelroll.rollout import plan as plan_rollout
+
+    spec = parse_spec(raw_spec)
+    raw = raw_spec
+    settled = plan_rollout(
+        RolloutInput(
+            spec=spec,
+            raw_spec=raw,
+            desired=revision,
+            state=RolloutState(),
+            observed={revision: RevisionView(revision, spec.replicas, spec.replicas, True)},
+            annotations=frozenset(),
+            now=0.0,
+        )
+    )
+    return render_plan(owner, spec, settled, context)

@@ -1,0 +1,51 @@
+"""Blue-green smoke tests: sample requests to the preview Service, checked for status and outputs."""
+
+from __future__ import annotations
+
+import json
+
+from modelroll.drift import is_subset
+from modelroll.inference import post_inference
+from modelroll.rollout import SmokeResult
+from modelroll.spec import JSON
+
+
+def protocol_of(body: JSON) -> str:
+    """V1 bodies carry `instances`; everything else is an Open Inference Protocol V2 request."""
+    return "v1" if "instances" in body else "v2"
+
+
+def expectation_met(expected: JSON, answer: JSON) -> bool:
+    """Expected outputs match by name (V2) or as a subset of the answer (V1 and the rest)."""
+    wanted_outputs = expected.get("outputs")
+    if isinstance(wanted_outputs, list):
+        got = {o.get("name"): o for o in answer.get("outputs") or []}
+        return all(is_subset(o, got.get(o.get("name"))) for o in wanted_outputs)
+    return is_subset(expected, answer)
+
+
+def run_smoke_tests(
+    base_url: str, model: str, tests: tuple[JSON, ...], timeout: float = 10
+) -> SmokeResult:
+    for index, test in enumerate(tests):
+        name = test.get("name") or f"request {index + 1}"
+        body = test.get("body") or {}
+        expected_status = int(test.get("expectStatus", 200))
+        try:
+            status, raw = post_inference(base_url, model, protocol_of(body), body, timeout)
+        except OSError as error:
+            return SmokeResult(False, f"{name}: preview unreachable at {base_url}: {error}")
+        text = raw.decode(errors="replace")
+        if status != expected_status:
+            return SmokeResult(
+                False, f"{name}: HTTP {status}, expected {expected_status}: {text[:200]}"
+            )
+        expected = test.get("expectOutputs")
+        if expected:
+            try:
+                answer = json.loads(text)
+            except ValueError:
+                return SmokeResult(False, f"{name}: answer is not JSON: {text[:200]}")
+            if not expectation_met(expected, answer):
+                return SmokeResult(False, f"{name}: unexpected outputs {text[:300]}")
+    return SmokeResult(True, f"{len(tests)} smoke request(s) answered as expected")

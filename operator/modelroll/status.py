@@ -1,0 +1,213 @@
+"""Pure status derivation: observed children in, ModelDeployment status out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from modelroll.conditions import Condition, merge_conditions
+from modelroll.problems import PodProblem, pod_problem
+from modelroll.rollout import Plan, RevisionView
+from modelroll.rollout_state import state_to_status
+from modelroll.spec import JSON
+
+
+@dataclass(frozen=True)
+class RevisionState:
+    """One revision's Deployment as observed."""
+
+    name: str
+    revision: str
+    version: str
+    desired: int
+    replicas: int
+    ready: int
+    available: int
+    updated: int
+    up_to_date: bool
+    deadline_exceeded: bool
+    problems: tuple[PodProblem, ...] = ()
+
+    @property
+    def complete(self) -> bool:
+        return self.up_to_date and self.updated >= self.desired and self.available >= self.desired
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What reconcile saw, reduced to what status needs."""
+
+    generation: int
+    revision: str
+    revisions: tuple[RevisionState, ...]
+    previous_status: JSON = field(default_factory=dict)
+    invalid_spec: str = ""
+
+
+def revision_state(deployment: JSON, pods: list[JSON]) -> RevisionState:
+    metadata = deployment["metadata"]
+    status = deployment.get("status") or {}
+    spec = deployment.get("spec") or {}
+    desired = int(spec.get("replicas", 1))
+    deadline_exceeded = any(
+        c.get("type") == "Progressing" and c.get("reason") == "ProgressDeadlineExceeded"
+        for c in status.get("conditions") or []
+    )
+    problems = tuple(p for p in (pod_problem(pod) for pod in pods) if p is not None)
+    return RevisionState(
+        name=metadata["name"],
+        revision=metadata.get("labels", {}).get("modelroll.io/revision", ""),
+        version=metadata.get("annotations", {}).get("modelroll.io/model-version", ""),
+        desired=desired,
+        replicas=int(status.get("replicas", 0)),
+        ready=int(status.get("readyReplicas", 0)),
+        available=int(status.get("availableReplicas", 0)),
+        updated=int(status.get("updatedReplicas", 0)),
+        up_to_date=int(status.get("observedGeneration", 0)) >= int(metadata.get("generation", 1)),
+        deadline_exceeded=deadline_exceeded,
+        problems=problems,
+    )
+
+
+def effective_weights(revisions: tuple[RevisionState, ...]) -> dict[str, int]:
+    """Traffic share per revision behind one Service: proportional to ready endpoints."""
+    total = sum(r.ready for r in revisions)
+    if total == 0:
+        return {r.revision: 0 for r in revisions}
+    weights = {r.revision: r.ready * 100 // total for r in revisions}
+    # Hand the rounding remainder to the largest share, so the weights add up to 100.
+    largest = max(revisions, key=lambda r: r.ready).revision
+    weights[largest] += 100 - sum(weights.values())
+    return weights
+
+
+def revision_view(state: RevisionState) -> RevisionView:
+    return RevisionView(
+        revision=state.revision,
+        replicas=state.desired,
+        ready=state.ready,
+        complete=state.complete,
+        problem=state.problems[0] if state.problems else _deadline_problem(state),
+    )
+
+
+def _deadline_problem(state: RevisionState) -> PodProblem | None:
+    if not state.deadline_exceeded:
+        return None
+    return PodProblem(
+        "ProgressDeadlineExceeded",
+        f"revision {state.revision} did not become available within the progress deadline",
+    )
+
+
+def traffic_weights(plan: Plan, revisions: tuple[RevisionState, ...]) -> dict[str, int]:
+    """The effective share of each revision, from what actually has ready endpoints."""
+    if plan.route_weights:
+        ready = {r.revision for r in revisions if r.ready > 0}
+        weights = {r.revision: plan.route_weights.get(r.revision, 0) for r in revisions}
+        live = {k: v for k, v in weights.items() if k in ready}
+        total = sum(live.values())
+        if total == 0:
+            return {r.revision: 0 for r in revisions}
+        return {k: (live.get(k, 0) * 100 // total) for k in weights}
+    if plan.service_revision is None:
+        return effective_weights(revisions)
+    return {
+        r.revision: 100 if r.revision == plan.service_revision and r.ready > 0 else 0
+        for r in revisions
+    }
+
+
+def _role(revision: str, plan: Plan) -> str:
+    state = plan.state
+    if revision == state.stable:
+        return "stable"
+    if revision == plan.preview_revision:
+        return "preview"
+    if revision == state.canary:
+        return "canary"
+    if revision == state.aborted_revision:
+        return "aborted"
+    return "old"
+
+
+def conditions(observed: Observed, plan: Plan) -> list[Condition]:
+    serving = plan.state.stable or observed.revision
+    current = next((r for r in observed.revisions if r.revision == serving), None)
+    problem = revision_view(current).problem if current else None
+    others = [revision_view(r).problem for r in observed.revisions if r.revision != serving]
+    other_problem = next((p for p in others if p), None)
+
+    if observed.invalid_spec:
+        ready = Condition("Ready", False, "InvalidSpec", observed.invalid_spec)
+    elif current and current.complete and (current.ready > 0 or current.desired == 0):
+        ready = Condition(
+            "Ready",
+            True,
+            "RevisionAvailable",
+            f"revision {serving} serves with {current.ready}/{current.desired} replicas ready",
+        )
+    elif problem:
+        ready = Condition("Ready", False, problem.reason, problem.message)
+    elif current is None:
+        ready = Condition(
+            "Ready",
+            False,
+            "DeploymentPending",
+            f"the Deployment for revision {serving} is not observed yet",
+        )
+    else:
+        ready = Condition(
+            "Ready",
+            False,
+            "PodsNotReady",
+            f"revision {serving} has {current.available}/{current.desired} replicas available",
+        )
+
+    if observed.invalid_spec:
+        degraded = Condition("Degraded", True, "InvalidSpec", observed.invalid_spec)
+    elif plan.degraded:
+        degraded = plan.degraded
+    elif problem or other_problem:
+        found = problem or other_problem
+        assert found is not None
+        degraded = Condition("Degraded", True, found.reason, found.message)
+    else:
+        degraded = Condition("Degraded", False, "AsExpected", "no failures observed")
+    return [ready, plan.progressing, degraded]
+
+
+def compute_status(observed: Observed, plan: Plan, url: str, selector: str, now: str) -> JSON:
+    """The whole `.status` of a ModelDeployment, derived from what was observed and planned."""
+    previous = observed.previous_status
+    weights = traffic_weights(plan, observed.revisions)
+    ordered = sorted(
+        observed.revisions, key=lambda r: (r.revision != plan.state.stable, r.revision)
+    )
+    revisions = [
+        {
+            "name": r.revision,
+            "version": r.version,
+            "role": _role(r.revision, plan),
+            "replicas": r.replicas,
+            "readyReplicas": r.ready,
+            "weight": weights.get(r.revision, 0),
+        }
+        for r in ordered
+    ]
+    status: JSON = {
+        "observedGeneration": observed.generation,
+        "conditions": merge_conditions(
+            list(previous.get("conditions") or []),
+            conditions(observed, plan),
+            observed.generation,
+            now,
+        ),
+        "url": url,
+        "selector": selector,
+        "replicas": sum(r.replicas for r in observed.revisions),
+        "readyReplicas": sum(r.ready for r in observed.revisions),
+        "revisions": revisions,
+        "traffic": " ".join(f"{r['name']}:{r['weight']}" for r in revisions) or "none",
+        **state_to_status(plan.state, plan.progressing.reason, plan.progressing.message),
+    }
+    return status

@@ -1,3 +1,0 @@
-"""modelplane serving runtime."""
-
-__version__ = "0.1.0"

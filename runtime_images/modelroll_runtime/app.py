@@ -1,0 +1,331 @@
+"""The RSGI application one worker serves: routing, limits, auth, and the V1/V2 endpoints.
+
+Granian parses HTTP in Rust and hands us the body as bytes, so per request the Python side
+does only routing, an orjson parse, a numpy conversion, a queue hop to the predict thread,
+and an orjson dump. No log line is written per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import os
+import threading
+import time
+from typing import Any, Protocol
+
+import orjson
+
+from . import __version__, v1, v2
+from .batcher import AdaptiveBatcher
+from .config import MULTIPROC_ENV, Settings
+from .errors import RequestError, bad_request
+from .formats.base import Model
+from .loader import LoadedModel, ModelLoadError, load
+from .metrics import RuntimeMetrics
+
+log = logging.getLogger("modelroll.runtime")
+
+JSON = "application/json"
+_ACCEPTED_MEDIA_TYPES = frozenset({"", JSON, "application/octet-stream", "text/plain"})
+# Below this one-row predict cost, a hop to the predict thread costs more than the predict.
+INLINE_PREDICT_BELOW_S = 50e-6
+_OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready", "/metrics"})
+
+
+class Headers(Protocol):
+    def get(self, key: str, default: Any = None) -> Any: ...
+
+
+class Scope(Protocol):
+    method: str
+    path: str
+
+    @property
+    def headers(self) -> Headers: ...
+
+
+class HTTPProtocol(Protocol):
+    async def __call__(self) -> bytes: ...
+
+    def __aiter__(self) -> Any: ...
+
+    def response_bytes(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None: ...
+
+
+class RuntimeApp:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.name, self.version = settings.model_name, settings.model_version
+        self.metrics = RuntimeMetrics(self.name, self.version)
+        self.model: Model | None = None
+        self.batcher: AdaptiveBatcher | None = None
+        self.backend = ""
+        self.inflight = 0
+        # NaN means "missing" to boosters; to anything else it is bad input
+        self.allow_missing = settings.model_format in ("xgboost", "lightgbm")
+        self._json_headers = [
+            ("content-type", JSON),
+            ("x-model-name", self.name),
+            ("x-model-version", self.version),
+        ]
+        self._auth = f"Bearer {settings.auth_token}" if settings.auth_token else None
+        self._loader: threading.Thread | None = None
+
+    # -- lifecycle (granian calls these in each worker) --
+
+    def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loader = threading.Thread(target=self._load, name="model-loader", daemon=True)
+        self._loader.start()
+
+    def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self.batcher is not None:
+            self.batcher.close()
+        if os.environ.get(MULTIPROC_ENV):
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+
+    def _load(self) -> None:
+        settings = self.settings
+        log.info(
+            "loading model",
+            extra={"model": self.name, "version": self.version, "uri": settings.model_uri,
+                   "format": settings.model_format},
+        )  # fmt: skip
+        try:
+            loaded: LoadedModel = load(settings)
+        except ModelLoadError as exc:
+            self._load_failed(str(exc))
+            return
+        except Exception as exc:  # anything else is a load failure too, never a crash
+            self._load_failed(f"{type(exc).__name__}: {exc}")
+            return
+        model = loaded.model
+        inline = loaded.predict_seconds < INLINE_PREDICT_BELOW_S
+        self.batcher = AdaptiveBatcher(
+            model, settings.max_batch_size, self.metrics.observe_batch, inline=inline
+        )
+        self.backend = model.backend
+        self.metrics.model_loaded(settings.model_format, model.backend, loaded.load_seconds)
+        self.model = model  # readiness flips here, after the warm-up prediction
+        log.info(
+            "model ready",
+            extra={"model": self.name, "version": self.version, "backend": model.backend,
+                   "sha256": loaded.sha256, "load_seconds": round(loaded.load_seconds, 3),
+                   "predict_us": round(loaded.predict_seconds * 1e6, 1), "inline": inline},
+        )  # fmt: skip
+
+    def _load_failed(self, reason: str) -> None:
+        log.error("ModelLoadFailed: %s", reason, extra={"reason": "ModelLoadFailed"})
+        if not self.settings.exit_on_load_failure:
+            return
+        try:
+            with self.settings.termination_log.open("w") as out:
+                out.write(f"ModelLoadFailed: {reason}"[:4096])
+        except OSError:
+            pass
+        logging.shutdown()
+        os._exit(3)  # granian sees a worker die and stops with a non-zero status
+
+    # -- request handling --
+
+    async def __rsgi__(self, scope: Scope, proto: HTTPProtocol) -> None:
+        path = scope.path
+        try:
+            if path.startswith("/v2/models/"):
+                self._check_auth(scope)
+                await self._v2_model(scope, proto, path[len("/v2/models/") :])
+            elif path.startswith("/v1/models/"):
+                self._check_auth(scope)
+                await self._v1_model(scope, proto, path[len("/v1/models/") :])
+            elif path in _OPEN_PATHS:
+                self._open_endpoint(scope, proto, path)
+            elif path == "/v2":
+                self._check_auth(scope)
+                self._only(scope, "GET")
+                self._json(proto, 200, {"name": "modelroll-runtime", "version": __version__,
+                                        "extensions": ["binary_tensor_data"]})  # fmt: skip
+            else:
+                raise RequestError(404, f"no route for {path}")
+        except RequestError as exc:
+            self._error(proto, exc.status, exc.message)
+
+    def _open_endpoint(self, scope: Scope, proto: HTTPProtocol, path: str) -> None:
+        self._only(scope, "GET")
+        if path == "/v2/health/live":
+            self._json(proto, 200, {"live": True})
+        elif path == "/v2/health/ready":
+            ready = self.model is not None
+            self._json(proto, 200 if ready else 503, {"ready": ready})
+        else:
+            body, content_type = self.metrics.exposition()
+            proto.response_bytes(200, [("content-type", content_type)], body)
+
+    async def _v2_model(self, scope: Scope, proto: HTTPProtocol, rest: str) -> None:
+        name, _, tail = rest.partition("/")
+        if tail.startswith("versions/"):
+            version, _, tail = tail[len("versions/") :].partition("/")
+            self._check_model(name, version)
+        else:
+            self._check_model(name, None)
+        if tail == "infer":
+            self._only(scope, "POST")
+            await self._infer(scope, proto, "v2")
+        elif tail == "ready":
+            self._only(scope, "GET")
+            ready = self.model is not None
+            self._json(proto, 200 if ready else 503, {"name": self.name, "ready": ready})
+        elif tail == "":
+            self._only(scope, "GET")
+            self._json(proto, 200, self._metadata())
+        else:
+            raise RequestError(404, f"no route for {scope.path}")
+
+    async def _v1_model(self, scope: Scope, proto: HTTPProtocol, rest: str) -> None:
+        if rest.endswith(":predict"):
+            self._check_model(rest[: -len(":predict")], None)
+            self._only(scope, "POST")
+            await self._infer(scope, proto, "v1")
+        elif ":" in rest or "/" in rest:
+            raise RequestError(404, f"no route for {scope.path}; V1 serves :predict")
+        else:
+            self._check_model(rest, None)
+            self._only(scope, "GET")
+            self._json(proto, 200, {"name": self.name, "ready": self.model is not None})
+
+    async def _infer(self, scope: Scope, proto: HTTPProtocol, protocol: str) -> None:
+        started = time.perf_counter()
+        if self.inflight >= self.settings.max_inflight:
+            self.metrics.record(protocol, 503, time.perf_counter() - started)
+            raise RequestError(503, "server overloaded: too many requests in flight; retry")
+        model, batcher = self.model, self.batcher
+        if model is None or batcher is None:
+            self.metrics.record(protocol, 503, time.perf_counter() - started)
+            raise RequestError(503, f"model '{self.name}' is not ready")
+        self.inflight += 1
+        self.metrics.inflight_gauge.inc()
+        status = 500
+        try:
+            body = await self._read_body(scope, proto)
+            headers = scope.headers
+            if protocol == "v2":
+                request = v2.decode_request(
+                    body, headers.get(v2.BINARY_HEADER), model, self.allow_missing
+                )
+                results = await batcher.predict(request.inputs, request.outputs, request.rows)
+                payload, json_length = v2.encode_response(self.name, self.version, request, results)
+                response_headers = self._json_headers
+                if json_length is not None:
+                    response_headers = [
+                        ("content-type", "application/octet-stream"),
+                        ("inference-header-content-length", str(json_length)),
+                        *self._json_headers[1:],
+                    ]
+                status = 200
+                proto.response_bytes(200, response_headers, payload)
+            else:
+                inputs, rows = v1.decode_request(body, model, self.allow_missing)
+                output = model.default_outputs[0]
+                results = await batcher.predict(inputs, (output,), rows)
+                status = 200
+                proto.response_bytes(200, self._json_headers, v1.encode_response(results, output))
+        except RequestError as exc:
+            status = exc.status
+            self._error(proto, status, exc.message)
+        except Exception as exc:
+            # the model failed on input we accepted: a server-side error, and we keep serving
+            log.exception("prediction failed", extra={"protocol": protocol})
+            status = 500
+            self._error(proto, 500, f"prediction failed: {type(exc).__name__}: {exc}")
+        finally:
+            self.inflight -= 1
+            self.metrics.inflight_gauge.dec()
+            self.metrics.record(protocol, status, time.perf_counter() - started)
+
+    async def _read_body(self, scope: Scope, proto: HTTPProtocol) -> bytes:
+        headers = scope.headers
+        media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if media_type not in _ACCEPTED_MEDIA_TYPES and not media_type.endswith("+json"):
+            raise RequestError(
+                415, f"unsupported Content-Type '{media_type}'; send application/json"
+            )
+        limit = self.settings.max_body_bytes
+        declared = headers.get("content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                raise bad_request("Content-Length must be a non-negative integer")
+            if int(declared) > limit:
+                raise RequestError(413, f"request body of {declared} bytes exceeds {limit}")
+            return await proto()
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in proto:
+            size += len(chunk)
+            if size > limit:
+                raise RequestError(413, f"request body exceeds {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    # -- helpers --
+
+    def _check_auth(self, scope: Scope) -> None:
+        if self._auth is None:
+            return
+        given = scope.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), self._auth.encode()):
+            raise RequestError(401, "missing or wrong bearer token")
+
+    def _check_model(self, name: str, version: str | None) -> None:
+        if name != self.name:
+            raise RequestError(404, f"model '{name}' not found; this server serves '{self.name}'")
+        if version is not None and version != self.version:
+            raise RequestError(
+                404, f"model '{name}' has no version '{version}'; serving '{self.version}'"
+            )
+
+    @staticmethod
+    def _only(scope: Scope, method: str) -> None:
+        if scope.method != method:
+            raise RequestError(
+                405, f"method {scope.method} not allowed on {scope.path}; use {method}"
+            )
+
+    def _metadata(self) -> dict[str, Any]:
+        from . import tensors
+
+        model = self.model
+        document: dict[str, Any] = {
+            "name": self.name,
+            "versions": [self.version],
+            "platform": f"modelroll-{self.settings.model_format}",
+        }
+        if model is not None:
+            document["inputs"] = [
+                {"name": s.name, "datatype": tensors.datatype_of(s.dtype), "shape": list(s.shape)}
+                for s in model.inputs
+            ]
+            document["outputs"] = [{"name": n} for n in model.output_names]
+            document["parameters"] = {"backend": self.backend}
+        return document
+
+    def _json(self, proto: HTTPProtocol, status: int, document: Any) -> None:
+        proto.response_bytes(status, self._json_headers, orjson.dumps(document))
+
+    def _error(self, proto: HTTPProtocol, status: int, message: str) -> None:
+        headers = self._json_headers
+        if status == 401:
+            headers = [*headers, ("www-authenticate", "Bearer")]
+        elif status == 503:
+            headers = [*headers, ("retry-after", "1")]
+        proto.response_bytes(status, headers, orjson.dumps({"error": message}))
+
+
+def create_app() -> RuntimeApp:
+    """Granian's factory target: one app per worker process."""
+    from . import jsonlog
+
+    settings = Settings.from_env()
+    jsonlog.configure(settings.log_level)
+    return RuntimeApp(settings)

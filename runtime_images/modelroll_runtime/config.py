@@ -1,0 +1,129 @@
+"""Runtime settings, read once from the MODELROLL_* environment the operator renders."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+FORMATS = ("sklearn", "xgboost", "lightgbm", "onnx")
+# prometheus-client reads this when it is first imported: the launcher must set it before
+# anything imports prometheus_client (workers may be forked from the launcher)
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+class ConfigError(ValueError):
+    """A MODELROLL_* variable holds a value the runtime cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    model_name: str
+    model_uri: str
+    model_format: str
+    model_version: str
+    model_sha256: str | None
+    http_host: str
+    http_port: int
+    workers: int
+    max_batch_size: int
+    max_latency_ms: float
+    max_inflight: int
+    max_body_bytes: int
+    auth_token: str | None
+    allow_unpinned_pickle: bool
+    model_dir: Path
+    cache_dir: Path
+    log_level: str
+    exit_on_load_failure: bool
+    termination_log: Path
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        tmp = Path(tempfile.gettempdir()) / "modelroll"
+        model_format = env.get("MODELROLL_MODEL_FORMAT", "").strip().lower()
+        if model_format not in FORMATS:
+            raise ConfigError(
+                f"MODELROLL_MODEL_FORMAT must be one of {', '.join(FORMATS)}, got {model_format!r}"
+            )
+        uri = env.get("MODELROLL_MODEL_URI", "").strip()
+        if not uri:
+            raise ConfigError("MODELROLL_MODEL_URI is required")
+        sha = env.get("MODELROLL_MODEL_SHA256", "").strip().lower() or None
+        if sha is not None:
+            sha = sha.removeprefix("sha256:")
+            if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+                raise ConfigError("MODELROLL_MODEL_SHA256 must be 64 hex digits")
+        workers_raw = env.get("MODELROLL_WORKERS", "").strip()
+        return cls(
+            model_name=env.get("MODELROLL_MODEL_NAME", "model").strip() or "model",
+            model_uri=uri,
+            model_format=model_format,
+            model_version=env.get("MODELROLL_MODEL_VERSION", "1").strip() or "1",
+            model_sha256=sha,
+            http_host=env.get("MODELROLL_HTTP_HOST", "0.0.0.0"),
+            http_port=_int(env, "MODELROLL_HTTP_PORT", 8080, 1, 65535),
+            workers=(_int(env, "MODELROLL_WORKERS", 1, 1, 1024) if workers_raw else cpu_limit()),
+            max_batch_size=_int(env, "MODELROLL_MAX_BATCH_SIZE", 32, 1, 1_000_000),
+            max_latency_ms=_float(env, "MODELROLL_MAX_LATENCY_MS", 5.0),
+            max_inflight=_int(env, "MODELROLL_MAX_INFLIGHT", 1024, 1, 10_000_000),
+            max_body_bytes=_int(env, "MODELROLL_MAX_BODY_BYTES", 16 * 1024 * 1024, 1, 2**40),
+            auth_token=env.get("MODELROLL_AUTH_TOKEN") or None,
+            allow_unpinned_pickle=_bool(env, "MODELROLL_ALLOW_UNPINNED_PICKLE"),
+            model_dir=Path(env.get("MODELROLL_MODEL_DIR") or tmp / "models"),
+            cache_dir=Path(env.get("MODELROLL_CACHE_DIR") or tmp / "cache"),
+            log_level=env.get("MODELROLL_LOG_LEVEL", "INFO").strip().upper() or "INFO",
+            exit_on_load_failure=_bool(env, "MODELROLL_EXIT_ON_LOAD_FAILURE"),
+            termination_log=Path(env.get("MODELROLL_TERMINATION_LOG", "/dev/termination-log")),
+        )
+
+
+def cpu_limit(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
+    """The container's CPU limit, rounded up, from cgroup v2 or v1; the host's CPUs if unset."""
+    try:
+        quota, period = (cgroup_root / "cpu.max").read_text().split()[:2]
+        if quota != "max":
+            return max(1, -(-int(quota) // int(period)))
+    except (OSError, ValueError):
+        pass
+    try:
+        quota_us = int((cgroup_root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period_us = int((cgroup_root / "cpu" / "cpu.cfs_period_us").read_text())
+        if quota_us > 0:
+            return max(1, -(-quota_us // period_us))
+    except (OSError, ValueError):
+        pass
+    return max(1, len(os.sched_getaffinity(0)))
+
+
+def _int(env: Mapping[str, str], key: str, default: int, lo: int, hi: int) -> int:
+    raw = env.get(key, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{key} must be an integer, got {raw!r}") from None
+    if not lo <= value <= hi:
+        raise ConfigError(f"{key} must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], key: str, default: float) -> float:
+    raw = env.get(key, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{key} must be a number, got {raw!r}") from None
+    if value < 0:
+        raise ConfigError(f"{key} must not be negative, got {value}")
+    return value
+
+
+def _bool(env: Mapping[str, str], key: str) -> bool:
+    return env.get(key, "").strip().lower() in ("1", "true", "yes", "on")

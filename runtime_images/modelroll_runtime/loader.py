@@ -1,0 +1,149 @@
+"""Fetch, verify, compile and load the model, in the order that keeps loading safe.
+
+The sha256 pin is checked before any code could unpickle the file: in this process and in
+the compiler child alike. Compiled ONNX files are cached under the model's sha256, so a
+restart (or a second worker) skips the compiler.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import source
+from .compiler import META_FILE, ONNX_FILE
+from .config import Settings
+from .formats import Model, find_model_file, is_pickle, load_native
+
+log = logging.getLogger("modelroll.loader")
+
+COMPILE_TIMEOUT_S = 600
+
+
+class ModelLoadError(Exception):
+    """Loading failed for a reason the operator should show (see the termination log)."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    model: Model
+    sha256: str
+    load_seconds: float
+    predict_seconds: float  # median warm-up cost of a one-row predict
+
+
+def load(settings: Settings) -> LoadedModel:
+    started = time.monotonic()
+    try:
+        path = source.local_path(settings.model_uri, settings.model_dir)
+        model_file = find_model_file(settings.model_format, path)
+    except Exception as exc:
+        raise ModelLoadError(f"model not found: {exc}") from exc
+    digest = source.sha256_of(model_file)
+    if settings.model_sha256 is not None and digest != settings.model_sha256:
+        raise ModelLoadError(
+            f"sha256 mismatch for {model_file.name}: expected {settings.model_sha256}, "
+            f"got {digest}; refusing to load"
+        )
+    if (
+        is_pickle(model_file)
+        and settings.model_sha256 is None
+        and source.is_remote(settings.model_uri)
+        and not settings.allow_unpinned_pickle
+    ):
+        raise ModelLoadError(
+            f"refusing to unpickle {model_file.name} from remote URI without a sha256 pin: "
+            "loading a pickle runs code; set MODELROLL_MODEL_SHA256 "
+            "(or MODELROLL_ALLOW_UNPINNED_PICKLE=true to accept the risk)"
+        )
+    try:
+        model = _load_fastest(settings, model_file, digest)
+        predict_seconds = _warm_up(model)
+    except ModelLoadError:
+        raise
+    except Exception as exc:
+        raise ModelLoadError(f"{type(exc).__name__}: {exc}") from exc
+    return LoadedModel(model, digest, time.monotonic() - started, predict_seconds)
+
+
+def _load_fastest(settings: Settings, model_file: Path, digest: str) -> Model:
+    if settings.model_format == "onnx":
+        return load_native("onnx", model_file)
+    cache = settings.cache_dir / f"{digest}-{settings.model_format}"
+    meta = _read_meta(cache)
+    if meta is None:
+        try:
+            with source.exclusive(settings.cache_dir / f"{cache.name}.lock"):
+                meta = _read_meta(cache) or _compile(settings.model_format, model_file, cache)
+        except OSError as exc:
+            meta = {"backend": "native", "reason": f"compile cache unusable: {exc}"}
+    if meta.get("backend") == "onnx" and (cache / ONNX_FILE).is_file():
+        from .formats.onnx_model import OnnxModel
+
+        aliases = meta.get("aliases")
+        model = OnnxModel(aliases if isinstance(aliases, dict) else {})
+        model.load(cache / ONNX_FILE)
+        log.info("backend onnx", extra={"backend": "onnx", "cache": str(cache)})
+        return model
+    log.warning(
+        "backend native: ONNX compilation not used",
+        extra={"backend": "native", "reason": meta.get("reason", "unknown")},
+    )
+    return load_native(settings.model_format, model_file)
+
+
+def _read_meta(cache: Path) -> dict[str, object] | None:
+    try:
+        meta = json.loads((cache / META_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def _compile(model_format: str, model_file: Path, cache: Path) -> dict[str, object]:
+    started = time.monotonic()
+    command = [sys.executable, "-m", "modelroll_runtime.compiler", model_format]
+    command += [str(model_file), str(cache)]
+    result = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=COMPILE_TIMEOUT_S,
+        check=False,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    meta = _read_meta(cache)
+    if result.returncode != 0 or meta is None:
+        tail = (result.stderr or result.stdout)[-2000:]
+        meta = {"backend": "native", "reason": f"compiler exited {result.returncode}: {tail}"}
+    log.info(
+        "compiled",
+        extra={
+            "backend": meta.get("backend"),
+            "reason": meta.get("reason"),
+            "seconds": round(time.monotonic() - started, 3),
+        },
+    )
+    return meta
+
+
+def _warm_up(model: Model, rounds: int = 9) -> float:
+    """Predictions on zeros: readiness means the model has answered. Returns the median cost."""
+    feed = {}
+    for spec in model.inputs:
+        shape = tuple(1 if d < 0 else d for d in spec.shape) or (1,)
+        feed[spec.name] = np.zeros(shape, dtype=spec.dtype)
+    costs = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        model.predict(feed, model.output_names)
+        costs.append(time.perf_counter() - started)
+    return sorted(costs)[rounds // 2]
