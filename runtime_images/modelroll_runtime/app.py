@@ -21,7 +21,7 @@ from . import __version__, v1, v2
 from .batcher import AdaptiveBatcher
 from .config import MULTIPROC_ENV, Settings
 from .errors import RequestError, bad_request
-from .formats.base import Model
+from .formats import FORMATS, Model
 from .loader import LoadedModel, ModelLoadError, load
 from .metrics import RuntimeMetrics
 
@@ -63,8 +63,7 @@ class RuntimeApp:
         self.batcher: AdaptiveBatcher | None = None
         self.backend = ""
         self.inflight = 0
-        # NaN means "missing" to boosters; to anything else it is bad input
-        self.allow_missing = settings.model_format in ("xgboost", "lightgbm")
+        self.allow_missing = FORMATS[settings.model_format].accepts_missing
         self._json_headers = [
             ("content-type", JSON),
             ("x-model-name", self.name),

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from . import jsonlog
-from .formats import load_native
+from .formats import FORMATS
 from .formats.base import PREDICT, PREDICT_PROBA, Array
 
 log = logging.getLogger("modelroll.compiler")
@@ -47,18 +47,14 @@ def probe_batch(n_features: int, seed: int = 0) -> Array:
 
 def convert(model_format: str, native: Any, n_features: int) -> tuple[bytes, dict[str, str]]:
     """ONNX bytes and the map from graph output names to our output names."""
+    to_onnx = FORMATS[model_format].to_onnx
+    if to_onnx is None:
+        raise ConversionUnavailable(f"no ONNX converter for format {model_format}")
     classifier = PREDICT_PROBA in native.output_names
     try:
-        if model_format == "sklearn":
-            onx = _convert_sklearn(native.estimator, n_features)
-        elif model_format in ("xgboost", "lightgbm"):
-            onx = _convert_booster(model_format, native.booster, n_features)
-        else:
-            raise ConversionUnavailable(f"no ONNX converter for format {model_format}")
+        onx = to_onnx(native, n_features)
     except ImportError as exc:
         raise ConversionUnavailable(f"converter not installed: {exc}") from exc
-    except ConversionUnavailable:
-        raise
     except Exception as exc:  # converters raise bare RuntimeErrors for what they cannot do
         raise ConversionUnavailable(f"conversion failed: {type(exc).__name__}: {exc}") from exc
     names = [output.name for output in onx.graph.output]
@@ -67,47 +63,6 @@ def convert(model_format: str, native: Any, n_features: int) -> tuple[bytes, dic
     # graph outputs come as (label, probabilities) from every converter we use
     aliases = {names[0]: PREDICT, names[1]: PREDICT_PROBA} if classifier else {names[0]: PREDICT}
     return onx.SerializeToString(), aliases
-
-
-def _convert_sklearn(estimator: Any, n_features: int) -> Any:
-    from skl2onnx import convert_sklearn
-    from skl2onnx.common.data_types import FloatTensorType
-
-    # No converter options (zipmap=False): given any, skl2onnx evaluates every fitted
-    # attribute of the model to resolve them, and forests then redraw the bootstrap sample of
-    # every tree (0.17 s for 100 trees fitted on 2000 rows, 0.9 s for 50 trees on 200k rows).
-    # The ZipMap node it appends without the option is cut off instead.
-    initial_types = [("input", FloatTensorType([None, n_features]))]
-    onx = convert_sklearn(estimator, initial_types=initial_types)
-    _drop_zipmap(onx)
-    return onx
-
-
-def _drop_zipmap(onx: Any) -> None:
-    """Make the probability tensor a ZipMap reads the graph output, instead of its list of dicts."""
-    from onnx import TensorProto, helper
-
-    graph = onx.graph
-    outputs = list(graph.output)
-    for node in list(graph.node):
-        if node.op_type != "ZipMap":
-            continue
-        index = next((i for i, o in enumerate(outputs) if o.name == node.output[0]), None)
-        if index is not None:
-            graph.node.remove(node)
-            outputs[index] = helper.make_tensor_value_info(node.input[0], TensorProto.FLOAT, None)
-    del graph.output[:]
-    graph.output.extend(outputs)
-
-
-def _convert_booster(model_format: str, booster: Any, n_features: int) -> Any:
-    import onnxmltools
-    from onnxmltools.convert.common.data_types import FloatTensorType
-
-    initial_types = [("input", FloatTensorType([None, n_features]))]
-    if model_format == "xgboost":
-        return onnxmltools.convert_xgboost(booster, initial_types=initial_types)
-    return onnxmltools.convert_lightgbm(booster, initial_types=initial_types, zipmap=False)
 
 
 def outputs_match(native: dict[str, Array], compiled: dict[str, Array]) -> str | None:
@@ -129,7 +84,7 @@ def outputs_match(native: dict[str, Array], compiled: dict[str, Array]) -> str |
 
 
 def compile_model(model_format: str, model_file: Path, out_dir: Path) -> dict[str, Any]:
-    native = load_native(model_format, model_file)
+    native = FORMATS[model_format].load(model_file)
     n_features = native.inputs[0].shape[1] if native.inputs else -1
     meta: dict[str, Any] = {"backend": "native", "format": model_format}
     if n_features < 1:

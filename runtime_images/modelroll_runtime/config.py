@@ -8,7 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-FORMATS = ("sklearn", "xgboost", "lightgbm", "onnx")
+from .formats import FORMATS
+
 # prometheus-client reads this when it is first imported: the launcher must set it before
 # anything imports prometheus_client (workers may be forked from the launcher)
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"

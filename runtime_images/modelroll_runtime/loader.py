@@ -15,13 +15,14 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from . import source
 from .compiler import META_FILE, ONNX_FILE
 from .config import Settings
-from .formats import Model, find_model_file, is_pickle, load_native
+from .formats import FORMATS, Model, ModelFormat
 
 log = logging.getLogger("modelroll.loader")
 
@@ -42,9 +43,10 @@ class LoadedModel:
 
 def load(settings: Settings) -> LoadedModel:
     started = time.monotonic()
+    model_format = FORMATS[settings.model_format]
     try:
         path = source.local_path(settings.model_uri, settings.model_dir)
-        model_file = find_model_file(settings.model_format, path)
+        model_file = model_format.find_model_file(path)
     except Exception as exc:
         raise ModelLoadError(f"model not found: {exc}") from exc
     digest = source.sha256_of(model_file)
@@ -54,7 +56,7 @@ def load(settings: Settings) -> LoadedModel:
             f"got {digest}; refusing to load"
         )
     if (
-        is_pickle(model_file)
+        model_format.runs_code
         and settings.model_sha256 is None
         and source.is_remote(settings.model_uri)
         and not settings.allow_unpinned_pickle
@@ -65,7 +67,7 @@ def load(settings: Settings) -> LoadedModel:
             "(or MODELROLL_ALLOW_UNPINNED_PICKLE=true to accept the risk)"
         )
     try:
-        model = _load_fastest(settings, model_file, digest)
+        model = _load_fastest(settings, model_format, model_file, digest)
         predict_seconds = _warm_up(model)
     except ModelLoadError:
         raise
@@ -74,15 +76,19 @@ def load(settings: Settings) -> LoadedModel:
     return LoadedModel(model, digest, time.monotonic() - started, predict_seconds)
 
 
-def _load_fastest(settings: Settings, model_file: Path, digest: str) -> Model:
-    if settings.model_format == "onnx":
-        return load_native("onnx", model_file)
-    cache = settings.cache_dir / f"{digest}-{settings.model_format}"
+def _load_fastest(
+    settings: Settings, model_format: ModelFormat[Any], model_file: Path, digest: str
+) -> Model:
+    native: Model
+    if model_format.to_onnx is None:  # ONNX already, or no converter: nothing to compile
+        native = model_format.load(model_file)
+        return native
+    cache = settings.cache_dir / f"{digest}-{model_format.name}"
     meta = _read_meta(cache)
     if meta is None:
         try:
             with source.exclusive(settings.cache_dir / f"{cache.name}.lock"):
-                meta = _read_meta(cache) or _compile(settings.model_format, model_file, cache)
+                meta = _read_meta(cache) or _compile(model_format.name, model_file, cache)
         except OSError as exc:
             meta = {"backend": "native", "reason": f"compile cache unusable: {exc}"}
     if meta.get("backend") == "onnx" and (cache / ONNX_FILE).is_file():
@@ -97,7 +103,8 @@ def _load_fastest(settings: Settings, model_file: Path, digest: str) -> Model:
         "backend native: ONNX compilation not used",
         extra={"backend": "native", "reason": meta.get("reason", "unknown")},
     )
-    return load_native(settings.model_format, model_file)
+    native = model_format.load(model_file)
+    return native
 
 
 def _read_meta(cache: Path) -> dict[str, object] | None:

@@ -1,16 +1,22 @@
-"""What the server needs from a loaded model, whatever its format or backend."""
+"""What the server needs from a loaded model, and from a model format, whatever the backend.
+
+numpy is imported only where arrays are made, never at import time: config.py reads the
+format registry to check MODELROLL_MODEL_FORMAT, and the launcher that imports it (with
+MODELROLL_WORKERS > 1) stays free of numpy and of every model library.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeAlias, TypeVar
 
-import numpy as np
-import numpy.typing as npt
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
-Array = npt.NDArray[Any]
+Array: TypeAlias = "npt.NDArray[Any]"
 
 # Output names follow MLServer's sklearn runtime, so its clients work unchanged.
 PREDICT = "predict"
@@ -39,6 +45,53 @@ class Model(Protocol):
     def predict(self, inputs: Mapping[str, Array], outputs: Sequence[str]) -> dict[str, Array]: ...
 
 
+M = TypeVar("M", bound=Model)
+
+
+@dataclass(frozen=True)
+class ModelFormat(Generic[M]):
+    """Everything the runtime knows about one model format; each format module declares one."""
+
+    name: str  # the value of MODELROLL_MODEL_FORMAT (and spec.model.format)
+    # Well-known file names, in order of preference. A directory that holds none of them but
+    # exactly one file with one of their suffixes is accepted too.
+    model_files: tuple[str, ...]
+    model_class: type[M]  # loads the file natively, with the format's own library
+    # ONNX graph (an onnx.ModelProto) from the loaded native model and its number of
+    # features, or None for a format that is served as it is. Raises when it cannot convert.
+    to_onnx: Callable[[M, int], Any] | None
+    accepts_missing: bool  # NaN in a request means "missing value", not bad input
+    runs_code: bool  # loading the file executes code (pickle): remote files need a sha256 pin
+
+    def load(self, model_file: Path) -> M:
+        """The native model (for a pickle format this runs the file's code: verify first)."""
+        model = self.model_class()
+        model.load(model_file)
+        return model
+
+    def find_model_file(self, path: Path) -> Path:
+        """The one model file in `path` (a file is its own model file)."""
+        if path.is_file():
+            return path
+        if not path.is_dir():
+            raise ModelFileError(f"model path {path} does not exist")
+        for name in self.model_files:
+            candidate = path / name
+            if candidate.is_file():
+                return candidate
+        suffixes = {Path(n).suffix for n in self.model_files}
+        matches = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in suffixes)
+        if len(matches) == 1:
+            return matches[0]
+        wanted = ", ".join(self.model_files)
+        if not matches:
+            raise ModelFileError(f"no {self.name} model file in {path} (looked for {wanted})")
+        raise ModelFileError(
+            f"{len(matches)} candidate {self.name} model files in {path}: "
+            f"{', '.join(p.name for p in matches)}; name the one to serve {self.model_files[0]}"
+        )
+
+
 class TabularModel:
     """Shared shape of the native tabular models: one 2-D float input, named outputs."""
 
@@ -50,6 +103,8 @@ class TabularModel:
         self.default_outputs: tuple[str, ...] = (PREDICT,)
 
     def _set_inputs(self, n_features: int | None) -> None:
+        import numpy as np
+
         width = -1 if n_features is None else int(n_features)
         self.inputs = (TensorSpec("input-0", np.dtype(np.float64), (-1, width)),)
 

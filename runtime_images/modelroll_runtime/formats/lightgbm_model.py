@@ -6,9 +6,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from .base import PREDICT, PREDICT_PROBA, Array, TabularModel
+from .base import PREDICT, PREDICT_PROBA, Array, ModelFormat, TabularModel
 
 
 class LightGBMModel(TabularModel):
@@ -31,6 +29,8 @@ class LightGBMModel(TabularModel):
         return self.objective.split()[0] in ("binary", "multiclass", "multiclassova")
 
     def predict(self, inputs: Mapping[str, Array], outputs: Sequence[str]) -> dict[str, Array]:
+        import numpy as np
+
         x = self.single_input(inputs)
         raw = np.asarray(self.booster.predict(x, num_threads=1))
         if not self.is_classifier:
@@ -48,3 +48,21 @@ def _objective(model_file: Path) -> str:
             if line.startswith("objective="):
                 return line.split("=", 1)[1].strip()
     return ""
+
+
+def to_onnx(model: LightGBMModel, n_features: int) -> Any:
+    import onnxmltools
+    from onnxmltools.convert.common.data_types import FloatTensorType
+
+    initial_types = [("input", FloatTensorType([None, n_features]))]
+    return onnxmltools.convert_lightgbm(model.booster, initial_types=initial_types, zipmap=False)
+
+
+FORMAT = ModelFormat(
+    name="lightgbm",
+    model_files=("model.txt", "model.lgb"),
+    model_class=LightGBMModel,
+    to_onnx=to_onnx,
+    accepts_missing=True,  # NaN means "missing" to boosters
+    runs_code=False,
+)

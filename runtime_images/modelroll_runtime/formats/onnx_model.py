@@ -6,24 +6,23 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from .base import PREDICT, Array, ModelFormat, TensorSpec
 
-from .base import PREDICT, Array, TensorSpec
-
-_ORT_TYPES: dict[str, Any] = {
-    "tensor(float)": np.float32,
-    "tensor(double)": np.float64,
-    "tensor(float16)": np.float16,
-    "tensor(int8)": np.int8,
-    "tensor(int16)": np.int16,
-    "tensor(int32)": np.int32,
-    "tensor(int64)": np.int64,
-    "tensor(uint8)": np.uint8,
-    "tensor(uint16)": np.uint16,
-    "tensor(uint32)": np.uint32,
-    "tensor(uint64)": np.uint64,
-    "tensor(bool)": np.bool_,
-    "tensor(string)": np.object_,
+# onnxruntime's input types as numpy dtype names (names: numpy is imported at load time)
+_ORT_TYPES: dict[str, str] = {
+    "tensor(float)": "float32",
+    "tensor(double)": "float64",
+    "tensor(float16)": "float16",
+    "tensor(int8)": "int8",
+    "tensor(int16)": "int16",
+    "tensor(int32)": "int32",
+    "tensor(int64)": "int64",
+    "tensor(uint8)": "uint8",
+    "tensor(uint16)": "uint16",
+    "tensor(uint32)": "uint32",
+    "tensor(uint64)": "uint64",
+    "tensor(bool)": "bool",
+    "tensor(string)": "object",
 }
 
 
@@ -40,6 +39,7 @@ class OnnxModel:
         self._graph_outputs: list[str] = []
 
     def load(self, model_file: Path) -> None:
+        import numpy as np
         import onnxruntime
 
         options = onnxruntime.SessionOptions()
@@ -55,7 +55,7 @@ class OnnxModel:
         self.inputs = tuple(
             TensorSpec(
                 i.name,
-                np.dtype(_ORT_TYPES.get(i.type, np.float32)),
+                np.dtype(_ORT_TYPES.get(i.type, "float32")),
                 tuple(d if isinstance(d, int) else -1 for d in i.shape),
             )
             for i in self.session.get_inputs()
@@ -70,3 +70,13 @@ class OnnxModel:
     def predict(self, inputs: Mapping[str, Array], outputs: Sequence[str]) -> dict[str, Array]:
         results = self.session.run(self._graph_outputs, dict(inputs))
         return dict(zip(self.output_names, results, strict=True))
+
+
+FORMAT = ModelFormat(
+    name="onnx",
+    model_files=("model.onnx",),
+    model_class=OnnxModel,
+    to_onnx=None,  # already ONNX: loaded as it is, no compiler child
+    accepts_missing=False,
+    runs_code=False,
+)

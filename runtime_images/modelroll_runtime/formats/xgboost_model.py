@@ -7,9 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from .base import PREDICT, PREDICT_PROBA, Array, TabularModel
+from .base import PREDICT, PREDICT_PROBA, Array, ModelFormat, TabularModel
 
 
 class XGBoostModel(TabularModel):
@@ -34,6 +32,7 @@ class XGBoostModel(TabularModel):
         return self.objective.startswith(("binary:", "multi:"))
 
     def probabilities(self, x: Array) -> Array:
+        import numpy as np
         import xgboost
 
         raw = self.booster.predict(xgboost.DMatrix(x))
@@ -42,6 +41,7 @@ class XGBoostModel(TabularModel):
         return np.asarray(raw)
 
     def predict(self, inputs: Mapping[str, Array], outputs: Sequence[str]) -> dict[str, Array]:
+        import numpy as np
         import xgboost
 
         x = self.single_input(inputs)
@@ -52,3 +52,21 @@ class XGBoostModel(TabularModel):
         if PREDICT_PROBA in outputs:
             result[PREDICT_PROBA] = proba
         return result
+
+
+def to_onnx(model: XGBoostModel, n_features: int) -> Any:
+    import onnxmltools
+    from onnxmltools.convert.common.data_types import FloatTensorType
+
+    initial_types = [("input", FloatTensorType([None, n_features]))]
+    return onnxmltools.convert_xgboost(model.booster, initial_types=initial_types)
+
+
+FORMAT = ModelFormat(
+    name="xgboost",
+    model_files=("model.json", "model.ubj", "model.bst"),
+    model_class=XGBoostModel,
+    to_onnx=to_onnx,
+    accepts_missing=True,  # NaN means "missing" to boosters
+    runs_code=False,
+)
