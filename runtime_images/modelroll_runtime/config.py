@@ -1,10 +1,21 @@
-"""Runtime settings, read once from the MODELROLL_* environment the operator renders."""
+"""Runtime settings, read once from the MODELROLL_* environment the operator renders.
+
+A value the runtime cannot use, and a MODELROLL_* variable it does not read, stop it at
+start (ConfigError; `modelroll-runtime` logs `InvalidConfig: …` and exits 2). An unknown
+name is nearly always a typo, and ignoring it would silently run with the default: with
+`MODELROLL_AUTH_TOKNE` the model would be served without auth. In a pod these names come
+only from the operator (tests/unit/test_runtime_env.py feeds every example's rendered env to
+this parser) and from the credentials Secret (envFrom), so the exit, shown as the
+container's termination message, points at the one variable to fix.
+"""
 
 from __future__ import annotations
 
+import difflib
+import functools
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +24,8 @@ from .formats import FORMATS
 # prometheus-client reads this when it is first imported: the launcher must set it before
 # anything imports prometheus_client (workers may be forked from the launcher)
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+PREFIX = "MODELROLL_"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class ConfigError(ValueError):
@@ -43,7 +56,17 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """The settings in `env` (by default the process environment).
+
+        Raises ConfigError naming the first unknown MODELROLL_* variable or invalid value."""
         env = os.environ if env is None else env
+        unknown = sorted(k for k in env if k.startswith(PREFIX) and k not in known_names())
+        if unknown:
+            raise ConfigError("; ".join(_unknown(name) for name in unknown))
+        return cls._parse(env)
+
+    @classmethod
+    def _parse(cls, env: Mapping[str, str]) -> Settings:
         tmp = Path(tempfile.gettempdir()) / "modelroll"
         model_format = env.get("MODELROLL_MODEL_FORMAT", "").strip().lower()
         if model_format not in FORMATS:
@@ -76,10 +99,49 @@ class Settings:
             allow_unpinned_pickle=_bool(env, "MODELROLL_ALLOW_UNPINNED_PICKLE"),
             model_dir=Path(env.get("MODELROLL_MODEL_DIR") or tmp / "models"),
             cache_dir=Path(env.get("MODELROLL_CACHE_DIR") or tmp / "cache"),
-            log_level=env.get("MODELROLL_LOG_LEVEL", "INFO").strip().upper() or "INFO",
+            log_level=_choice(env, "MODELROLL_LOG_LEVEL", "INFO", LOG_LEVELS),
             exit_on_load_failure=_bool(env, "MODELROLL_EXIT_ON_LOAD_FAILURE"),
             termination_log=Path(env.get("MODELROLL_TERMINATION_LOG", "/dev/termination-log")),
         )
+
+
+@functools.cache
+def known_names() -> frozenset[str]:
+    """Every variable the parser reads, recorded while it parses a valid environment: so
+    this set is the parser itself, not a second list beside it that could drift."""
+    reads = _RecordingEnv(
+        {
+            "MODELROLL_MODEL_FORMAT": "onnx",
+            "MODELROLL_MODEL_URI": "model.onnx",
+            "MODELROLL_WORKERS": "1",
+        }
+    )
+    Settings._parse(reads)
+    return frozenset(reads.looked_up)
+
+
+class _RecordingEnv(Mapping[str, str]):
+    """A mapping that remembers which keys were looked up (get() goes through __getitem__)."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        self._values = values
+        self.looked_up: set[str] = set()
+
+    def __getitem__(self, key: str) -> str:
+        self.looked_up.add(key)
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+
+def _unknown(name: str) -> str:
+    close = difflib.get_close_matches(name, sorted(known_names()), n=1, cutoff=0.8)
+    hint = f"did you mean {close[0]}?" if close else f"known: {', '.join(sorted(known_names()))}"
+    return f"{name} is not a runtime setting ({hint})"
 
 
 def cpu_limit(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
@@ -126,5 +188,17 @@ def _float(env: Mapping[str, str], key: str, default: float) -> float:
     return value
 
 
+def _choice(env: Mapping[str, str], key: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env.get(key, "").strip().upper() or default
+    if value not in choices:
+        raise ConfigError(f"{key} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
 def _bool(env: Mapping[str, str], key: str) -> bool:
-    return env.get(key, "").strip().lower() in ("1", "true", "yes", "on")
+    raw = env.get(key, "").strip().lower()
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{key} must be true or false, got {raw!r}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -130,3 +131,27 @@ def test_onnx_named_outputs(affine_onnx: object, start_runtime: StartRuntime) ->
     metadata = runtime.get("/v2/models/model").json()
     assert metadata["inputs"] == [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}]
     assert metadata["outputs"] == [{"name": "y"}]
+
+
+def test_nan_means_missing_only_where_the_format_says_so(
+    served: tuple[TrainedModel, RuntimeProcess],
+) -> None:
+    """Boosters read NaN as a missing value (their format declares it); sklearn refuses it.
+    JSON has no NaN, so the rows go as binary tensor data."""
+    trained, runtime = served
+    x = trained.x[:6].copy()
+    x[::2, 1] = np.nan
+    raw = x.astype("<f8").tobytes()
+    header = json.dumps({"inputs": [{"name": "input-0", "shape": list(x.shape),
+                                     "datatype": "FP64",
+                                     "parameters": {"binary_data_size": len(raw)}}]}).encode()  # fmt: skip
+    response = runtime.request(
+        "POST", "/v2/models/m/infer", header + raw,
+        {"Inference-Header-Content-Length": str(len(header))},
+    )  # fmt: skip
+    if trained.model_format == "sklearn":
+        assert response.status == 400, response.body
+        assert "values must be finite" in response.json()["error"]
+    else:
+        assert response.status == 200, response.body
+        assert response.json()["outputs"][0]["data"] == trained.expected_predict(x).tolist()
