@@ -70,7 +70,12 @@ kubectl -n demo get md iris -o wide
 step "5. serve a real iris model with the modelroll runtime and send a prediction"
 "$py" hack/demo_model.py "$work/model"
 port=$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-MODELROLL_MODEL_NAME=iris MODELROLL_MODEL_URI="$work/model" MODELROLL_MODEL_FORMAT=sklearn \
+# The runtime refuses MODELROLL_* variables it does not read: drop the shell's own
+# (MODELROLL_CACHE and friends are for hack/ and the tests).
+unset_own=()
+while read -r name; do unset_own+=(-u "$name"); done < <(compgen -e MODELROLL_ || true)
+env "${unset_own[@]}" \
+  MODELROLL_MODEL_NAME=iris MODELROLL_MODEL_URI="$work/model" MODELROLL_MODEL_FORMAT=sklearn \
   MODELROLL_MODEL_VERSION=1 MODELROLL_HTTP_PORT=$port MODELROLL_WORKERS=1 \
   "$py" -m modelroll_runtime >"$work/runtime.log" 2>&1 &
 pids+=($!)

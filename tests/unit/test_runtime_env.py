@@ -15,6 +15,7 @@ import pytest
 import yaml
 from modelroll.cli.render_command import render_model_deployment
 from modelroll_runtime.config import PREFIX, ConfigError, Settings, known_names
+from modelroll_runtime.formats import FORMATS
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
@@ -108,3 +109,11 @@ def test_docs_list_exactly_the_variables_the_runtime_reads() -> None:
     table = table.split("\n## ", 1)[0]
     documented = set(re.findall(r"^\| `(MODELROLL_[A-Z0-9_]+)` \|", table, re.MULTILINE))
     assert documented == known_names()
+
+
+def test_the_crd_offers_exactly_the_registered_formats() -> None:
+    crd = yaml.safe_load((REPO / "crds" / "modelroll.io_modeldeployments.yaml").read_text())
+    (version,) = crd["spec"]["versions"]
+    spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    model_format = spec["properties"]["model"]["properties"]["format"]
+    assert model_format["enum"] == list(FORMATS)
