@@ -108,17 +108,14 @@ class RolloutState:
 
     @property
     def analysis(self) -> AnalysisRecord | None:
-        abort = self.abort
-        if isinstance(self.phase, Progressing):
-            return self.phase.analysis
-        return abort.analysis if abort else None
+        """The last analysis: of the rollout under way, or of the aborted one."""
+        holder = self.phase if isinstance(self.phase, Progressing) else self.abort
+        return holder.analysis if holder else None
 
     @property
     def smoke(self) -> SmokeRecord | None:
-        abort = self.abort
-        if isinstance(self.phase, Progressing):
-            return self.phase.smoke
-        return abort.smoke if abort else None
+        holder = self.phase if isinstance(self.phase, Progressing) else self.abort
+        return holder.smoke if holder else None
 
     @property
     def abort(self) -> Aborted | None:
