@@ -5,7 +5,17 @@ from __future__ import annotations
 import copy
 import datetime
 
-from modelroll.rollout import AnalysisRecord, HistoryEntry, RolloutState, SmokeRecord
+from modelroll.phases import (
+    Aborted,
+    AnalysisRecord,
+    HistoryEntry,
+    Phase,
+    Progressing,
+    RollingBack,
+    RolloutState,
+    SmokeRecord,
+    Stable,
+)
 from modelroll.spec import JSON
 
 
@@ -22,34 +32,37 @@ def from_time(text: str | None) -> float:
 
 def state_from_status(status: JSON) -> RolloutState:
     rollout = status.get("rollout") or {}
-    analysis = rollout.get("lastAnalysis")
-    smoke = rollout.get("smokeTest")
+    analysis = _analysis(rollout.get("lastAnalysis"))
+    smoke = _smoke(rollout.get("smokeTest"))
+    stable = str(status.get("stableRevision", ""))
+    canary = str(status.get("canaryRevision", ""))
+    started_at = from_time(rollout.get("stepStartedAt"))
+    aborted = rollout.get("abortedRevision")
+    abort = (
+        Aborted(
+            revision=str(aborted),
+            reason=str(rollout.get("abortReason", "")),
+            message=str(rollout.get("abortMessage", "")),
+            analysis=analysis,
+            smoke=smoke,
+        )
+        if aborted
+        else None
+    )
+    phase: Phase
+    # The phase is not written as such: the status' state name (the Progressing reason)
+    # tells a rollback, a canary revision tells a rollout, an aborted revision an abort.
+    if canary and rollout.get("state") == "RollingBack":
+        phase = RollingBack(canary, started_at, abort)
+    elif canary:
+        phase = Progressing(canary, started_at, int(status.get("currentStep", 0)), analysis, smoke)
+    elif abort:
+        phase = abort
+    else:
+        phase = Stable()
     return RolloutState(
-        stable=str(status.get("stableRevision", "")),
-        canary=str(status.get("canaryRevision", "")),
-        rollback=rollout.get("state") == "RollingBack",
-        step=int(status.get("currentStep", 0)),
-        step_started_at=from_time(rollout.get("stepStartedAt")),
-        analysis=AnalysisRecord(
-            step=int(analysis.get("step", 0)),
-            passed=analysis.get("passed"),
-            reason=str(analysis.get("reason", "")),
-            message=str(analysis.get("message", "")),
-            time=from_time(analysis.get("time")),
-        )
-        if analysis
-        else None,
-        smoke=SmokeRecord(
-            revision=str(smoke.get("revision", "")),
-            passed=bool(smoke.get("passed")),
-            message=str(smoke.get("message", "")),
-            time=from_time(smoke.get("time")),
-        )
-        if smoke
-        else None,
-        aborted_revision=str(rollout.get("abortedRevision", "")),
-        abort_reason=str(rollout.get("abortReason", "")),
-        abort_message=str(rollout.get("abortMessage", "")),
+        stable=stable,
+        phase=phase,
         scale_down=tuple(
             (str(item["revision"]), from_time(item["at"]))
             for item in rollout.get("scaleDown") or []
@@ -63,6 +76,29 @@ def state_from_status(status: JSON) -> RolloutState:
             )
             for item in status.get("history") or []
         ),
+    )
+
+
+def _analysis(raw: JSON | None) -> AnalysisRecord | None:
+    if not raw:
+        return None
+    return AnalysisRecord(
+        step=int(raw.get("step", 0)),
+        passed=raw.get("passed"),
+        reason=str(raw.get("reason", "")),
+        message=str(raw.get("message", "")),
+        time=from_time(raw.get("time")),
+    )
+
+
+def _smoke(raw: JSON | None) -> SmokeRecord | None:
+    if not raw:
+        return None
+    return SmokeRecord(
+        revision=str(raw.get("revision", "")),
+        passed=bool(raw.get("passed")),
+        message=str(raw.get("message", "")),
+        time=from_time(raw.get("time")),
     )
 
 

@@ -7,24 +7,35 @@ import json
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from modelroll.rollout import AnalysisRecord, HistoryEntry, RolloutState, SmokeRecord
+from modelroll.phases import (
+    Aborted,
+    AnalysisRecord,
+    HistoryEntry,
+    Phase,
+    Progressing,
+    RollingBack,
+    RolloutState,
+    SmokeRecord,
+)
 from modelroll.rollout_state import from_time, state_from_status, state_to_status, to_time
 
 T0 = 1_750_000_000.0  # 2025-06-15T15:06:40Z
 
 
 def full_state(passed: bool | None = True, rollback: bool = True) -> RolloutState:
+    """Every status field the phase can hold: a rollback keeps an earlier abort, with what
+    that attempt last saw; without rollback, a canary at step 2 with its last results."""
+    analysis = AnalysisRecord(1, passed, "AnalysisPassed", "error rate 0.0% over 240", T0 + 3)
+    smoke = SmokeRecord("b2", False, "request 1: expected 200, got 500", T0 + 4)
+    phase: Phase = Progressing("b2", T0 + 5, 2, analysis, smoke)
+    if rollback:
+        aborted = Aborted(
+            "c3", "CanaryAnalysisFailed", "canary error rate 7.50% > 1%", analysis, smoke
+        )
+        phase = RollingBack("b2", T0 + 5, aborted)
     return RolloutState(
         stable="a1",
-        canary="b2",
-        rollback=rollback,
-        step=2,
-        step_started_at=T0 + 5,
-        analysis=AnalysisRecord(1, passed, "AnalysisPassed", "error rate 0.0% over 240", T0 + 3),
-        smoke=SmokeRecord("b2", False, "request 1: expected 200, got 500", T0 + 4),
-        aborted_revision="c3",
-        abort_reason="CanaryAnalysisFailed",
-        abort_message="canary error rate 7.50% > 1%",
+        phase=phase,
         scale_down=(("z9", T0 + 30), ("y8", T0 + 60)),
         history=(
             HistoryEntry("a1", "1.2.0", {"model": {"version": "1.2.0"}, "replicas": 3}, T0),
@@ -42,6 +53,8 @@ def through_the_apiserver(state: RolloutState, state_name: str) -> RolloutState:
 def test_every_field_survives_the_round_trip(passed: bool | None) -> None:
     state = full_state(passed)
     assert through_the_apiserver(state, "RollingBack") == state
+    progressing = full_state(passed, rollback=False)
+    assert through_the_apiserver(progressing, "CanaryProgressing") == progressing
 
 
 def test_rollback_flag_is_the_state_name() -> None:
@@ -73,7 +86,9 @@ def test_rollback_flag_is_the_state_name() -> None:
             {"revision": "y8", "at": "2025-06-15T15:07:40Z"},
         ],
     }
-    assert (status["stableRevision"], status["canaryRevision"], status["currentStep"]) == (
+    # A rollback has no step (it writes 0); the step is that of a canary.
+    canary = state_to_status(full_state(rollback=False), "CanaryProgressing", "")
+    assert (canary["stableRevision"], canary["canaryRevision"], canary["currentStep"]) == (
         "a1",
         "b2",
         2,
@@ -112,9 +127,7 @@ def test_timestamps_are_kept_to_the_second() -> None:
     assert from_time(None) == from_time("") == 0.0
     state = RolloutState(
         stable="a1",
-        canary="b2",
-        step=1,
-        step_started_at=T0 + 0.75,
+        phase=Progressing("b2", T0 + 0.75, step=1),
         scale_down=(("z9", T0 + 30.5),),
     )
     back = through_the_apiserver(state, "CanaryProgressing")
