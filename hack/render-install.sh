@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Regenerates every derived install artifact from its source:
+#   crds/<crd>.yaml, docs/api-reference.md <- operator/modelroll/api (python -m modelroll.api.generate)
 #   dist/install.yaml                          <- kubectl kustomize config/default
 #   charts/modelroll/crds/<crd>.yaml          <- crds/<crd>.yaml
 #   charts/modelroll/files/prometheusrule.yaml <- observability/prometheusrule.yaml
@@ -9,6 +10,7 @@
 #
 # kubectl (with its built-in kustomize) comes from $KUBECTL, else from the local control
 # plane's binaries (hack/control-plane/build.sh builds only kubectl when it is missing).
+# Python (with pydantic) comes from $PYTHON, else the checkout's .venv, else python3.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,6 +20,14 @@ case ${1:-} in
   "") ;;
   *) echo "usage: $0 [--check]" >&2; exit 2 ;;
 esac
+
+python=${PYTHON:-$repo/.venv/bin/python}
+[ -x "$python" ] || python=python3
+# The typed API comes first: the CRD it writes is what the copies below are made from.
+generate=(-m modelroll.api.generate --root "$repo")
+$check && generate+=(--check)
+stale=0
+PYTHONPATH="$repo/operator${PYTHONPATH:+:$PYTHONPATH}" "$python" "${generate[@]}" || stale=1
 
 if [ -z "${KUBECTL:-}" ]; then
   bin_dir=$(COMPONENTS=kubectl "$repo/hack/control-plane/build.sh" 2>/dev/null | tail -n 1) || {
@@ -43,7 +53,6 @@ pairs=(
   "charts/modelroll/crds/modelroll.io_modeldeployments.yaml:$repo/crds/modelroll.io_modeldeployments.yaml"
   "charts/modelroll/files/prometheusrule.yaml:$repo/observability/prometheusrule.yaml"
 )
-stale=0
 for pair in "${pairs[@]}"; do
   target=$repo/${pair%%:*}
   source=${pair#*:}
@@ -51,7 +60,7 @@ for pair in "${pairs[@]}"; do
     continue
   fi
   if $check; then
-    echo "stale: ${pair%%:*} (run hack/render-install.sh or make dist)" >&2
+    echo "stale: ${pair%%:*} (run make generate)" >&2
     stale=1
   else
     mkdir -p "$(dirname "$target")"

@@ -1,12 +1,15 @@
 # Install, observability and kind targets; included from the Makefile.
 
+.PHONY: generate
+generate: venv ## Regenerate everything derived from the typed API and config: CRD, API reference, chart copies, dist/install.yaml
+	PYTHON=$(PY) hack/render-install.sh
+
 .PHONY: dist
-dist: ## Regenerate dist/install.yaml and the chart's copies of the CRD and alert rules
-	hack/render-install.sh
+dist: generate ## Same as generate (kept for habit)
 
 .PHONY: dist-check
-dist-check: ## Fail when dist/install.yaml or the chart's copies are stale
-	hack/render-install.sh --check
+dist-check: venv ## Fail when any generated file (CRD, API reference, chart copies, dist) is stale
+	PYTHON=$(PY) hack/render-install.sh --check
 
 .PHONY: helm
 helm: ## Build (or reuse) helm v3 from its Go module into ~/.cache/modelroll

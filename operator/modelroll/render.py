@@ -112,7 +112,6 @@ def runtime_env(owner: Owner, spec: ModelDeploymentSpec, model_uri: str) -> list
         "MODELROLL_MODEL_SHA256": spec.model.sha256,
         "MODELROLL_HTTP_PORT": "8080",
         "MODELROLL_MAX_BATCH_SIZE": str(spec.runtime.batching.max_batch_size),
-        "MODELROLL_MAX_LATENCY_MS": str(spec.runtime.batching.max_latency_ms),
         "MODELROLL_WORKERS": str(spec.runtime.workers or ""),
         "MODELROLL_CACHE_DIR": "/var/cache/modelroll",
         "MODELROLL_EXIT_ON_LOAD_FAILURE": "true",

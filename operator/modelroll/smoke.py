@@ -30,7 +30,7 @@ def run_smoke_tests(
     for index, test in enumerate(tests):
         name = test.get("name") or f"request {index + 1}"
         body = test.get("body") or {}
-        expected_status = int(test.get("expectStatus", 200))
+        expected_status = int(test["expectStatus"])  # parse_spec filled in the default
         try:
             status, raw = post_inference(base_url, model, protocol_of(body), body, timeout)
         except OSError as error:

@@ -1,38 +1,43 @@
-"""The typed ModelDeployment spec, parsed from the (schema-defaulted) object body.
+"""The operator's view of a ModelDeployment spec, parsed with the typed API.
 
-The CRD schema is the source of validation; parsing here only reads what the
-apiserver already accepted, so defaults below mirror the schema's defaults.
+`modelroll.api.v1alpha1` is the one definition of fields, defaults and bounds; parse_spec
+validates the body with it and flattens it into the frozen shape the renderers and the
+rollout planner read. Defaults here are read from the typed model, never written again.
+Pass-through core/v1 objects (env, tolerations, affinity, parent refs, smoke requests)
+stay plain JSON, in their wire spelling.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
+
+from modelroll.api import v1alpha1 as api
+from modelroll.api.v1alpha1 import default_of
 
 JSON = dict[str, Any]
-Strategy = Literal["Rolling", "Canary", "BlueGreen"]
+Strategy = api.Strategy
 
 
 @dataclass(frozen=True)
 class Model:
     format: str
     uri: str
-    version: str = ""
+    version: str = ""  # "" when unset (a label value is never empty)
     sha256: str = ""
     credentials_secret: str = ""
 
 
 @dataclass(frozen=True)
 class Batching:
-    max_batch_size: int = 32
-    max_latency_ms: int = 5
+    max_batch_size: int = default_of(api.Batching, "max_batch_size")
 
 
 @dataclass(frozen=True)
 class Runtime:
-    image: str = ""
+    image: str = ""  # "" when unset: the operator's configured image
     image_pull_policy: str = ""
-    protocol: str = "v2"
+    protocol: str = default_of(api.Runtime, "protocol")
     env: tuple[JSON, ...] = ()
     workers: int | None = None
     batching: Batching = field(default_factory=Batching)
@@ -41,7 +46,7 @@ class Runtime:
 @dataclass(frozen=True)
 class Gpu:
     count: int
-    resource: str = "nvidia.com/gpu"
+    resource: str = default_of(api.Gpu, "resource")
     product: str = ""
 
 
@@ -56,42 +61,43 @@ class Autoscaling:
 @dataclass(frozen=True)
 class CanaryStep:
     weight: int
-    pause_seconds: int = 0
+    pause_seconds: int = default_of(api.CanaryStep, "pause_seconds")
 
 
 @dataclass(frozen=True)
 class Analysis:
     prometheus_address: str
-    interval_seconds: int = 30
-    max_error_percent: int = 1
+    interval_seconds: int = default_of(api.Analysis, "interval_seconds")
+    max_error_percent: int = default_of(api.Analysis, "max_error_percent")
     max_p99_latency_ms: int | None = None
     max_p99_latency_increase_percent: int | None = None
-    min_request_count: int = 20
+    min_request_count: int = default_of(api.Analysis, "min_request_count")
     custom_checks: tuple[JSON, ...] = ()
 
 
 @dataclass(frozen=True)
 class Canary:
     steps: tuple[CanaryStep, ...]
-    traffic_routing_mode: str = "Replicas"
+    traffic_routing_mode: str = default_of(api.TrafficRouting, "mode")
     parent_refs: tuple[JSON, ...] = ()
     hostnames: tuple[str, ...] = ()
     analysis: Analysis | None = None
-    scale_down_delay_seconds: int = 30
+    scale_down_delay_seconds: int = default_of(api.Canary, "scale_down_delay_seconds")
 
 
 @dataclass(frozen=True)
 class BlueGreen:
-    auto_promote: bool = True
-    scale_down_delay_seconds: int = 30
+    auto_promote: bool = default_of(api.BlueGreen, "auto_promote")
+    scale_down_delay_seconds: int = default_of(api.BlueGreen, "scale_down_delay_seconds")
+    # Each request as on the wire, with its defaults (expectStatus) filled in.
     smoke_tests: tuple[JSON, ...] = ()
 
 
 @dataclass(frozen=True)
 class Rollout:
-    strategy: Strategy = "Rolling"
-    progress_deadline_seconds: int = 600
-    revision_history_limit: int = 3
+    strategy: Strategy = default_of(api.Rollout, "strategy")
+    progress_deadline_seconds: int = default_of(api.Rollout, "progress_deadline_seconds")
+    revision_history_limit: int = default_of(api.Rollout, "revision_history_limit")
     canary: Canary | None = None
     blue_green: BlueGreen | None = None
 
@@ -105,7 +111,7 @@ class ModelDeploymentSpec:
     node_selector: JSON = field(default_factory=dict)
     tolerations: tuple[JSON, ...] = ()
     affinity: JSON = field(default_factory=dict)
-    replicas: int = 1
+    replicas: int = default_of(api.ModelDeploymentSpec, "replicas")
     autoscaling: Autoscaling | None = None
     rollout: Rollout = field(default_factory=Rollout)
 
@@ -115,101 +121,93 @@ class ModelDeploymentSpec:
         return self.autoscaling.min_replicas if self.autoscaling else self.replicas
 
 
-def _analysis(raw: JSON | None) -> Analysis | None:
-    if not raw:
-        return None
-    return Analysis(
-        prometheus_address=str(raw.get("prometheus", {}).get("address", "")),
-        interval_seconds=int(raw.get("intervalSeconds", 30)),
-        max_error_percent=int(raw.get("maxErrorPercent", 1)),
-        max_p99_latency_ms=raw.get("maxP99LatencyMs"),
-        max_p99_latency_increase_percent=raw.get("maxP99LatencyIncreasePercent"),
-        min_request_count=int(raw.get("minRequestCount", 20)),
-        custom_checks=tuple(raw.get("customChecks", ())),
+def _wire(value: api.ApiModel) -> JSON:
+    """A pass-through object back in its wire spelling, unset optionals left out."""
+    return value.model_dump(by_alias=True, exclude_none=True)
+
+
+def _model(m: api.Model) -> Model:
+    secret = m.credentials.secret_ref.name if m.credentials else ""
+    return Model(m.format, m.uri, m.version or "", m.sha256 or "", secret)
+
+
+def _runtime(r: api.Runtime) -> Runtime:
+    return Runtime(
+        image=r.image or "",
+        image_pull_policy=r.image_pull_policy or "",
+        protocol=r.protocol,
+        env=tuple(_wire(e) for e in r.env),
+        workers=r.workers,
+        batching=Batching(max_batch_size=r.batching.max_batch_size),
     )
 
 
-def _rollout(raw: JSON) -> Rollout:
-    canary_raw = raw.get("canary")
-    canary = None
-    if canary_raw:
-        routing = canary_raw.get("trafficRouting", {})
-        gateway = routing.get("gatewayAPI", {})
-        canary = Canary(
-            steps=tuple(
-                CanaryStep(int(s["weight"]), int(s.get("pauseSeconds", 0)))
-                for s in canary_raw.get("steps", ())
-            ),
-            traffic_routing_mode=str(routing.get("mode", "Replicas")),
-            parent_refs=tuple(gateway.get("parentRefs", ())),
-            hostnames=tuple(gateway.get("hostnames", ())),
-            analysis=_analysis(canary_raw.get("analysis")),
-            scale_down_delay_seconds=int(canary_raw.get("scaleDownDelaySeconds", 30)),
-        )
-    bg_raw = raw.get("blueGreen")
-    blue_green = None
-    if bg_raw is not None:
-        blue_green = BlueGreen(
-            auto_promote=bool(bg_raw.get("autoPromote", True)),
-            scale_down_delay_seconds=int(bg_raw.get("scaleDownDelaySeconds", 30)),
-            smoke_tests=tuple(bg_raw.get("smokeTest", {}).get("requests", ())),
-        )
+def _analysis(a: api.Analysis | None) -> Analysis | None:
+    if a is None:
+        return None
+    return Analysis(
+        prometheus_address=a.prometheus.address,
+        interval_seconds=a.interval_seconds,
+        max_error_percent=a.max_error_percent,
+        max_p99_latency_ms=a.max_p99_latency_ms,
+        max_p99_latency_increase_percent=a.max_p99_latency_increase_percent,
+        min_request_count=a.min_request_count,
+        custom_checks=tuple(_wire(c) for c in a.custom_checks),
+    )
+
+
+def _canary(c: api.Canary | None) -> Canary | None:
+    if c is None:
+        return None
+    gateway = c.traffic_routing.gateway_api
+    return Canary(
+        steps=tuple(CanaryStep(s.weight, s.pause_seconds) for s in c.steps),
+        traffic_routing_mode=c.traffic_routing.mode,
+        parent_refs=tuple(_wire(p) for p in gateway.parent_refs) if gateway else (),
+        hostnames=gateway.hostnames if gateway else (),
+        analysis=_analysis(c.analysis),
+        scale_down_delay_seconds=c.scale_down_delay_seconds,
+    )
+
+
+def _blue_green(b: api.BlueGreen | None) -> BlueGreen | None:
+    if b is None:
+        return None
+    requests = b.smoke_test.requests if b.smoke_test else ()
+    return BlueGreen(b.auto_promote, b.scale_down_delay_seconds, tuple(_wire(r) for r in requests))
+
+
+def _rollout(r: api.Rollout) -> Rollout:
     return Rollout(
-        strategy=raw.get("strategy", "Rolling"),
-        progress_deadline_seconds=int(raw.get("progressDeadlineSeconds", 600)),
-        revision_history_limit=int(raw.get("revisionHistoryLimit", 3)),
-        canary=canary,
-        blue_green=blue_green,
+        strategy=r.strategy,
+        progress_deadline_seconds=r.progress_deadline_seconds,
+        revision_history_limit=r.revision_history_limit,
+        canary=_canary(r.canary),
+        blue_green=_blue_green(r.blue_green),
     )
 
 
 def parse_spec(raw: JSON) -> ModelDeploymentSpec:
-    """Reads a ModelDeployment's `spec` into the typed model."""
-    model = raw["model"]
-    runtime = raw.get("runtime", {})
-    batching = runtime.get("batching", {})
-    gpu = raw.get("gpu")
-    autoscaling = raw.get("autoscaling")
+    """Reads a ModelDeployment's `spec` into the typed model (pydantic.ValidationError if invalid)."""
+    s = api.ModelDeploymentSpec.model_validate(raw)
+    gpu = s.gpu
+    scaling = s.autoscaling
     return ModelDeploymentSpec(
-        model=Model(
-            format=str(model["format"]),
-            uri=str(model["uri"]),
-            version=str(model.get("version", "")),
-            sha256=str(model.get("sha256", "")),
-            credentials_secret=str(
-                model.get("credentials", {}).get("secretRef", {}).get("name", "")
-            ),
-        ),
-        runtime=Runtime(
-            image=str(runtime.get("image", "")),
-            image_pull_policy=str(runtime.get("imagePullPolicy", "")),
-            protocol=str(runtime.get("protocol", "v2")),
-            env=tuple(runtime.get("env", ())),
-            workers=runtime.get("workers"),
-            batching=Batching(
-                max_batch_size=int(batching.get("maxBatchSize", 32)),
-                max_latency_ms=int(batching.get("maxLatencyMs", 5)),
-            ),
-        ),
-        resources=dict(raw.get("resources", {})),
-        gpu=Gpu(
-            count=int(gpu["count"]),
-            resource=str(gpu.get("resource", "nvidia.com/gpu")),
-            product=str(gpu.get("product", "")),
-        )
-        if gpu
-        else None,
-        node_selector=dict(raw.get("nodeSelector", {})),
-        tolerations=tuple(raw.get("tolerations", ())),
-        affinity=dict(raw.get("affinity", {})),
-        replicas=int(raw.get("replicas", 1)),
+        model=_model(s.model),
+        runtime=_runtime(s.runtime),
+        resources=_wire(s.resources),
+        gpu=Gpu(gpu.count, gpu.resource, gpu.product or "") if gpu else None,
+        node_selector=dict(s.node_selector),
+        tolerations=s.tolerations,
+        affinity=dict(s.affinity),
+        replicas=s.replicas,
         autoscaling=Autoscaling(
-            min_replicas=int(autoscaling.get("minReplicas", 1)),
-            max_replicas=int(autoscaling["maxReplicas"]),
-            target_cpu_utilization_percentage=autoscaling.get("targetCPUUtilizationPercentage"),
-            target_requests_per_second=autoscaling.get("targetRequestsPerSecond"),
+            scaling.min_replicas,
+            scaling.max_replicas,
+            scaling.target_cpu_utilization_percentage,
+            scaling.target_requests_per_second,
         )
-        if autoscaling
+        if scaling
         else None,
-        rollout=_rollout(raw.get("rollout", {})),
+        rollout=_rollout(s.rollout),
     )

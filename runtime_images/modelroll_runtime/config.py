@@ -43,7 +43,6 @@ class Settings:
     http_port: int
     workers: int
     max_batch_size: int
-    max_latency_ms: float
     max_inflight: int
     max_body_bytes: int
     auth_token: str | None
@@ -92,7 +91,6 @@ class Settings:
             http_port=_int(env, "MODELROLL_HTTP_PORT", 8080, 1, 65535),
             workers=(_int(env, "MODELROLL_WORKERS", 1, 1, 1024) if workers_raw else cpu_limit()),
             max_batch_size=_int(env, "MODELROLL_MAX_BATCH_SIZE", 32, 1, 1_000_000),
-            max_latency_ms=_float(env, "MODELROLL_MAX_LATENCY_MS", 5.0),
             max_inflight=_int(env, "MODELROLL_MAX_INFLIGHT", 1024, 1, 10_000_000),
             max_body_bytes=_int(env, "MODELROLL_MAX_BODY_BYTES", 16 * 1024 * 1024, 1, 2**40),
             auth_token=env.get("MODELROLL_AUTH_TOKEN") or None,

@@ -147,7 +147,7 @@ def test_nested_defaults(custom: client.CustomObjectsApi, ns: str) -> None:
     assert spec["gpu"] == {"count": 1, "resource": "nvidia.com/gpu"}
     assert spec["runtime"] == {
         "protocol": "v2",
-        "batching": {"maxBatchSize": 32, "maxLatencyMs": 5},
+        "batching": {"maxBatchSize": 32},
     }
     assert spec["autoscaling"]["minReplicas"] == 1
     canary = spec["rollout"]["canary"]
@@ -287,9 +287,7 @@ def test_status_and_scale_subresources_and_columns(
                     "weight": 100,
                 }
             ],
-            "history": [
-                {"revision": "r0", "podSpecHash": "abc", "promotedAt": "2025-01-01T00:00:00Z"}
-            ],
+            "history": [{"revision": "r0", "promotedAt": "2025-01-01T00:00:00Z"}],
             "rollout": {
                 "state": "Complete",
                 "message": "done",

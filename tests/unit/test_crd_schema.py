@@ -428,7 +428,7 @@ def test_documented_defaults() -> None:
         "revisionHistoryLimit": 3,
     }
     batching = spec["runtime"]["properties"]["batching"]
-    assert apply_defaults({}, batching) == {"maxBatchSize": 32, "maxLatencyMs": 5}
+    assert apply_defaults({}, batching) == {"maxBatchSize": 32}
     analysis = rollout["properties"]["canary"]["properties"]["analysis"]
     assert apply_defaults({}, analysis) == {
         "intervalSeconds": 30,

@@ -41,7 +41,7 @@ BLUE_GREEN_SMOKE = {
     "strategy": "BlueGreen",
     "blueGreen": {
         "autoPromote": True,
-        "smokeTest": {"requests": [{"body": {"inputs": []}, "expect": {"status": 200}}]},
+        "smokeTest": {"requests": [{"name": "one", "body": {"inputs": []}, "expectStatus": 200}]},
     },
 }
 

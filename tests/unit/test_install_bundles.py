@@ -12,6 +12,7 @@ import copy
 import functools
 import os
 import subprocess
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -174,7 +175,8 @@ def test_dist_install_yaml_is_what_hack_render_install_writes() -> None:
         capture_output=True,
         text=True,
         timeout=600,
-        env={**os.environ, "KUBECTL": kubectl_binary()},
+        # The typed API's generator runs under this interpreter (it has pydantic).
+        env={**os.environ, "KUBECTL": kubectl_binary(), "PYTHON": sys.executable},
     )
     assert checked.returncode == 0, checked.stderr + "\nrun: make dist"
 

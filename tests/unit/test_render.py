@@ -172,9 +172,7 @@ specs = st.fixed_dictionaries(
                     st.builds(lambda n, v: {"name": n.upper(), "value": v}, names, names),
                     max_size=3,
                 ),
-                "batching": st.fixed_dictionaries(
-                    {"maxBatchSize": st.integers(1, 1024), "maxLatencyMs": st.integers(0, 1000)}
-                ),
+                "batching": st.fixed_dictionaries({"maxBatchSize": st.integers(1, 1024)}),
             },
         ),
         "resources": st.fixed_dictionaries(

@@ -51,7 +51,7 @@ CANARY: JSON = {
         "analysis": {**PROMETHEUS, "intervalSeconds": 30},
     },
 }
-SMOKE_REQUESTS = [{"body": {"inputs": []}, "expect": {"status": 200}}]
+SMOKE_REQUESTS = [{"name": "one", "body": {"inputs": []}, "expectStatus": 200}]
 BLUE_GREEN: JSON = {
     "strategy": "BlueGreen",
     "progressDeadlineSeconds": 600,
@@ -834,7 +834,7 @@ def test_blue_green_smoke_test_failure_blocks_until_retry_then_promotes() -> Non
 
 
 def test_blue_green_without_auto_promote_waits_for_the_annotation() -> None:
-    d = Driver(with_blue_green(autoPromote=False, smokeTest={}))
+    d = Driver(with_blue_green(autoPromote=False, smokeTest=None))
     d.stable()
     d.plan("b2", [up("a1", 4)])
     ready = [up("a1", 4), up("b2", 4)]
@@ -852,7 +852,7 @@ def test_blue_green_without_auto_promote_waits_for_the_annotation() -> None:
 
 
 def test_blue_green_rollback_flips_back_to_the_kept_revision() -> None:
-    d = Driver(with_blue_green(smokeTest={}))
+    d = Driver(with_blue_green(smokeTest=None))
     d.stable()
     d.plan("b2", [up("a1", 4)])
     flipped = d.plan("b2", [up("a1", 4), up("b2", 4)])
@@ -1097,4 +1097,4 @@ def test_blue_green_never_sends_traffic_to_a_revision_without_ready_pods(
 @HISTORY_SETTINGS
 @given(st.data())
 def test_blue_green_without_smoke_tests_never_drops_traffic(data: st.DataObject) -> None:
-    run_history(with_blue_green(autoPromote=False, smokeTest={}), data)
+    run_history(with_blue_green(autoPromote=False, smokeTest=None), data)

@@ -62,9 +62,12 @@ def test_minimal_spec_gets_the_crd_defaults() -> None:
     assert spec.replicas == crd_default("replicas")
     assert spec.runtime.protocol == crd_default("runtime.protocol")
     assert spec.runtime.batching.max_batch_size == crd_default("runtime.batching.maxBatchSize")
-    assert spec.runtime.batching.max_latency_ms == crd_default("runtime.batching.maxLatencyMs")
     assert spec.rollout.strategy == crd_default("rollout.strategy")
-    assert spec.rollout.strategy == crd_default("rollout")["strategy"]
+    # An absent rollout defaults to {}, which the nested defaults then fill in.
+    rollout_schema = spec_schema()["properties"]["rollout"]
+    assert (
+        apply_defaults(rollout_schema, crd_default("rollout"))["strategy"] == spec.rollout.strategy
+    )
     assert spec.rollout.progress_deadline_seconds == crd_default("rollout.progressDeadlineSeconds")
     assert spec.rollout.revision_history_limit == crd_default("rollout.revisionHistoryLimit")
     assert spec.gpu is None
@@ -231,7 +234,7 @@ def test_model_runtime_and_placement_parse() -> None:
             "protocol": "v1",
             "env": [{"name": "LOG_LEVEL", "value": "debug"}],
             "workers": 4,
-            "batching": {"maxBatchSize": 8, "maxLatencyMs": 0},
+            "batching": {"maxBatchSize": 8},
         },
         "gpu": {"count": 1, "resource": "nvidia.com/mig-1g.10gb", "product": "NVIDIA-A100"},
         "nodeSelector": {"pool": "gpu"},
@@ -243,7 +246,7 @@ def test_model_runtime_and_placement_parse() -> None:
     assert spec.runtime.image == "ghcr.io/acme/runtime:2"
     assert spec.runtime.protocol == "v1"
     assert spec.runtime.workers == 4
-    assert (spec.runtime.batching.max_batch_size, spec.runtime.batching.max_latency_ms) == (8, 0)
+    assert spec.runtime.batching.max_batch_size == 8
     assert spec.runtime.env == ({"name": "LOG_LEVEL", "value": "debug"},)
     assert spec.gpu == Gpu(1, "nvidia.com/mig-1g.10gb", "NVIDIA-A100")
     assert spec.node_selector == {"pool": "gpu"}

@@ -1,40 +1,27 @@
-"""The ModelDeployment CRD's schema, read from the CRD manifest that the cluster gets."""
+"""The ModelDeployment CRD's schema, as the cluster gets it: built from the typed API in
+memory, so that an installed wheel lints and renders without a checkout."""
 
 from __future__ import annotations
 
-import functools
-import os
-from pathlib import Path
 from typing import Any, cast
 
-import yaml
-
 from modelroll import VERSION
-
-# Like render.TEMPLATES_DIR: an image or package may point elsewhere; a checkout has crds/.
-CRD_PATH = Path(
-    os.environ.get(
-        "MODELROLL_CRD",
-        Path(__file__).resolve().parents[3] / "crds" / "modelroll.io_modeldeployments.yaml",
-    )
-)
+from modelroll.api.crd import crd
 
 Schema = dict[str, Any]
 
 
-@functools.cache
-def crd_version(path: Path = CRD_PATH) -> Schema:
+def crd_version() -> Schema:
     """The CRD's entry for the served version: schema and subresources."""
-    crd = yaml.safe_load(path.read_text())
-    for version in crd["spec"]["versions"]:
+    for version in crd()["spec"]["versions"]:
         if version["name"] == VERSION:
             return cast(Schema, version)
-    raise LookupError(f"{path} does not serve {VERSION}")
+    raise LookupError(f"the CRD does not serve {VERSION}")
 
 
-def crd_schema(path: Path = CRD_PATH) -> Schema:
+def crd_schema() -> Schema:
     """The openAPIV3Schema of the served version."""
-    return cast(Schema, crd_version(path)["schema"]["openAPIV3Schema"])
+    return cast(Schema, crd_version()["schema"]["openAPIV3Schema"])
 
 
 def spec_replicas_path() -> str:

@@ -9,6 +9,8 @@ import typer
 import yaml
 from rich.console import Console
 
+from modelroll.api import v1alpha1
+from modelroll.api.v1alpha1 import default_of
 from modelroll.cli import actions, predict
 from modelroll.cli.cluster import NotFound, Target, connect, get_model_deployment
 from modelroll.cli.lint import lint_object
@@ -186,7 +188,9 @@ def _predict_in_cluster(
     try:
         md = get_model_deployment(target)
         chosen = protocol or str(
-            ((md.get("spec") or {}).get("runtime") or {}).get("protocol", "v2")
+            ((md.get("spec") or {}).get("runtime") or {}).get(
+                "protocol", default_of(v1alpha1.Runtime, "protocol")
+            )
         )
         if url:
             return predict.send(url, name, chosen, body)

@@ -8,6 +8,8 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from modelroll.api import v1alpha1
+from modelroll.api.v1alpha1 import default_of
 from modelroll.cli.cluster import event_time
 from modelroll.spec import JSON
 
@@ -35,7 +37,8 @@ def header(md: JSON) -> Table:
         "ModelDeployment", f"{namespace}/{metadata['name']}" if namespace else metadata["name"]
     )
     grid.add_row("Model", f"{spec.get('model', {}).get('format', '?')} version {_version(spec)}")
-    grid.add_row("Strategy", str((spec.get("rollout") or {}).get("strategy", "Rolling")))
+    strategy = (spec.get("rollout") or {}).get("strategy", default_of(v1alpha1.Rollout, "strategy"))
+    grid.add_row("Strategy", str(strategy))
     grid.add_row("Stable", str(status.get("stableRevision", "-")))
     grid.add_row("Canary", str(status.get("canaryRevision", "-")))
     grid.add_row("Traffic", str(status.get("traffic", "-")))
