@@ -3,38 +3,32 @@
 from __future__ import annotations
 
 import functools
-import os
-from pathlib import Path
+from importlib import resources
 from typing import Any, cast
 
 import yaml
 
 from modelroll import VERSION
 
-# Like render.TEMPLATES_DIR: an image or package may point elsewhere; a checkout has crds/.
-CRD_PATH = Path(
-    os.environ.get(
-        "MODELROLL_CRD",
-        Path(__file__).resolve().parents[3] / "crds" / "modelroll.io_modeldeployments.yaml",
-    )
-)
+# Package data, like the templates: operator/modelroll/crds links to the repository's crds/.
+CRD_PATH = resources.files("modelroll") / "crds" / "modelroll.io_modeldeployments.yaml"
 
 Schema = dict[str, Any]
 
 
 @functools.cache
-def crd_version(path: Path = CRD_PATH) -> Schema:
+def crd_version() -> Schema:
     """The CRD's entry for the served version: schema and subresources."""
-    crd = yaml.safe_load(path.read_text())
+    crd = yaml.safe_load(CRD_PATH.read_text(encoding="utf-8"))
     for version in crd["spec"]["versions"]:
         if version["name"] == VERSION:
             return cast(Schema, version)
-    raise LookupError(f"{path} does not serve {VERSION}")
+    raise LookupError(f"{CRD_PATH} does not serve {VERSION}")
 
 
-def crd_schema(path: Path = CRD_PATH) -> Schema:
+def crd_schema() -> Schema:
     """The openAPIV3Schema of the served version."""
-    return cast(Schema, crd_version(path)["schema"]["openAPIV3Schema"])
+    return cast(Schema, crd_version()["schema"]["openAPIV3Schema"])
 
 
 def spec_replicas_path() -> str:
