@@ -27,7 +27,7 @@ def model_deployment(index: int) -> dict[str, Any]:
         "metadata": {"name": f"md-{index}"},
         "spec": {
             "model": {"format": "sklearn", "uri": "s3://models/iris/", "version": str(index)},
-            "replicas": 1,
+            "replicas": 0,  # no pods: applying the children starts nothing
         },
     }
 
