@@ -5,6 +5,8 @@ FROM ${PYTHON_IMAGE} AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY operator ./operator
+# operator/modelroll/templates links here; the wheel takes the templates in as package data.
+COPY templates ./templates
 # A virtualenv copied whole into the final stage: no wheels layer left behind in the image.
 RUN python3 -m venv /opt/venv && /opt/venv/bin/pip install --no-cache-dir .
 
@@ -13,10 +15,8 @@ FROM ${PYTHON_IMAGE}
 RUN useradd --uid 65532 --user-group --no-create-home --home-dir /tmp \
       --shell /usr/sbin/nologin modelroll
 COPY --from=build /opt/venv /opt/venv
-COPY templates /opt/modelroll/templates
 ENV PATH=/opt/venv/bin:$PATH \
     HOME=/tmp \
-    MODELROLL_TEMPLATES_DIR=/opt/modelroll/templates \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 USER 65532:65532

@@ -38,10 +38,11 @@ cluster-down: ## Stop the local control plane and remove its state
 	hack/cluster.sh down
 
 .PHONY: lint
-lint: venv ## Run ruff and mypy (strict)
+lint: venv ## Run ruff, mypy (strict) and the import-linter contracts (the pure core does no I/O)
 	$(VENV)/bin/ruff check operator runtime_images tests benchmarks
 	$(VENV)/bin/ruff format --check operator runtime_images tests benchmarks
 	$(VENV)/bin/mypy operator/modelroll runtime_images/modelroll_runtime
+	PYTHONPATH=operator $(VENV)/bin/lint-imports --no-cache
 
 .PHONY: unit
 unit: venv ## Unit tests of the pure code

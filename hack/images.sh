@@ -198,8 +198,17 @@ image_key() {
     echo "$RECIPE $1 $(image_tag "$1")"
     sha256sum <"$df"
     extra_inputs "$1"
-    (cd "$ctx" && context_files "$1" | xargs -0 -r sha256sum)
+    (cd "$ctx" && context_files "$1" | hash_files)
   } | sha
+}
+
+# sha256sum of each NUL-separated path; a symlink (operator/modelroll/templates, to a folder)
+# counts by its target, since the files behind it are context files of their own.
+hash_files() {
+  local f
+  while IFS= read -r -d '' f; do
+    if [ -L "$f" ]; then printf 'link %s -> %s\n' "$f" "$(readlink "$f")"; else sha256sum "$f"; fi
+  done
 }
 
 archive_path() {

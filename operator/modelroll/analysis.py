@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
-from .prometheus import PrometheusError
+from .prometheus_error import PrometheusError
 from .spec import Analysis
 
 REQUESTS_METRIC = "modelroll_requests_total"

@@ -6,8 +6,7 @@ import hashlib
 import json
 from typing import Any
 
-from kubernetes.utils.quantity import parse_quantity
-
+from modelroll.quantity import parse_quantity
 from modelroll.spec import JSON
 
 SPEC_HASH_ANNOTATION = "modelroll.io/spec-hash"
@@ -19,7 +18,7 @@ def _same_scalar(want: Any, have: Any) -> bool:
     if want == have or str(want) == str(have):
         return True
     try:
-        return bool(parse_quantity(want) == parse_quantity(have))  # type: ignore[no-untyped-call]
+        return parse_quantity(want) == parse_quantity(have)
     except (ValueError, TypeError):
         return False
 

@@ -13,11 +13,11 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
+from modelroll.prometheus_error import PrometheusError
+
+__all__ = ["PrometheusClient", "PrometheusError"]
+
 DEFAULT_TIMEOUT_SECONDS = 10.0
-
-
-class PrometheusError(Exception):
-    """Prometheus could not answer the query with one number."""
 
 
 class PrometheusClient:

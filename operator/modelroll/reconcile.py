@@ -33,6 +33,7 @@ from modelroll.rollout_state import state_from_status
 from modelroll.smoke import run_smoke_tests
 from modelroll.spec import JSON, ModelDeploymentSpec, parse_spec
 from modelroll.status import Observed, compute_status, revision_state, revision_view
+from modelroll.status_changes import existed_before, ignoring_times, status_patch, transition_events
 
 SHARED_KINDS = (
     "ServiceAccount",
@@ -41,10 +42,6 @@ SHARED_KINDS = (
     "PodDisruptionBudget",
     "ServiceMonitor",
 )
-
-
-# Passing states of a revision coming up: shown in conditions, not worth an Event.
-QUIET_REASONS = frozenset({"DeploymentPending", "PodsNotReady"})
 
 
 LOG = logging.getLogger(__name__)
@@ -81,46 +78,6 @@ def check_references(kube: Kube, namespace: str, spec: ModelDeploymentSpec) -> s
         if not kube.exists(path):
             return f"spec.model.uri: PersistentVolumeClaim {namespace}/{claim} not found"
     return ""
-
-
-def status_patch(previous: JSON, status: JSON) -> JSON:
-    """A merge patch that also clears fields we no longer report, at every depth: a merge
-    patch merges nested objects, so a key left out would otherwise survive."""
-    patch: JSON = {key: None for key in previous if key not in status}
-    for key, value in status.items():
-        old = previous.get(key)
-        if isinstance(value, dict) and isinstance(old, dict):
-            patch[key] = status_patch(old, value)
-        else:
-            patch[key] = value
-    return patch
-
-
-def _ignoring_times(status: JSON) -> JSON:
-    conditions = [
-        {k: v for k, v in c.items() if k != "lastTransitionTime"}
-        for c in status.get("conditions") or []
-    ]
-    return {**status, "conditions": conditions}
-
-
-def transition_events(previous: JSON, status: JSON) -> list[tuple[str, str, str]]:
-    """(type, reason, message) for each condition whose status or reason changed."""
-    before = {c["type"]: c for c in previous.get("conditions") or []}
-    events: list[tuple[str, str, str]] = []
-    for condition in status["conditions"]:
-        old = before.get(condition["type"])
-        if old and (old["status"], old["reason"]) == (condition["status"], condition["reason"]):
-            continue
-        if condition["type"] == "Progressing" or condition["reason"] in QUIET_REASONS:
-            continue
-        bad = (condition["type"] == "Ready") == (condition["status"] == "False")
-        if not old and not bad:
-            continue
-        event = ("Warning" if bad else "Normal", condition["reason"], condition["message"])
-        if not any(e[:2] == event[:2] for e in events):  # Ready and Degraded often agree
-            events.append(event)
-    return events
 
 
 class Reconciler:
@@ -272,7 +229,7 @@ class Reconciler:
             if foreign is not None:
                 await asyncio.to_thread(self.kube.merge_patch, manifest, foreign)
             # A lagging watch cache also shows no child: only the server knows it was gone.
-            if created and _existed_before(body, manifest):
+            if created and existed_before(body, manifest):
                 self.emit(
                     body,
                     "Normal",
@@ -313,7 +270,7 @@ class Reconciler:
             previous.get("rollout") or {}
         ).get("abortedRevision"):
             ROLLOUT_ABORTS.labels(owner.namespace, owner.name, plan.state.abort_reason).inc()
-        if _ignoring_times(status) == _ignoring_times(previous):
+        if ignoring_times(status) == ignoring_times(previous):
             return None
         written = await asyncio.to_thread(
             self.kube.patch_status, owner.namespace, owner.name, status_patch(previous, status)
@@ -360,12 +317,3 @@ def _revision(obj: JSON) -> str:
 
 def _spec_hash(obj: JSON) -> str:
     return str(obj["metadata"].get("annotations", {}).get("modelroll.io/spec-hash", ""))
-
-
-def _existed_before(body: JSON, manifest: JSON) -> bool:
-    """Whether status shows that this child had been created already (so it was deleted)."""
-    previous = body.get("status") or {}
-    if manifest["kind"] == "Deployment":
-        revision = manifest["metadata"]["labels"].get(REVISION_LABEL)
-        return any(r.get("name") == revision for r in previous.get("revisions") or [])
-    return manifest["kind"] in ("Service", "ServiceAccount") and bool(previous.get("url"))

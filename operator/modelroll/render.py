@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import functools
-import os
 from dataclasses import dataclass
-from pathlib import Path
+from importlib import resources
 from typing import Any
 
 import jinja2
@@ -18,10 +17,9 @@ from modelroll.spec import JSON, ModelDeploymentSpec, parse_spec
 
 # libyaml's loader when present: rendering runs on every reconcile.
 SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-# The image sets MODELROLL_TEMPLATES_DIR; from a source checkout templates/ sits at the root.
-TEMPLATES_DIR = Path(
-    os.environ.get("MODELROLL_TEMPLATES_DIR", Path(__file__).resolve().parents[2] / "templates")
-)
+# Package data: operator/modelroll/templates links to the repository's templates/, and
+# setuptools copies the files behind the link into the wheel.
+TEMPLATES = resources.files("modelroll") / "templates"
 MODEL_MOUNT = "/mnt/models"
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 DEPLOYMENT_LABEL = f"{GROUP}/deployment"
@@ -44,10 +42,15 @@ class RenderContext:
     service_monitor_available: bool = False
 
 
+def _template_source(name: str) -> str | None:
+    template = TEMPLATES / name
+    return template.read_text(encoding="utf-8") if template.is_file() else None
+
+
 @functools.cache
-def _environment(templates_dir: Path = TEMPLATES_DIR) -> jinja2.Environment:
+def _environment() -> jinja2.Environment:
     return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(templates_dir),
+        loader=jinja2.FunctionLoader(_template_source),
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,

@@ -27,6 +27,7 @@ from typer.testing import CliRunner
 
 from tests.integration.conftest import Cluster, OperatorProcess
 from tests.integration.helpers import apply, condition, eventually, get_json, model_deployment
+from tests.support.numeric_revisions import looks_numeric, with_numeric_revisions
 
 pytestmark = pytest.mark.integration
 
@@ -34,6 +35,7 @@ REPO = Path(__file__).resolve().parents[2]
 CASES = yaml.safe_load((REPO / "tests" / "cases" / "invalid_modeldeployments.yaml").read_text())
 IRIS = REPO / "examples" / "sklearn-iris.yaml"
 GROUP, VERSION, PLURAL = "modelroll.io", "v1alpha1", "modeldeployments"
+REVISION = "modelroll.io/revision"
 Json = dict[str, Any]
 runner = CliRunner()
 
@@ -130,6 +132,40 @@ def test_render_equals_what_the_operator_created_and_status_shows_it(
     assert "stable" in row and "2/2" in row and "100%" in row
     assert "Ready" in view and "Progressing" in view and "Degraded" in view
     assert "promote: nothing to act on" in view
+
+
+# --- render's YAML as kubectl (Go's YAML reader) reads it ---------------------------------
+
+
+def test_render_of_many_model_deployments_applies_with_kubectl(
+    cluster: Cluster, namespace: str, tmp_path: Path
+) -> None:
+    bodies = with_numeric_revisions(numeric=3)
+    manifests = tmp_path / "many.yaml"
+    manifests.write_text(yaml.safe_dump_all(bodies))
+    text = cli(cluster, "render", str(manifests), "-n", namespace)
+    children = list(yaml.safe_load_all(text))
+    revisions = {c["metadata"]["labels"][REVISION] for c in children}
+    assert len([r for r in revisions if looks_numeric(r)]) >= 3, revisions
+    # The same children written by PyYAML's own dumper: Go reads their hashes as numbers.
+    unquoted = cluster.kubectl(
+        "create", "--dry-run=server", "-f", "-", input=yaml.safe_dump_all(children), check=False
+    )
+    assert unquoted.returncode != 0
+    assert "cannot unmarshal number" in unquoted.stderr, unquoted.stderr
+    created = cluster.kubectl("create", "-f", "-", input=text, timeout=300)
+    assert created.stdout.count(" created") == len(children), created.stdout
+    applied = cluster.kubectl(
+        "apply", "--server-side", "--field-manager=gitops", "-f", "-", input=text, timeout=300
+    )
+    assert applied.stdout.count("serverside-applied") == len(children), applied.stdout
+    numeric = next(
+        c
+        for c in children
+        if c["kind"] == "Deployment" and looks_numeric(c["metadata"]["labels"][REVISION])
+    )
+    live = get_json(cluster, "deployment", numeric["metadata"]["name"], "-n", namespace)
+    assert live["metadata"]["labels"] == numeric["metadata"]["labels"]
 
 
 # --- the rollout actions, seen live through status --watch ---------------------------------

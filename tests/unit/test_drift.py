@@ -21,9 +21,9 @@ from modelroll.drift import (
     needs_apply,
     stamp,
 )
-from modelroll.reconcile import _existed_before
 from modelroll.render import Owner, RenderContext, render_children
 from modelroll.revision import revision_of
+from modelroll.status_changes import existed_before
 
 JSON = dict[str, Any]
 OWNER = Owner("iris", "models", "0b7c3b9e-0000-4000-8000-000000000001")
@@ -347,11 +347,11 @@ def test_existed_before() -> None:
         "kind": "Deployment",
         "metadata": {"name": "iris-c3", "labels": {"modelroll.io/revision": "c3"}},
     }
-    assert _existed_before(body, dep)
-    assert not _existed_before(body, new)
-    assert _existed_before(body, {"kind": "Service"})
-    assert _existed_before(body, {"kind": "ServiceAccount"})
-    assert not _existed_before(body, {"kind": "HorizontalPodAutoscaler"})
+    assert existed_before(body, dep)
+    assert not existed_before(body, new)
+    assert existed_before(body, {"kind": "Service"})
+    assert existed_before(body, {"kind": "ServiceAccount"})
+    assert not existed_before(body, {"kind": "HorizontalPodAutoscaler"})
     fresh: JSON = {"metadata": {"name": "iris"}}
-    assert not _existed_before(fresh, dep)
-    assert not _existed_before(fresh, {"kind": "Service"})
+    assert not existed_before(fresh, dep)
+    assert not existed_before(fresh, {"kind": "Service"})

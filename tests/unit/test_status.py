@@ -17,7 +17,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 from modelroll.conditions import find
 from modelroll.problems import PodProblem, pod_problem
-from modelroll.reconcile import _ignoring_times, status_patch, transition_events
 from modelroll.rollout import Plan, RolloutInput, plan
 from modelroll.rollout_state import state_from_status
 from modelroll.spec import parse_spec
@@ -31,6 +30,7 @@ from modelroll.status import (
     revision_view,
     traffic_weights,
 )
+from modelroll.status_changes import ignoring_times, status_patch, transition_events
 
 JSON = dict[str, Any]
 T0 = "2025-06-01T10:00:00Z"
@@ -834,10 +834,10 @@ def test_status_differing_only_in_transition_times_is_unchanged() -> None:
     a = status_of(observe("a1", (full("a1"), [])), now=T0)
     b = status_of(observe("a1", (full("a1"), [])), now=T1)
     assert a != b
-    assert _ignoring_times(a) == _ignoring_times(b)
+    assert ignoring_times(a) == ignoring_times(b)
     c = status_of(observe("a1", (full("a1", 3), [])), now=T0)
-    assert _ignoring_times(a) != _ignoring_times(c)
-    assert _ignoring_times({})["conditions"] == []
+    assert ignoring_times(a) != ignoring_times(c)
+    assert ignoring_times({})["conditions"] == []
 
 
 def test_first_failure_is_one_warning_not_two() -> None:

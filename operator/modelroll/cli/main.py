@@ -6,7 +6,6 @@ import json
 from typing import Annotated
 
 import typer
-import yaml
 from rich.console import Console
 
 from modelroll.api import v1alpha1
@@ -14,6 +13,7 @@ from modelroll.api.v1alpha1 import default_of
 from modelroll.cli import actions, predict
 from modelroll.cli.cluster import NotFound, Target, connect, get_model_deployment
 from modelroll.cli.lint import lint_object
+from modelroll.cli.manifest_yaml import dump_manifests
 from modelroll.cli.manifests import model_deployments
 from modelroll.cli.render_command import render_model_deployment
 from modelroll.cli.status_command import snapshot, watch
@@ -95,7 +95,7 @@ def render(
         rendered += render_model_deployment(
             document.body, namespace, runtime_image, service_monitor
         )
-    typer.echo(yaml.safe_dump_all(rendered, sort_keys=False), nl=False)
+    typer.echo(dump_manifests(rendered), nl=False)
 
 
 @app.command()
