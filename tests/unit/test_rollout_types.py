@@ -33,7 +33,7 @@ def test_canary_strategy_carries_its_block() -> None:
                 "canary": {
                     "steps": [{"weight": 10, "pauseSeconds": 60}, {"weight": 50}],
                     "scaleDownDelaySeconds": 5,
-                    "trafficRouting": {"mode": "GatewayAPI", "gatewayAPI": {"parentRefs": []}},
+                    "trafficRouting": {"mode": "GatewayAPI", "gatewayAPI": {"parentRefs": [{"name": "gw"}]}},
                     "analysis": {"prometheus": {"address": "http://p:9090"}, "intervalSeconds": 7},
                 },
             }
@@ -56,7 +56,7 @@ def test_canary_in_replicas_mode_without_analysis() -> None:
 
 def test_blue_green_without_its_block_takes_the_defaults() -> None:
     assert strategy_of(spec({"strategy": "BlueGreen"})) == BlueGreen(True, 30, ())
-    requests: list[JSON] = [{"body": {"inputs": []}}]
+    requests: list[JSON] = [{"name": "one", "body": {"inputs": []}, "expectStatus": 200}]
     settings = {
         "autoPromote": False,
         "scaleDownDelaySeconds": 0,
