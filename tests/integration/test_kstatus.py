@@ -119,3 +119,17 @@ def test_invalid_spec_is_failed_until_the_secret_exists(
         "--from-literal=AWS_SECRET_ACCESS_KEY=y",
     )
     kstatus_becomes(cluster, namespace, "nosecret", "Current")
+
+
+def test_model_deployment_the_operator_has_not_seen_is_in_progress(
+    cluster: Cluster, operator: OperatorProcess, namespace: str
+) -> None:
+    body = model_deployment("unseen")
+    body["metadata"]["annotations"] = {"modelroll.io/paused": "true"}  # the operator keeps off
+    apply(cluster, namespace, body)
+    md = live(cluster, namespace, "unseen")
+    assert md["status"] == {"observedGeneration": 0}  # the schema's default, not a write
+    assert kstatus(md) == (
+        "InProgress",
+        "ModelDeployment generation is 1, but latest observed generation is 0",
+    )
