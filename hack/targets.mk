@@ -15,6 +15,10 @@ dist-check: venv ## Fail when any generated file (CRD, API reference, chart copi
 helm: ## Build (or reuse) helm v3 from its Go module into ~/.cache/modelroll
 	hack/helm/build.sh
 
+.PHONY: kstatus
+kstatus: ## Build (or reuse) the kstatus helper (hack/kstatus, on sigs.k8s.io/cli-utils) into ~/.cache/modelroll
+	hack/kstatus/build.sh
+
 .PHONY: kind-demo
 kind-demo: ## In-cluster demo on kind (needs Docker; not run in CI): build, load, deploy, predict
 	hack/kind-demo.sh

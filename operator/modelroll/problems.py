@@ -15,6 +15,10 @@ WAITING_REASONS = {
     "CreateContainerConfigError": "CreateContainerConfigError",
 }
 GPU_SHORTAGE = re.compile(r"Insufficient (nvidia\.com/[\w.\-]*[\w\-])")
+# The node label NVIDIA GPU Feature Discovery sets, which spec.gpu.product selects on.
+GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+# Problems the scheduler reports; whether the GPU product exists anywhere changes their meaning.
+SCHEDULING_REASONS = frozenset({"InsufficientGPU", "Unschedulable"})
 
 
 @dataclass(frozen=True)
@@ -45,3 +49,13 @@ def pod_problem(pod: JSON) -> PodProblem | None:
         if reason:
             return PodProblem(reason, str(waiting.get("message", waiting.get("reason"))))
     return None
+
+
+def gpu_not_offered(product: str) -> PodProblem:
+    """Pods that select a GPU product no node carries: waiting will not schedule them."""
+    return PodProblem(
+        "GPUNotOffered",
+        f"no node offers the GPU product {product} (no node has the label "
+        f"{GPU_PRODUCT_LABEL}={product}): the pods cannot be scheduled until such a node "
+        "joins the cluster or spec.gpu.product changes",
+    )

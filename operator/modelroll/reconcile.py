@@ -14,8 +14,9 @@ from modelroll import GROUP, VERSION
 from modelroll.analysis import analyze
 from modelroll.config import OperatorConfig
 from modelroll.drift import foreign_keys_patch, needs_apply, stamp
-from modelroll.kube import Kube
+from modelroll.kube import ApiError, Kube
 from modelroll.metrics import CONDITION, ROLLOUT_ABORTS, TRAFFIC_WEIGHT
+from modelroll.problems import GPU_PRODUCT_LABEL
 from modelroll.prometheus import PrometheusClient
 from modelroll.render import (
     DEPLOYMENT_LABEL,
@@ -32,7 +33,14 @@ from modelroll.rollout import plan as plan_rollout
 from modelroll.rollout_state import state_from_status
 from modelroll.smoke import run_smoke_tests
 from modelroll.spec import JSON, ModelDeploymentSpec, parse_spec
-from modelroll.status import Observed, compute_status, revision_state, revision_view
+from modelroll.status import (
+    Observed,
+    compute_status,
+    revision_state,
+    revision_view,
+    unscheduled_gpu_products,
+    with_products_not_offered,
+)
 from modelroll.status_changes import existed_before, ignoring_times, status_patch, transition_events
 
 SHARED_KINDS = (
@@ -78,6 +86,22 @@ def check_references(kube: Kube, namespace: str, spec: ModelDeploymentSpec) -> s
         if not kube.exists(path):
             return f"spec.model.uri: PersistentVolumeClaim {namespace}/{claim} not found"
     return ""
+
+
+def products_not_offered(kube: Kube, products: frozenset[str]) -> frozenset[str]:
+    """The GPU products no node carries. Without RBAC to list nodes nothing is known absent,
+    and the pods' problem stays what the scheduler says."""
+    absent = set()
+    for product in products:
+        query = [("labelSelector", f"{GPU_PRODUCT_LABEL}={product}"), ("limit", "1")]
+        try:
+            nodes = kube.request("GET", "/api/v1/nodes", query=query)
+        except ApiError as error:
+            LOG.debug("cannot list nodes for GPU product %s: %s", product, error)
+            continue
+        if not nodes.get("items"):
+            absent.add(product)
+    return frozenset(absent)
 
 
 class Reconciler:
@@ -139,6 +163,9 @@ class Reconciler:
             revision_state(d, [p for p in children.pods if _revision(p) == _revision(d)])
             for d in children.by_kind.get("Deployment", [])
         )
+        if waiting := unscheduled_gpu_products(states):
+            absent = await asyncio.to_thread(products_not_offered, self.kube, waiting)
+            states = with_products_not_offered(states, absent)
         annotations = metadata.get("annotations") or {}
         inp = RolloutInput(
             spec=spec,

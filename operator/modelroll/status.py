@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from modelroll.conditions import Condition, merge_conditions
-from modelroll.problems import PodProblem, pod_problem
+from modelroll.problems import (
+    GPU_PRODUCT_LABEL,
+    SCHEDULING_REASONS,
+    PodProblem,
+    gpu_not_offered,
+    pod_problem,
+)
 from modelroll.rollout import Plan, RevisionView
 from modelroll.rollout_state import state_to_status
 from modelroll.spec import JSON
@@ -26,6 +32,7 @@ class RevisionState:
     up_to_date: bool
     deadline_exceeded: bool
     problems: tuple[PodProblem, ...] = ()
+    gpu_product: str = ""  # the GPU product its pods select, if any
 
     @property
     def complete(self) -> bool:
@@ -53,6 +60,7 @@ def revision_state(deployment: JSON, pods: list[JSON]) -> RevisionState:
         for c in status.get("conditions") or []
     )
     problems = tuple(p for p in (pod_problem(pod) for pod in pods) if p is not None)
+    pod_spec = (spec.get("template") or {}).get("spec") or {}
     return RevisionState(
         name=metadata["name"],
         revision=metadata.get("labels", {}).get("modelroll.io/revision", ""),
@@ -65,6 +73,36 @@ def revision_state(deployment: JSON, pods: list[JSON]) -> RevisionState:
         up_to_date=int(status.get("observedGeneration", 0)) >= int(metadata.get("generation", 1)),
         deadline_exceeded=deadline_exceeded,
         problems=problems,
+        gpu_product=str((pod_spec.get("nodeSelector") or {}).get(GPU_PRODUCT_LABEL, "")),
+    )
+
+
+def _unscheduled(state: RevisionState) -> bool:
+    return any(p.reason in SCHEDULING_REASONS for p in state.problems)
+
+
+def unscheduled_gpu_products(states: tuple[RevisionState, ...]) -> frozenset[str]:
+    """The GPU products selected by revisions whose pods the scheduler cannot place: only
+    for these is it worth asking whether any node offers the product at all."""
+    return frozenset(s.gpu_product for s in states if s.gpu_product and _unscheduled(s))
+
+
+def with_products_not_offered(
+    states: tuple[RevisionState, ...], absent: frozenset[str]
+) -> tuple[RevisionState, ...]:
+    """Revisions waiting for a GPU product that no node has: that, not a shortage of free
+    devices or some other scheduling failure, is their problem, and it does not pass."""
+    return tuple(
+        replace(
+            s,
+            problems=(
+                gpu_not_offered(s.gpu_product),
+                *(p for p in s.problems if p.reason not in SCHEDULING_REASONS),
+            ),
+        )
+        if s.gpu_product in absent and _unscheduled(s)
+        else s
+        for s in states
     )
 
 
@@ -176,10 +214,55 @@ def conditions(observed: Observed, plan: Plan) -> list[Condition]:
     return [ready, plan.progressing, degraded]
 
 
+# Failures that waiting does not heal: Ready=False or Degraded=True with one of these reasons
+# needs a change (to the spec, the cluster or an annotation) first. kstatus reads Stalled=True
+# as Failed, so Flux fails at once instead of at its timeout. A shortage of free GPUs
+# (InsufficientGPU), a crash loop or an image pull back-off may pass and stays InProgress,
+# except that a revision past its progress deadline is Stalled, as kstatus's own rule for a
+# Deployment says (Progressing=False, ProgressDeadlineExceeded: Failed).
+STALLED_REASONS = frozenset({"InvalidSpec", "GPUNotOffered", "ProgressDeadlineExceeded"})
+# Rollouts stopped until the spec changes or modelroll.io/retry is set (Progressing=False).
+STOPPED_ROLLOUTS = frozenset({"RolloutAborted", "SmokeTestFailed"})
+
+
+def _stall(ready: Condition, progressing: Condition, degraded: Condition) -> Condition | None:
+    if not ready.status and ready.reason in STALLED_REASONS:
+        return Condition("Stalled", True, ready.reason, ready.message)
+    if not progressing.status and progressing.reason in STOPPED_ROLLOUTS:
+        return Condition("Stalled", True, progressing.reason, progressing.message)
+    if degraded.status and degraded.reason in STALLED_REASONS:
+        return Condition("Stalled", True, degraded.reason, degraded.message)
+    return None
+
+
+def kstatus_conditions(
+    ready: Condition, progressing: Condition, degraded: Condition
+) -> list[Condition]:
+    """Reconciling and Stalled, the abnormal-true conditions kstatus (Flux, kpt, cli-utils)
+    reads, derived from our own: never both True, since kstatus takes the first True one."""
+    stalled = _stall(ready, progressing, degraded)
+    if stalled:
+        return [
+            Condition("Reconciling", False, stalled.reason, f"stalled: {stalled.message}"),
+            stalled,
+        ]
+    if progressing.status:
+        reconciling = Condition("Reconciling", True, progressing.reason, progressing.message)
+    elif not ready.status:  # the serving revision is coming up or scaling up
+        reconciling = Condition("Reconciling", True, ready.reason, ready.message)
+    else:
+        reconciling = Condition("Reconciling", False, "Reconciled", ready.message)
+    return [
+        reconciling,
+        Condition("Stalled", False, "AsExpected", "no failure that needs a change"),
+    ]
+
+
 def compute_status(observed: Observed, plan: Plan, url: str, selector: str, now: str) -> JSON:
     """The whole `.status` of a ModelDeployment, derived from what was observed and planned."""
     previous = observed.previous_status
     weights = traffic_weights(plan, observed.revisions)
+    ready, progressing, degraded = conditions(observed, plan)
     ordered = sorted(
         observed.revisions, key=lambda r: (r.revision != plan.state.stable, r.revision)
     )
@@ -198,7 +281,7 @@ def compute_status(observed: Observed, plan: Plan, url: str, selector: str, now:
         "observedGeneration": observed.generation,
         "conditions": merge_conditions(
             list(previous.get("conditions") or []),
-            conditions(observed, plan),
+            [ready, progressing, degraded, *kstatus_conditions(ready, progressing, degraded)],
             observed.generation,
             now,
         ),

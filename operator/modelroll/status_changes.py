@@ -11,6 +11,9 @@ from modelroll.spec import JSON
 
 # Passing states of a revision coming up: shown in conditions, not worth an Event.
 QUIET_REASONS = frozenset({"DeploymentPending", "PodsNotReady"})
+# Conditions whose changes tell no news: Progressing's steps have their own Events, and
+# Reconciling and Stalled only restate Ready, Progressing and Degraded for kstatus.
+DERIVED = frozenset({"Progressing", "Reconciling", "Stalled"})
 
 
 def status_patch(previous: JSON, status: JSON) -> JSON:
@@ -43,7 +46,7 @@ def transition_events(previous: JSON, status: JSON) -> list[tuple[str, str, str]
         old = before.get(condition["type"])
         if old and (old["status"], old["reason"]) == (condition["status"], condition["reason"]):
             continue
-        if condition["type"] == "Progressing" or condition["reason"] in QUIET_REASONS:
+        if condition["type"] in DERIVED or condition["reason"] in QUIET_REASONS:
             continue
         bad = (condition["type"] == "Ready") == (condition["status"] == "False")
         if not old and not bad:

@@ -56,6 +56,7 @@ def test_rbac_is_least_privilege(cluster: Cluster, installed: None) -> None:
         ("patch", "deployments.apps"),
         ("delete", "horizontalpodautoscalers.autoscaling"),
         ("watch", "pods"),
+        ("list", "nodes"),
         ("get", "secrets"),
         ("create", "events"),
     ]:
@@ -98,6 +99,15 @@ def test_operator_works_with_exactly_the_installed_rbac(
             return condition(md, "Ready").get("status") == "True"
 
         eventually(ready, timeout=90)
+        # Telling a GPU product no node has from a shortage needs the list of nodes.
+        gpu = {"count": 1, "product": "NVIDIA-H100-80GB-HBM3"}
+        apply(cluster, namespace, model_deployment("rbac-gpu", gpu=gpu))
+
+        def not_offered() -> bool:
+            md = get_json(cluster, "-n", namespace, "md", "rbac-gpu")
+            return condition(md, "Stalled").get("reason") == "GPUNotOffered"
+
+        eventually(not_offered, timeout=90)
         log = Path(restricted.log_path).read_text()
         assert "Forbidden" not in log and " 403" not in log, log[-3000:]
     finally:

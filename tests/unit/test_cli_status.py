@@ -80,6 +80,22 @@ def test_the_view_shows_revisions_rollout_conditions_and_recent_events() -> None
     assert "Reason11" in text and "Reason2 " in text and "Reason1 " not in text  # last 10
 
 
+def test_kstatus_conditions_come_last_and_stalled_is_red_when_true() -> None:
+    from modelroll.cli.status_view import _condition_style, conditions_table
+
+    stalled = {"type": "Stalled", "status": "True", "reason": "InvalidSpec", "message": "m"}
+    reconciling = {"type": "Reconciling", "status": "False", "reason": "InvalidSpec"}
+    md = {
+        **CANARY,
+        "status": {"conditions": [stalled, reconciling, *CANARY["status"]["conditions"]]},
+    }
+    text = text_of(conditions_table(md))
+    assert text.index("Degraded") < text.index("Reconciling") < text.index("Stalled")
+    assert _condition_style(stalled) == "red"
+    assert _condition_style({**stalled, "status": "False"}) == "green"
+    assert _condition_style({**reconciling, "status": "True"}) == "yellow"
+
+
 def test_the_view_of_a_new_object_without_status() -> None:
     text = text_of(status_view({"metadata": {"name": "new"}, "spec": {}}, []))
     assert re.search(r"Rollout\s+-", text) and "Revisions" in text and "new" in text

@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy
 import datetime
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,15 @@ from modelroll.problems import PodProblem
 from modelroll.rollout import PROMOTE, RolloutInput, SmokeResult, plan
 from modelroll.rollout_state import state_from_status
 from modelroll.spec import parse_spec
-from modelroll.status import Observed, RevisionState, compute_status, revision_view
+from modelroll.status import (
+    Observed,
+    RevisionState,
+    compute_status,
+    revision_view,
+    with_products_not_offered,
+)
+
+from tests.support.kstatus import kstatus
 
 JSON = dict[str, Any]
 REPO = Path(__file__).resolve().parents[2]
@@ -237,6 +245,16 @@ def samples() -> list[tuple[str, JSON, str]]:
             "Degraded",
         )
     )
+
+    md = ModelDeployment()
+    pending = PodProblem("Unschedulable", "0/6 nodes are available: 6 node(s) didn't match ...")
+    waiting = replace(starting("a1", 2, pending), gpu_product="NVIDIA-H100-80GB-HBM3")
+    (missing,) = with_products_not_offered((waiting,), frozenset({"NVIDIA-H100-80GB-HBM3"}))
+    cases.append(("GPU product no node offers", md.reconcile([missing]), "Degraded"))
+
+    md = ModelDeployment()
+    shortage = PodProblem("InsufficientGPU", "no node has a free nvidia.com/gpu: 0/6 nodes ...")
+    cases.append(("GPU shortage", md.reconcile([starting("a1", 2, shortage)]), "Degraded"))
     return cases
 
 
@@ -251,6 +269,8 @@ def test_samples_are_the_states_they_claim() -> None:
     assert reasons["crash looping"]["Ready"]["reason"] == "CrashLoopBackOff"
     assert reasons["canary step 1"]["Progressing"]["reason"] == "CanaryProgressing"
     assert reasons["healthy"]["Progressing"]["reason"] == "RolloutComplete"
+    assert reasons["GPU product no node offers"]["Ready"]["reason"] == "GPUNotOffered"
+    assert reasons["GPU shortage"]["Ready"]["reason"] == "InsufficientGPU"
 
 
 def _conditions(obj: JSON) -> dict[str, JSON]:
@@ -277,6 +297,14 @@ def test_argocd_health(name: str, obj: JSON, expected: str) -> None:
         reason = _conditions(obj)["Degraded" if expected == "Degraded" else "Progressing"]
         assert health["message"].startswith(reason["reason"] + ": ")
         assert reason["message"] in health["message"]
+
+
+@pytest.mark.parametrize(("name", "obj", "expected"), SAMPLES, ids=[s[0] for s in SAMPLES])
+def test_argocd_degraded_covers_every_stalled_status(name: str, obj: JSON, expected: str) -> None:
+    """The health check reads Degraded, which every Stalled cause also sets: Argo CD and
+    kstatus agree on what has failed, and Argo CD also flags what may still heal."""
+    if _conditions(obj)["Stalled"]["status"] == "True":
+        assert argocd_health(obj)["status"] == "Degraded"
 
 
 def test_argocd_health_without_status_and_with_stale_generation() -> None:
@@ -309,21 +337,25 @@ def test_argocd_health_lua_is_the_one_in_the_readme_snippet() -> None:
 
 # --- kstatus (Flux, kpt, cli-utils) -------------------------------------------------------
 
-
-def kstatus(obj: JSON) -> str:
-    """sigs.k8s.io/cli-utils/pkg/kstatus/status.Compute for a custom resource."""
-    metadata, status = obj["metadata"], obj.get("status") or {}
-    if metadata.get("deletionTimestamp"):
-        return "Terminating"
-    observed = status.get("observedGeneration", metadata.get("generation"))
-    if "generation" in metadata and observed != metadata["generation"]:
-        return "InProgress"
-    for condition in status.get("conditions") or []:
-        if condition["type"] == "Reconciling" and condition["status"] == "True":
-            return "InProgress"
-        if condition["type"] == "Stalled" and condition["status"] == "True":
-            return "Failed"
-    return "Current"
+# What kstatus itself (sigs.k8s.io/cli-utils, through hack/kstatus) must compute per sample:
+# Current only once the spec is realized, InProgress while the operator still works towards
+# it, Failed for what waiting does not heal.
+KSTATUS = {
+    "healthy": "Current",
+    "first revision, no Deployment yet": "InProgress",
+    "first revision, pods starting": "InProgress",
+    "crash looping": "InProgress",
+    "invalid spec": "Failed",
+    "new generation not yet observed": "InProgress",
+    "rolling update in progress": "InProgress",
+    "canary step 1": "InProgress",
+    "canary aborted by analysis": "Failed",
+    "blue-green awaiting promotion": "InProgress",
+    "blue-green promoted": "Current",
+    "smoke test failed": "Failed",
+    "GPU product no node offers": "Failed",
+    "GPU shortage": "InProgress",
+}
 
 
 REASON = re.compile(r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")  # metav1.Condition.reason
@@ -345,17 +377,21 @@ def test_status_follows_kstatus_conventions(name: str, obj: JSON, expected: str)
         assert RFC3339.match(condition["lastTransitionTime"])
         assert condition["observedGeneration"] == status["observedGeneration"]
     assert _conditions(obj)["Ready"]["status"] in ("True", "False")
-    # Reconciling and Stalled are optional; when present they are abnormal-true.
+    # Reconciling and Stalled are abnormal-true; modelroll always writes both.
     for optional in ("Reconciling", "Stalled"):
         assert optional not in _conditions(obj) or _conditions(obj)[optional]["status"] in (
             "True",
             "False",
         )
-    # So kstatus reads exactly the generation check: InProgress until observed, then Current.
-    if status["observedGeneration"] == generation:
-        assert kstatus(obj) == "Current"
-    else:
-        assert kstatus(obj) == "InProgress"
+    found = _conditions(obj)
+    # Abnormal-true and exclusive: kstatus acts on the first True one of the two.
+    assert not (found["Reconciling"]["status"] == found["Stalled"]["status"] == "True")
+    if found["Stalled"]["status"] == "True" and found["Ready"]["status"] == "False":
+        assert found["Stalled"]["reason"] == found["Ready"]["reason"]
+    computed, message = kstatus(obj)
+    assert computed == KSTATUS[name], (computed, message)
+    if computed == "Failed":
+        assert message == found["Stalled"]["message"]
 
 
 def test_crd_has_a_status_subresource_with_kstatus_fields() -> None:

@@ -723,7 +723,7 @@ class Condition(ApiModel):
     """A metav1.Condition."""
 
     type: str = Field(
-        description="Type of the condition, an adjective in CamelCase (Ready, Progressing, Degraded).",
+        description="Type of the condition, an adjective in CamelCase (Ready, Progressing, Degraded, Reconciling, Stalled).",
         min_length=1,
         max_length=316,
         pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$",
@@ -857,7 +857,9 @@ class ModelDeploymentStatus(ApiModel):
     conditions: tuple[Condition, ...] = Field(
         default_factory=tuple,
         description="""Conditions: Ready (the stable revision serves), Progressing (a rollout is
-        under way) and Degraded (something needs attention, such as an aborted rollout).""",
+        under way) and Degraded (something needs attention, such as an aborted rollout); and,
+        for kstatus (Flux), Reconciling (a rollout or scale-up is under way) and Stalled (a
+        failure that waiting does not heal, with the reason of Ready or Degraded).""",
         max_length=16,
         json_schema_extra=map_list("type"),
     )
@@ -944,7 +946,11 @@ class ModelDeployment(ApiModel):
         description="Spec is the desired state of the model deployment."
     )
     status: ModelDeploymentStatus | None = Field(
-        None, description="Status is the observed state, written only by the operator."
+        None,
+        description="""Status is the observed state, written only by the operator. Until its
+        first write the apiserver shows observedGeneration 0, so that kstatus (Flux) reads a
+        new ModelDeployment as InProgress, not as Current.""",
+        json_schema_extra={"default": {"observedGeneration": 0}},
     )
 
 

@@ -13,14 +13,17 @@ from modelroll.api.v1alpha1 import default_of
 from modelroll.cli.cluster import event_time
 from modelroll.spec import JSON
 
-CONDITION_ORDER = ("Ready", "Progressing", "Degraded")
+CONDITION_ORDER = ("Ready", "Progressing", "Degraded", "Reconciling", "Stalled")
+ABNORMAL_TRUE = frozenset({"Degraded", "Stalled"})  # conditions that are good when False
 ROLE_STYLES = {"stable": "green", "canary": "yellow", "preview": "cyan", "aborted": "red"}
 MAX_EVENTS = 10
 
 
 def _condition_style(condition: JSON) -> str:
-    good = condition.get("status") == ("False" if condition.get("type") == "Degraded" else "True")
-    if condition.get("type") == "Progressing":
+    good = condition.get("status") == (
+        "False" if condition.get("type") in ABNORMAL_TRUE else "True"
+    )
+    if condition.get("type") in ("Progressing", "Reconciling"):
         return "yellow" if condition.get("status") == "True" else "dim"
     return "green" if good else "red"
 
