@@ -33,7 +33,10 @@ def test_canary_strategy_carries_its_block() -> None:
                 "canary": {
                     "steps": [{"weight": 10, "pauseSeconds": 60}, {"weight": 50}],
                     "scaleDownDelaySeconds": 5,
-                    "trafficRouting": {"mode": "GatewayAPI", "gatewayAPI": {"parentRefs": [{"name": "gw"}]}},
+                    "trafficRouting": {
+                        "mode": "GatewayAPI",
+                        "gatewayAPI": {"parentRefs": [{"name": "gw"}]},
+                    },
                     "analysis": {"prometheus": {"address": "http://p:9090"}, "intervalSeconds": 7},
                 },
             }
