@@ -156,7 +156,9 @@ class RuntimeApp:
         if path == "/v2/health/live":
             self._json(proto, 200, {"live": True})
         elif path == "/v2/health/ready":
-            ready = self.model is not None
+            # not ready while every in-flight slot is taken: the probe then takes this pod
+            # out of the Service until it can answer again, rather than let it answer 503s
+            ready = self.model is not None and self.inflight < self.settings.max_inflight
             self._json(proto, 200 if ready else 503, {"ready": ready})
         else:
             body, content_type = self.metrics.exposition()
@@ -196,18 +198,21 @@ class RuntimeApp:
 
     async def _infer(self, scope: Scope, proto: HTTPProtocol, protocol: str) -> None:
         started = time.perf_counter()
-        if self.inflight >= self.settings.max_inflight:
-            self.metrics.record(protocol, 503, time.perf_counter() - started)
-            raise RequestError(503, "server overloaded: too many requests in flight; retry")
         model, batcher = self.model, self.batcher
         if model is None or batcher is None:
             self.metrics.record(protocol, 503, time.perf_counter() - started)
             raise RequestError(503, f"model '{self.name}' is not ready")
-        self.inflight += 1
-        self.metrics.inflight_gauge.inc()
         status = 500
+        counted = False
         try:
+            # A request is in flight only once its body is here: a client that sends headers
+            # and stalls holds no slot, only its connection, until the body deadline.
             body = await self._read_body(scope, proto)
+            if self.inflight >= self.settings.max_inflight:
+                raise RequestError(503, "server overloaded: too many requests in flight; retry")
+            self.inflight += 1
+            self.metrics.inflight_gauge.inc()
+            counted = True
             headers = scope.headers
             if protocol == "v2":
                 request = v2.decode_request(
@@ -239,11 +244,16 @@ class RuntimeApp:
             status = 500
             self._error(proto, 500, f"prediction failed: {type(exc).__name__}: {exc}")
         finally:
-            self.inflight -= 1
-            self.metrics.inflight_gauge.dec()
+            if counted:
+                self.inflight -= 1
+                self.metrics.inflight_gauge.dec()
             self.metrics.record(protocol, status, time.perf_counter() - started)
 
     async def _read_body(self, scope: Scope, proto: HTTPProtocol) -> bytes:
+        """The whole body, within MODELROLL_BODY_TIMEOUT_SECONDS of the request's start.
+
+        The deadline is total, not per read, so a client that trickles a byte at a time is
+        cut off as surely as one that stalls."""
         headers = scope.headers
         media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if media_type not in _ACCEPTED_MEDIA_TYPES and not media_type.endswith("+json"):
@@ -257,7 +267,17 @@ class RuntimeApp:
                 raise bad_request("Content-Length must be a non-negative integer")
             if int(declared) > limit:
                 raise RequestError(413, f"request body of {declared} bytes exceeds {limit}")
-            return await proto()
+        seconds = self.settings.body_timeout_seconds
+        try:
+            async with asyncio.timeout(seconds):
+                if declared is not None:
+                    return await proto()
+                return await self._read_chunks(proto, limit)
+        except TimeoutError:
+            raise RequestError(408, f"request body not received within {seconds:g} s") from None
+
+    @staticmethod
+    async def _read_chunks(proto: HTTPProtocol, limit: int) -> bytes:
         chunks: list[bytes] = []
         size = 0
         async for chunk in proto:
@@ -318,6 +338,8 @@ class RuntimeApp:
             headers = [*headers, ("www-authenticate", "Bearer")]
         elif status == 503:
             headers = [*headers, ("retry-after", "1")]
+        elif status == 408:  # the rest of the body may still come: never read it
+            headers = [*headers, ("connection", "close")]
         proto.response_bytes(status, headers, orjson.dumps({"error": message}))
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import math
 import os
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -46,6 +47,7 @@ class Settings:
     max_latency_ms: float
     max_inflight: int
     max_body_bytes: int
+    body_timeout_seconds: float
     auth_token: str | None
     allow_unpinned_pickle: bool
     model_dir: Path
@@ -95,6 +97,7 @@ class Settings:
             max_latency_ms=_float(env, "MODELROLL_MAX_LATENCY_MS", 5.0),
             max_inflight=_int(env, "MODELROLL_MAX_INFLIGHT", 1024, 1, 10_000_000),
             max_body_bytes=_int(env, "MODELROLL_MAX_BODY_BYTES", 16 * 1024 * 1024, 1, 2**40),
+            body_timeout_seconds=_float(env, "MODELROLL_BODY_TIMEOUT_SECONDS", 30.0, minimum=0.001),
             auth_token=env.get("MODELROLL_AUTH_TOKEN") or None,
             allow_unpinned_pickle=_bool(env, "MODELROLL_ALLOW_UNPINNED_PICKLE"),
             model_dir=Path(env.get("MODELROLL_MODEL_DIR") or tmp / "models"),
@@ -175,7 +178,7 @@ def _int(env: Mapping[str, str], key: str, default: int, lo: int, hi: int) -> in
     return value
 
 
-def _float(env: Mapping[str, str], key: str, default: float) -> float:
+def _float(env: Mapping[str, str], key: str, default: float, minimum: float = 0.0) -> float:
     raw = env.get(key, "").strip()
     if not raw:
         return default
@@ -183,8 +186,8 @@ def _float(env: Mapping[str, str], key: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{key} must be a number, got {raw!r}") from None
-    if value < 0:
-        raise ConfigError(f"{key} must not be negative, got {value}")
+    if not math.isfinite(value) or value < minimum:
+        raise ConfigError(f"{key} must be a finite number of at least {minimum:g}, got {raw!r}")
     return value
 
 
