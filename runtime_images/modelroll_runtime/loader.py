@@ -23,6 +23,7 @@ from . import source
 from .compiler import META_FILE, ONNX_FILE
 from .config import Settings
 from .formats import FORMATS, Model, ModelFormat
+from .formats.base import Array, TensorSpec
 
 log = logging.getLogger("modelroll.loader")
 
@@ -39,6 +40,9 @@ class LoadedModel:
     sha256: str
     load_seconds: float
     predict_seconds: float  # median warm-up cost of a one-row predict
+    # every output as the warm-up answered it (dtype; shape with -1 for the batch), for the
+    # metadata: the outputs' types are known only once the model has answered
+    outputs: tuple[TensorSpec, ...]
 
 
 def load(settings: Settings) -> LoadedModel:
@@ -68,12 +72,13 @@ def load(settings: Settings) -> LoadedModel:
         )
     try:
         model = _load_fastest(settings, model_format, model_file, digest)
-        predict_seconds = _warm_up(model)
+        predict_seconds, answered = _warm_up(model)
     except ModelLoadError:
         raise
     except Exception as exc:
         raise ModelLoadError(f"{type(exc).__name__}: {exc}") from exc
-    return LoadedModel(model, digest, time.monotonic() - started, predict_seconds)
+    outputs = tuple(_output_spec(name, answered[name]) for name in model.output_names)
+    return LoadedModel(model, digest, time.monotonic() - started, predict_seconds, outputs)
 
 
 def _load_fastest(
@@ -142,15 +147,24 @@ def _compile(model_format: str, model_file: Path, cache: Path) -> dict[str, obje
     return meta
 
 
-def _warm_up(model: Model, rounds: int = 9) -> float:
-    """Predictions on zeros: readiness means the model has answered. Returns the median cost."""
+def _warm_up(model: Model, rounds: int = 9) -> tuple[float, dict[str, Array]]:
+    """Predictions on zeros: readiness means the model has answered. Returns the median
+    cost and the last answer."""
     feed = {}
     for spec in model.inputs:
         shape = tuple(1 if d < 0 else d for d in spec.shape) or (1,)
         feed[spec.name] = np.zeros(shape, dtype=spec.dtype)
     costs = []
+    answered: dict[str, Array] = {}
     for _ in range(rounds):
         started = time.perf_counter()
-        model.predict(feed, model.output_names)
+        answered = model.predict(feed, model.output_names)
         costs.append(time.perf_counter() - started)
-    return sorted(costs)[rounds // 2]
+    return sorted(costs)[rounds // 2], answered
+
+
+def _output_spec(name: str, answered: Array) -> TensorSpec:
+    array = np.asarray(answered)
+    # the V2 response reports a 1-D output as [N, 1] (MLServer's NumpyCodec), so does this
+    rest = tuple(array.shape[1:]) if array.ndim > 1 else (1,)
+    return TensorSpec(name, array.dtype, (-1, *rest))
