@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from . import __version__, cloudevents, request_body, v1, v2
+from . import __version__, cloudevents, loader, request_body, v1, v2
 from .batcher import AdaptiveBatcher
 from .config import MULTIPROC_ENV, Settings
 from .errors import RequestError, bad_request
@@ -83,6 +83,7 @@ class RuntimeApp:
         self._loader.start()
 
     def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
+        loader.terminate_compilers()  # a stop during the first compile must not orphan the child
         if self.batcher is not None:
             self.batcher.close()
         if os.environ.get(MULTIPROC_ENV):
@@ -123,6 +124,9 @@ class RuntimeApp:
         )  # fmt: skip
 
     def _load_failed(self, reason: str) -> None:
+        if loader.stopping():  # a stop ended the load: no failure to report, nor to exit for
+            log.info("load abandoned: the server is stopping")
+            return
         self.load_error = reason
         log.error("ModelLoadFailed: %s", reason, extra={"reason": "ModelLoadFailed"})
         if not self.settings.exit_on_load_failure:

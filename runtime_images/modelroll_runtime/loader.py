@@ -12,6 +12,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,14 @@ from .formats.base import Array, TensorSpec
 log = logging.getLogger("modelroll.loader")
 
 COMPILE_TIMEOUT_S = 600
+# after a SIGTERM, how long a compiler child may take to exit before it is killed
+COMPILER_GRACE_S = 5
+
+# The compiler children running now, so that a stopping server ends them rather than leave
+# them orphaned (a pod's first start is when one runs, and when a rollout may stop it).
+_compilers: set[subprocess.Popen[str]] = set()
+_compilers_lock = threading.Lock()
+_stopping = threading.Event()
 
 
 class ModelLoadError(Exception):
@@ -124,18 +133,32 @@ def _compile(model_format: str, model_file: Path, cache: Path) -> dict[str, obje
     started = time.monotonic()
     command = [sys.executable, "-m", "modelroll_runtime.compiler", model_format]
     command += [str(model_file), str(cache)]
-    result = subprocess.run(
-        command,
-        capture_output=True,
-        text=True,
-        timeout=COMPILE_TIMEOUT_S,
-        check=False,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
+    with _compilers_lock:
+        if _stopping.is_set():
+            raise ModelLoadError("the server is stopping; not compiling")
+        child = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
+        _compilers.add(child)
+    try:
+        stdout, stderr = child.communicate(timeout=COMPILE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.communicate()
+        raise
+    finally:
+        with _compilers_lock:
+            _compilers.discard(child)
+    if _stopping.is_set():
+        raise ModelLoadError("the server is stopping; compilation abandoned")
     meta = _read_meta(cache)
-    if result.returncode != 0 or meta is None:
-        tail = (result.stderr or result.stdout)[-2000:]
-        meta = {"backend": "native", "reason": f"compiler exited {result.returncode}: {tail}"}
+    if child.returncode != 0 or meta is None:
+        tail = (stderr or stdout)[-2000:]
+        meta = {"backend": "native", "reason": f"compiler exited {child.returncode}: {tail}"}
     log.info(
         "compiled",
         extra={
@@ -145,6 +168,26 @@ def _compile(model_format: str, model_file: Path, cache: Path) -> dict[str, obje
         },
     )
     return meta
+
+
+def stopping() -> bool:
+    return _stopping.is_set()
+
+
+def terminate_compilers() -> None:
+    """End the running compiler children (SIGTERM, then SIGKILL after COMPILER_GRACE_S) and
+    start no more: the server is stopping."""
+    with _compilers_lock:
+        _stopping.set()
+        running = list(_compilers)
+    for child in running:
+        child.terminate()
+    for child in running:
+        try:
+            child.wait(COMPILER_GRACE_S)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
 
 
 def _warm_up(model: Model, rounds: int = 9) -> tuple[float, dict[str, Array]]:
