@@ -7,6 +7,7 @@ from __future__ import annotations
 import resource
 import selectors
 import socket
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -75,30 +76,46 @@ def iris(sklearn_model: TrainedModel, start_runtime: StartRuntime) -> RuntimePro
     )
 
 
+BODY = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64",
+                    "data": [5.1, 3.5, 1.4, 0.2]}]}  # fmt: skip
+
+
+def poll(runtime: RuntimeProcess, stop: threading.Event) -> list[tuple[int, int]]:
+    """(readiness, infer) statuses, asked again and again until `stop`."""
+    seen: list[tuple[int, int]] = []
+    while not stop.is_set():
+        ready = runtime.get("/v2/health/ready").status
+        seen.append((ready, runtime.post_json("/v2/models/iris/infer", BODY).status))
+        time.sleep(0.1)
+    return seen
+
+
 def test_half_sent_bodies_do_not_block_other_clients(iris: RuntimeProcess) -> None:
-    body = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64",
-                        "data": [5.1, 3.5, 1.4, 0.2]}]}  # fmt: skip
     slow: list[socket.socket] = []
-    try:
-        opened = time.monotonic()
-        for _ in range(SLOW_CLIENTS):
-            slow.append(half_sent_body(iris.port))
-        time.sleep(0.5)  # let the server take every one of them up
-        assert iris.get("/v2/health/ready").status == 200
-        started = time.monotonic()
-        response = iris.post_json("/v2/models/iris/infer", body)
-        elapsed = time.monotonic() - started
-        assert response.status == 200, response.body
-        assert elapsed < 1.0
-        assert iris.get("/v2/health/ready").status == 200  # truthful: it does serve
-        # every slow connection is closed by the body deadline (plus scheduling slack)
-        left_open = wait_closed(slow, opened + DEADLINE_S + 3.0)
-        assert left_open == [], f"{len(left_open)} slow connections outlived the deadline"
-    finally:
-        for sock in slow:
-            sock.close()
-    assert iris.post_json("/v2/models/iris/infer", body).status == 200
-    assert iris.get("/v2/health/ready").status == 200
+    stop = threading.Event()
+    with ThreadPoolExecutor(1) as pool:
+        try:
+            opened = time.monotonic()
+            for _ in range(SLOW_CLIENTS):
+                slow.append(half_sent_body(iris.port))
+            time.sleep(0.5)  # let the server take every one of them up
+            started = time.monotonic()
+            response = iris.post_json("/v2/models/iris/infer", BODY)
+            elapsed = time.monotonic() - started
+            assert response.status == 200, response.body
+            assert elapsed < 1.0
+            # readiness is truthful throughout: it says 200 and the server does serve
+            polled = pool.submit(poll, iris, stop)
+            # every slow connection is closed by the body deadline (plus scheduling slack)
+            left_open = wait_closed(slow, opened + DEADLINE_S + 3.0)
+            assert left_open == [], f"{len(left_open)} slow connections outlived the deadline"
+        finally:
+            stop.set()
+            for sock in slow:
+                sock.close()
+        seen = polled.result(timeout=30)
+    assert seen and set(seen) == {(200, 200)}, seen
+    assert iris.post_json("/v2/models/iris/infer", BODY).status == 200
 
 
 def test_a_trickled_body_is_cut_off_at_the_total_deadline(iris: RuntimeProcess) -> None:
