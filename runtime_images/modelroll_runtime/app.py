@@ -74,6 +74,9 @@ class RuntimeApp:
             ("x-model-version", self.version),
         ]
         self._token = settings.auth_token.encode() if settings.auth_token else None
+        self._bodies = request_body.BodyReader(
+            settings.max_body_bytes, settings.body_timeout_seconds
+        )
         self._loader: threading.Thread | None = None
 
     # -- lifecycle (granian calls these in each worker) --
@@ -84,6 +87,7 @@ class RuntimeApp:
 
     def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
         loader.terminate_compilers()  # a stop during the first compile must not orphan the child
+        self._bodies.close()
         if self.batcher is not None:
             self.batcher.close()
         if os.environ.get(MULTIPROC_ENV):
@@ -278,10 +282,7 @@ class RuntimeApp:
             self.metrics.record(protocol, status, time.perf_counter() - started)
 
     async def _read_body(self, scope: Scope, proto: HTTPProtocol) -> bytes:
-        settings = self.settings
-        return await request_body.read(
-            scope.headers, proto, settings.max_body_bytes, settings.body_timeout_seconds
-        )
+        return await self._bodies.read(scope.headers, proto)
 
     async def _repository_index(self, scope: Scope, proto: HTTPProtocol) -> None:
         """Triton's and MLServer's repository index: [{name, version, state, reason}]; with
