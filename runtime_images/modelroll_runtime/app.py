@@ -17,21 +17,23 @@ from typing import Any, Protocol
 
 import orjson
 
-from . import __version__, v1, v2
+from . import __version__, cloudevents, loader, request_body, v1, v2
 from .batcher import AdaptiveBatcher
 from .config import MULTIPROC_ENV, Settings
 from .errors import RequestError, bad_request
 from .formats import FORMATS, Model
+from .formats.base import TensorSpec
 from .loader import LoadedModel, ModelLoadError, load
 from .metrics import RuntimeMetrics
 
 log = logging.getLogger("modelroll.runtime")
 
 JSON = "application/json"
-_ACCEPTED_MEDIA_TYPES = frozenset({"", JSON, "application/octet-stream", "text/plain"})
 # Below this one-row predict cost, a hop to the predict thread costs more than the predict.
 INLINE_PREDICT_BELOW_S = 50e-6
-_OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready", "/metrics"})
+# "/" is KServe's liveness route, which the KServe SDK's V1 client checks
+_OPEN_PATHS = frozenset({"/", "/v2/health/live", "/v2/health/ready", "/metrics"})
+_LISTINGS = frozenset({"/v1/models", "/v2/models"})
 
 
 class Headers(Protocol):
@@ -62,6 +64,8 @@ class RuntimeApp:
         self.model: Model | None = None
         self.batcher: AdaptiveBatcher | None = None
         self.backend = ""
+        self.outputs: tuple[TensorSpec, ...] = ()  # as the warm-up answered them
+        self.load_error = ""
         self.inflight = 0
         self.allow_missing = FORMATS[settings.model_format].accepts_missing
         self._json_headers = [
@@ -69,7 +73,10 @@ class RuntimeApp:
             ("x-model-name", self.name),
             ("x-model-version", self.version),
         ]
-        self._auth = f"Bearer {settings.auth_token}" if settings.auth_token else None
+        self._token = settings.auth_token.encode() if settings.auth_token else None
+        self._bodies = request_body.BodyReader(
+            settings.max_body_bytes, settings.body_timeout_seconds
+        )
         self._loader: threading.Thread | None = None
 
     # -- lifecycle (granian calls these in each worker) --
@@ -79,6 +86,8 @@ class RuntimeApp:
         self._loader.start()
 
     def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
+        loader.terminate_compilers()  # a stop during the first compile must not orphan the child
+        self._bodies.close()
         if self.batcher is not None:
             self.batcher.close()
         if os.environ.get(MULTIPROC_ENV):
@@ -104,9 +113,11 @@ class RuntimeApp:
         model = loaded.model
         inline = loaded.predict_seconds < INLINE_PREDICT_BELOW_S
         self.batcher = AdaptiveBatcher(
-            model, settings.max_batch_size, self.metrics.observe_batch, inline=inline
-        )
+            model, _batch_rows(model, settings.max_batch_size), self.metrics.observe_batch,
+            inline=inline,
+        )  # fmt: skip
         self.backend = model.backend
+        self.outputs = loaded.outputs
         self.metrics.model_loaded(settings.model_format, model.backend, loaded.load_seconds)
         self.model = model  # readiness flips here, after the warm-up prediction
         log.info(
@@ -117,6 +128,10 @@ class RuntimeApp:
         )  # fmt: skip
 
     def _load_failed(self, reason: str) -> None:
+        if loader.stopping():  # a stop ended the load: no failure to report, nor to exit for
+            log.info("load abandoned: the server is stopping")
+            return
+        self.load_error = reason
         log.error("ModelLoadFailed: %s", reason, extra={"reason": "ModelLoadFailed"})
         if not self.settings.exit_on_load_failure:
             return
@@ -141,6 +156,14 @@ class RuntimeApp:
                 await self._v1_model(scope, proto, path[len("/v1/models/") :])
             elif path in _OPEN_PATHS:
                 self._open_endpoint(scope, proto, path)
+            elif path in _LISTINGS:  # KServe's model lists
+                self._check_auth(scope)
+                self._only(scope, "GET")
+                self._json(proto, 200, {"models": [self.name]})
+            elif path == "/v2/repository/index":
+                self._check_auth(scope)
+                self._only(scope, "POST")
+                await self._repository_index(scope, proto)
             elif path == "/v2":
                 self._check_auth(scope)
                 self._only(scope, "GET")
@@ -155,8 +178,12 @@ class RuntimeApp:
         self._only(scope, "GET")
         if path == "/v2/health/live":
             self._json(proto, 200, {"live": True})
+        elif path == "/":
+            self._json(proto, 200, {"status": "alive"})
         elif path == "/v2/health/ready":
-            ready = self.model is not None
+            # not ready while every in-flight slot is taken: the probe then takes this pod
+            # out of the Service until it can answer again, rather than let it answer 503s
+            ready = self.model is not None and self.inflight < self.settings.max_inflight
             self._json(proto, 200 if ready else 503, {"ready": ready})
         else:
             body, content_type = self.metrics.exposition()
@@ -196,31 +223,39 @@ class RuntimeApp:
 
     async def _infer(self, scope: Scope, proto: HTTPProtocol, protocol: str) -> None:
         started = time.perf_counter()
-        if self.inflight >= self.settings.max_inflight:
-            self.metrics.record(protocol, 503, time.perf_counter() - started)
-            raise RequestError(503, "server overloaded: too many requests in flight; retry")
         model, batcher = self.model, self.batcher
         if model is None or batcher is None:
             self.metrics.record(protocol, 503, time.perf_counter() - started)
             raise RequestError(503, f"model '{self.name}' is not ready")
-        self.inflight += 1
-        self.metrics.inflight_gauge.inc()
         status = 500
+        counted = False
         try:
+            # A request is in flight only once its body is here: a client that sends headers
+            # and stalls holds no slot, only its connection, until the body deadline.
             body = await self._read_body(scope, proto)
+            if self.inflight >= self.settings.max_inflight:
+                raise RequestError(503, "server overloaded: too many requests in flight; retry")
+            self.inflight += 1
+            self.metrics.inflight_gauge.inc()
+            counted = True
             headers = scope.headers
+            extra = (
+                cloudevents.response_headers(self.name)
+                if cloudevents.is_binary_event(headers)
+                else []
+            )
             if protocol == "v2":
                 request = v2.decode_request(
                     body, headers.get(v2.BINARY_HEADER), model, self.allow_missing
                 )
                 results = await batcher.predict(request.inputs, request.outputs, request.rows)
                 payload, json_length = v2.encode_response(self.name, self.version, request, results)
-                response_headers = self._json_headers
+                response_headers = [*self._json_headers, *extra]
                 if json_length is not None:
                     response_headers = [
                         ("content-type", "application/octet-stream"),
                         ("inference-header-content-length", str(json_length)),
-                        *self._json_headers[1:],
+                        *response_headers[1:],
                     ]
                 status = 200
                 proto.response_bytes(200, response_headers, payload)
@@ -229,7 +264,9 @@ class RuntimeApp:
                 output = model.default_outputs[0]
                 results = await batcher.predict(inputs, (output,), rows)
                 status = 200
-                proto.response_bytes(200, self._json_headers, v1.encode_response(results, output))
+                proto.response_bytes(
+                    200, [*self._json_headers, *extra], v1.encode_response(results, output)
+                )
         except RequestError as exc:
             status = exc.status
             self._error(proto, status, exc.message)
@@ -239,41 +276,42 @@ class RuntimeApp:
             status = 500
             self._error(proto, 500, f"prediction failed: {type(exc).__name__}: {exc}")
         finally:
-            self.inflight -= 1
-            self.metrics.inflight_gauge.dec()
+            if counted:
+                self.inflight -= 1
+                self.metrics.inflight_gauge.dec()
             self.metrics.record(protocol, status, time.perf_counter() - started)
 
     async def _read_body(self, scope: Scope, proto: HTTPProtocol) -> bytes:
-        headers = scope.headers
-        media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
-        if media_type not in _ACCEPTED_MEDIA_TYPES and not media_type.endswith("+json"):
-            raise RequestError(
-                415, f"unsupported Content-Type '{media_type}'; send application/json"
-            )
-        limit = self.settings.max_body_bytes
-        declared = headers.get("content-length")
-        if declared is not None:
-            if not declared.isdigit():
-                raise bad_request("Content-Length must be a non-negative integer")
-            if int(declared) > limit:
-                raise RequestError(413, f"request body of {declared} bytes exceeds {limit}")
-            return await proto()
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in proto:
-            size += len(chunk)
-            if size > limit:
-                raise RequestError(413, f"request body exceeds {limit} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
+        return await self._bodies.read(scope.headers, proto)
+
+    async def _repository_index(self, scope: Scope, proto: HTTPProtocol) -> None:
+        """Triton's and MLServer's repository index: [{name, version, state, reason}]; with
+        {"ready": true} only the models that are ready."""
+        raw = await self._read_body(scope, proto)
+        request = v2.parse_json(raw) if raw.strip() else {}
+        if not isinstance(request, dict):
+            raise bad_request("request body must be a JSON object")
+        ready_only = request.get("ready", False)
+        if not isinstance(ready_only, bool):
+            raise bad_request("'ready' must be true or false")
+        if self.model is not None:
+            state, reason = "READY", ""
+        elif self.load_error:
+            state, reason = "UNAVAILABLE", self.load_error
+        else:
+            state, reason = "LOADING", ""
+        entry = {"name": self.name, "version": self.version, "state": state, "reason": reason}
+        self._json(proto, 200, [] if ready_only and state != "READY" else [entry])
 
     # -- helpers --
 
     def _check_auth(self, scope: Scope) -> None:
-        if self._auth is None:
+        if self._token is None:
             return
-        given = scope.headers.get("authorization", "")
-        if not hmac.compare_digest(given.encode(), self._auth.encode()):
+        # RFC 7235: the scheme is case-insensitive and is followed by one or more spaces
+        scheme, _, credentials = scope.headers.get("authorization", "").partition(" ")
+        right_token = hmac.compare_digest(credentials.lstrip(" ").encode(), self._token)
+        if scheme.lower() != "bearer" or not right_token:
             raise RequestError(401, "missing or wrong bearer token")
 
     def _check_model(self, name: str, version: str | None) -> None:
@@ -305,7 +343,10 @@ class RuntimeApp:
                 {"name": s.name, "datatype": tensors.datatype_of(s.dtype), "shape": list(s.shape)}
                 for s in model.inputs
             ]
-            document["outputs"] = [{"name": n} for n in model.output_names]
+            document["outputs"] = [
+                {"name": s.name, "datatype": tensors.datatype_of(s.dtype), "shape": list(s.shape)}
+                for s in self.outputs
+            ]
             document["parameters"] = {"backend": self.backend}
         return document
 
@@ -318,7 +359,16 @@ class RuntimeApp:
             headers = [*headers, ("www-authenticate", "Bearer")]
         elif status == 503:
             headers = [*headers, ("retry-after", "1")]
+        elif status == 408:  # the rest of the body may still come: never read it
+            headers = [*headers, ("connection", "close")]
         proto.response_bytes(status, headers, orjson.dumps({"error": message}))
+
+
+def _batch_rows(model: Model, max_batch_size: int) -> int:
+    """The most rows one predict call may take: with a fixed batch dimension, a request
+    already has exactly that many rows, so merging requests would only break them."""
+    fixed = [spec.shape[0] for spec in model.inputs if spec.shape and spec.shape[0] >= 0]
+    return min([max_batch_size, *fixed])
 
 
 def create_app() -> RuntimeApp:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import math
 import os
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -45,6 +46,7 @@ class Settings:
     max_batch_size: int
     max_inflight: int
     max_body_bytes: int
+    body_timeout_seconds: float
     auth_token: str | None
     allow_unpinned_pickle: bool
     model_dir: Path
@@ -93,6 +95,7 @@ class Settings:
             max_batch_size=_int(env, "MODELROLL_MAX_BATCH_SIZE", 32, 1, 1_000_000),
             max_inflight=_int(env, "MODELROLL_MAX_INFLIGHT", 1024, 1, 10_000_000),
             max_body_bytes=_int(env, "MODELROLL_MAX_BODY_BYTES", 16 * 1024 * 1024, 1, 2**40),
+            body_timeout_seconds=_float(env, "MODELROLL_BODY_TIMEOUT_SECONDS", 30.0, minimum=0.001),
             auth_token=env.get("MODELROLL_AUTH_TOKEN") or None,
             allow_unpinned_pickle=_bool(env, "MODELROLL_ALLOW_UNPINNED_PICKLE"),
             model_dir=Path(env.get("MODELROLL_MODEL_DIR") or tmp / "models"),
@@ -173,7 +176,7 @@ def _int(env: Mapping[str, str], key: str, default: int, lo: int, hi: int) -> in
     return value
 
 
-def _float(env: Mapping[str, str], key: str, default: float) -> float:
+def _float(env: Mapping[str, str], key: str, default: float, minimum: float = 0.0) -> float:
     raw = env.get(key, "").strip()
     if not raw:
         return default
@@ -181,8 +184,8 @@ def _float(env: Mapping[str, str], key: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{key} must be a number, got {raw!r}") from None
-    if value < 0:
-        raise ConfigError(f"{key} must not be negative, got {value}")
+    if not math.isfinite(value) or value < minimum:
+        raise ConfigError(f"{key} must be a finite number of at least {minimum:g}, got {raw!r}")
     return value
 
 

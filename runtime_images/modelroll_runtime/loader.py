@@ -12,6 +12,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,10 +24,19 @@ from . import source
 from .compiler import META_FILE, ONNX_FILE
 from .config import Settings
 from .formats import FORMATS, Model, ModelFormat
+from .formats.base import Array, TensorSpec
 
 log = logging.getLogger("modelroll.loader")
 
 COMPILE_TIMEOUT_S = 600
+# after a SIGTERM, how long a compiler child may take to exit before it is killed
+COMPILER_GRACE_S = 5
+
+# The compiler children running now, so that a stopping server ends them rather than leave
+# them orphaned (a pod's first start is when one runs, and when a rollout may stop it).
+_compilers: set[subprocess.Popen[str]] = set()
+_compilers_lock = threading.Lock()
+_stopping = threading.Event()
 
 
 class ModelLoadError(Exception):
@@ -39,6 +49,9 @@ class LoadedModel:
     sha256: str
     load_seconds: float
     predict_seconds: float  # median warm-up cost of a one-row predict
+    # every output as the warm-up answered it (dtype; shape with -1 for the batch), for the
+    # metadata: the outputs' types are known only once the model has answered
+    outputs: tuple[TensorSpec, ...]
 
 
 def load(settings: Settings) -> LoadedModel:
@@ -68,12 +81,13 @@ def load(settings: Settings) -> LoadedModel:
         )
     try:
         model = _load_fastest(settings, model_format, model_file, digest)
-        predict_seconds = _warm_up(model)
+        predict_seconds, answered = _warm_up(model)
     except ModelLoadError:
         raise
     except Exception as exc:
         raise ModelLoadError(f"{type(exc).__name__}: {exc}") from exc
-    return LoadedModel(model, digest, time.monotonic() - started, predict_seconds)
+    outputs = tuple(_output_spec(name, answered[name]) for name in model.output_names)
+    return LoadedModel(model, digest, time.monotonic() - started, predict_seconds, outputs)
 
 
 def _load_fastest(
@@ -119,18 +133,32 @@ def _compile(model_format: str, model_file: Path, cache: Path) -> dict[str, obje
     started = time.monotonic()
     command = [sys.executable, "-m", "modelroll_runtime.compiler", model_format]
     command += [str(model_file), str(cache)]
-    result = subprocess.run(
-        command,
-        capture_output=True,
-        text=True,
-        timeout=COMPILE_TIMEOUT_S,
-        check=False,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
+    with _compilers_lock:
+        if _stopping.is_set():
+            raise ModelLoadError("the server is stopping; not compiling")
+        child = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
+        _compilers.add(child)
+    try:
+        stdout, stderr = child.communicate(timeout=COMPILE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.communicate()
+        raise
+    finally:
+        with _compilers_lock:
+            _compilers.discard(child)
+    if _stopping.is_set():
+        raise ModelLoadError("the server is stopping; compilation abandoned")
     meta = _read_meta(cache)
-    if result.returncode != 0 or meta is None:
-        tail = (result.stderr or result.stdout)[-2000:]
-        meta = {"backend": "native", "reason": f"compiler exited {result.returncode}: {tail}"}
+    if child.returncode != 0 or meta is None:
+        tail = (stderr or stdout)[-2000:]
+        meta = {"backend": "native", "reason": f"compiler exited {child.returncode}: {tail}"}
     log.info(
         "compiled",
         extra={
@@ -142,15 +170,44 @@ def _compile(model_format: str, model_file: Path, cache: Path) -> dict[str, obje
     return meta
 
 
-def _warm_up(model: Model, rounds: int = 9) -> float:
-    """Predictions on zeros: readiness means the model has answered. Returns the median cost."""
+def stopping() -> bool:
+    return _stopping.is_set()
+
+
+def terminate_compilers() -> None:
+    """End the running compiler children (SIGTERM, then SIGKILL after COMPILER_GRACE_S) and
+    start no more: the server is stopping."""
+    with _compilers_lock:
+        _stopping.set()
+        running = list(_compilers)
+    for child in running:
+        child.terminate()
+    for child in running:
+        try:
+            child.wait(COMPILER_GRACE_S)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def _warm_up(model: Model, rounds: int = 9) -> tuple[float, dict[str, Array]]:
+    """Predictions on zeros: readiness means the model has answered. Returns the median
+    cost and the last answer."""
     feed = {}
     for spec in model.inputs:
         shape = tuple(1 if d < 0 else d for d in spec.shape) or (1,)
         feed[spec.name] = np.zeros(shape, dtype=spec.dtype)
     costs = []
+    answered: dict[str, Array] = {}
     for _ in range(rounds):
         started = time.perf_counter()
-        model.predict(feed, model.output_names)
+        answered = model.predict(feed, model.output_names)
         costs.append(time.perf_counter() - started)
-    return sorted(costs)[rounds // 2]
+    return sorted(costs)[rounds // 2], answered
+
+
+def _output_spec(name: str, answered: Array) -> TensorSpec:
+    array = np.asarray(answered)
+    # the V2 response reports a 1-D output as [N, 1] (MLServer's NumpyCodec), so does this
+    rest = tuple(array.shape[1:]) if array.ndim > 1 else (1,)
+    return TensorSpec(name, array.dtype, (-1, *rest))

@@ -90,7 +90,9 @@ def conform(spec: TensorSpec, name: str, array: Array, allow_missing: bool) -> A
             f"input '{name}': expected {len(spec.shape)}-D shape {_show(spec.shape)}, "
             f"got {list(array.shape)}"
         )
-    for want, got in zip(spec.shape[1:], array.shape[1:], strict=True):
+    # every fixed dimension, the batch one too: an ONNX model may fix it, and onnxruntime
+    # would refuse the tensor with an error that is not the client's to read
+    for want, got in zip(spec.shape, array.shape, strict=True):
         if want >= 0 and want != got:
             raise bad_request(
                 f"input '{name}': expected shape {_show(spec.shape)}, got {list(array.shape)}"

@@ -33,6 +33,13 @@ def decode_request(body: bytes, model: Model, allow_missing: bool) -> tuple[dict
 
 
 def encode_response(results: Mapping[str, Array], output: str) -> bytes:
+    array = np.asarray(results[output])
+    if array.ndim == 2 and array.shape[1] == 1:
+        # KServe's sklearnserver answers model.predict(x).tolist(): [N] for one target,
+        # where a compiled model answers [N, 1]
+        array = array[:, 0]
+    if array.dtype.kind in "OSU":  # string labels; orjson serialises numeric arrays only
+        return orjson.dumps({"predictions": array.astype(str).tolist()})
     return orjson.dumps(
-        {"predictions": np.ascontiguousarray(results[output])}, option=orjson.OPT_SERIALIZE_NUMPY
+        {"predictions": np.ascontiguousarray(array)}, option=orjson.OPT_SERIALIZE_NUMPY
     )

@@ -99,6 +99,7 @@ def onnx_model(directory: Path, kind: str) -> Path:
     """Hand-built ONNX graphs, input "x" [N, 4] float.
 
     - "affine": y = x @ W + b with named output "y" (a plain user ONNX model)
+    - "fixed-batch": "affine" with a fixed batch dimension, input "x" [1, 4]
     - "slow": a big matmul chain summed to [N, 1], for drain tests (~1 s at 2000 rows)
     - "broken": reshapes to [2, 2], so it works on 1 row (warm-up) and fails on any other
       batch size: a predict exception on input the server accepted
@@ -106,15 +107,16 @@ def onnx_model(directory: Path, kind: str) -> Path:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])
+    batch = 1 if kind == "fixed-batch" else None
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 4])
     rng = np.random.default_rng(0)
-    if kind == "affine":
+    if kind in ("affine", "fixed-batch"):
         w = numpy_helper.from_array(np.arange(12, dtype=np.float32).reshape(4, 3) / 10, "w")
         b = numpy_helper.from_array(np.array([1, 2, 3], dtype=np.float32), "b")
         nodes = [helper.make_node("MatMul", ["x", "w"], ["xw"]),
                  helper.make_node("Add", ["xw", "b"], ["y"])]  # fmt: skip
         inits = [w, b]
-        outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 3])]
+        outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 3])]
     elif kind == "slow":
         w1 = numpy_helper.from_array(rng.normal(size=(4, 2048)).astype(np.float32), "w1")
         w2 = numpy_helper.from_array(rng.normal(size=(2048, 2048)).astype(np.float32), "w2")

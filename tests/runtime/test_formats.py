@@ -130,7 +130,7 @@ def test_onnx_named_outputs(affine_onnx: object, start_runtime: StartRuntime) ->
     np.testing.assert_allclose(np.reshape(output["data"], (2, 3)), expected, rtol=1e-6)
     metadata = runtime.get("/v2/models/model").json()
     assert metadata["inputs"] == [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}]
-    assert metadata["outputs"] == [{"name": "y"}]
+    assert metadata["outputs"] == [{"name": "y", "datatype": "FP32", "shape": [-1, 3]}]
 
 
 def test_nan_means_missing_only_where_the_format_says_so(

@@ -174,3 +174,45 @@ def test_metrics_aggregate_across_workers(
     assert metric(text, "modelroll_model_info", format="sklearn", backend="onnx", **labels) == 1
     assert len(set(re.findall(r'"pid":(\d+),"model":"iris","version":"3","backend"',
                               runtime.logs()))) == 2  # fmt: skip
+
+
+def compiler_children(pid: int) -> list[int]:
+    tasks = Path(f"/proc/{pid}/task").iterdir()
+    children = [int(c) for task in tasks for c in (task / "children").read_text().split()]
+    return [c for c in children if b"modelroll_runtime.compiler" in _cmdline(c)]
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def test_sigterm_during_first_compile_terminates_the_compiler(
+    sklearn_model: TrainedModel, start_runtime: StartRuntime, tmp_path: Path
+) -> None:
+    runtime = start_runtime(
+        wait="live",
+        MODELROLL_MODEL_URI=str(sklearn_model.directory),
+        MODELROLL_MODEL_FORMAT="sklearn",
+        MODELROLL_CACHE_DIR=str(tmp_path / "empty-cache"),  # a pod's first start: it compiles
+        MODELROLL_EXIT_ON_LOAD_FAILURE="true",
+    )
+    assert runtime.process is not None
+    deadline = time.monotonic() + 30
+    children: list[int] = []
+    while not children and time.monotonic() < deadline:
+        children = compiler_children(runtime.process.pid)
+        time.sleep(0.01)
+    assert children, "the compiler child never started"
+    (child,) = children
+    runtime.process.send_signal(signal.SIGTERM)
+    assert runtime.process.wait(timeout=30) == 0
+    # the child is gone, not orphaned to finish (or hang) on its own
+    gone_by = time.monotonic() + 2
+    while _cmdline(child) and time.monotonic() < gone_by:
+        time.sleep(0.01)
+    assert not _cmdline(child), f"compiler child {child} outlived the runtime"
+    # a stop is not a load failure: nothing for the termination log, and exit status 0
+    assert not (tmp_path / "termination-log").exists()

@@ -71,7 +71,10 @@ def test_health_and_server_metadata(iris: RuntimeProcess) -> None:
         "versions": ["1"],
         "platform": "modelroll-sklearn",
         "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, 4]}],
-        "outputs": [{"name": "predict"}, {"name": "predict_proba"}],
+        "outputs": [
+            {"name": "predict", "datatype": "INT64", "shape": [-1, 1]},
+            {"name": "predict_proba", "datatype": "FP32", "shape": [-1, 3]},
+        ],
         "parameters": {"backend": "onnx"},
     }
 

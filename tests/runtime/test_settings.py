@@ -88,12 +88,22 @@ def test_every_registered_format_is_accepted() -> None:
         ({"MODELROLL_EXIT_ON_LOAD_FAILURE": "ture"}, "must be true or false, got 'ture'"),
         ({"MODELROLL_MODEL_SHA256": "abc"}, "MODELROLL_MODEL_SHA256 must be 64 hex digits"),
         ({"MODELROLL_MODEL_URI": " "}, "MODELROLL_MODEL_URI is required"),
+        ({"MODELROLL_BODY_TIMEOUT_SECONDS": "0"}, "BODY_TIMEOUT_SECONDS must be a finite number"),
+        ({"MODELROLL_BODY_TIMEOUT_SECONDS": "inf"}, "must be a finite number of at least"),
+        ({"MODELROLL_BODY_TIMEOUT_SECONDS": "nan"}, "must be a finite number of at least"),
+        ({"MODELROLL_MAX_LATENCY_MS": "-1"}, "MODELROLL_MAX_LATENCY_MS must be a finite number"),
     ],
 )
 def test_invalid_settings_are_refused(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError) as raised:
         Settings.from_env({**VALID, **env})
     assert message in str(raised.value)
+
+
+def test_the_body_deadline_defaults_to_30_seconds() -> None:
+    assert Settings.from_env(VALID).body_timeout_seconds == 30.0
+    settings = Settings.from_env({**VALID, "MODELROLL_BODY_TIMEOUT_SECONDS": "2.5"})
+    assert settings.body_timeout_seconds == 2.5
 
 
 def test_other_variables_are_not_the_runtimes_business() -> None:

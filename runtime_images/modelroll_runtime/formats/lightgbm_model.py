@@ -60,7 +60,8 @@ def to_onnx(model: LightGBMModel, n_features: int) -> Any:
 
 FORMAT = ModelFormat(
     name="lightgbm",
-    model_files=("model.txt", "model.lgb"),
+    # model.bst is the name KServe's lgbserver and MLServer's LightGBM runtime look for
+    model_files=("model.txt", "model.bst", "model.lgb"),
     model_class=LightGBMModel,
     to_onnx=to_onnx,
     accepts_missing=True,  # NaN means "missing" to boosters
