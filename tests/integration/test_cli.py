@@ -140,7 +140,7 @@ def test_render_equals_what_the_operator_created_and_status_shows_it(
 def test_render_of_many_model_deployments_applies_with_kubectl(
     cluster: Cluster, namespace: str, tmp_path: Path
 ) -> None:
-    bodies = with_numeric_revisions(numeric=3)
+    bodies = with_numeric_revisions(numeric=3, plain=1)
     manifests = tmp_path / "many.yaml"
     manifests.write_text(yaml.safe_dump_all(bodies))
     text = cli(cluster, "render", str(manifests), "-n", namespace)

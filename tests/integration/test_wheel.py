@@ -82,8 +82,8 @@ def installed() -> Iterator[tuple[Path, Path, dict[str, str]]]:
 
 def test_the_package_is_the_installed_one(installed: tuple[Path, Path, dict[str, str]]) -> None:
     bin_dir, work, env = installed
-    where = "import modelroll.render as r, modelroll.cli.crd as c\n"
-    where += "print(r.__file__, r.TEMPLATES, c.CRD_PATH)"
+    where = "import modelroll.render as r, modelroll.api as a\n"
+    where += "print(r.__file__, r.TEMPLATES, a.__file__)"
     found = run(bin_dir / "python", "-c", where, cwd=work, env=env).stdout.split()
     assert len(found) == 3, found
     assert all(Path(p).resolve().is_relative_to(bin_dir.parent.resolve()) for p in found), found

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import yaml
+
 from modelroll.cli.render_command import render_model_deployment
 
 # Go's sigs.k8s.io/yaml (yaml.v2 resolve): plain integers, and floats with or without a dot.
@@ -37,15 +39,23 @@ def revision(body: dict[str, Any]) -> str:
     return str(deployment["metadata"]["labels"]["modelroll.io/revision"])
 
 
-def with_numeric_revisions(numeric: int, at_least: int = 0) -> list[dict[str, Any]]:
+def plain_to_pyyaml(text: str) -> bool:
+    """PyYAML quotes what YAML 1.1 reads as a number (`12345678`) but writes `903118e1`
+    plain, since its floats need a dot: the case that only Go's reader gets wrong."""
+    return not yaml.safe_dump(text).startswith(("'", '"'))
+
+
+def with_numeric_revisions(numeric: int, at_least: int = 0, plain: int = 0) -> list[dict[str, Any]]:
     """ModelDeployments md-0, md-1, ... up to the `numeric`-th whose revision looks numeric
-    (and at least `at_least` in all)."""
+    (and at least `at_least` in all, and `plain` of them left unquoted by PyYAML)."""
     bodies: list[dict[str, Any]] = []
-    found = 0
+    found = found_plain = 0
     for index in range(5000):
         body = model_deployment(index)
         bodies.append(body)
-        found += looks_numeric(revision(body))
-        if found >= numeric and len(bodies) >= at_least:
+        hash_ = revision(body)
+        found += looks_numeric(hash_)
+        found_plain += looks_numeric(hash_) and plain_to_pyyaml(hash_)
+        if found >= numeric and found_plain >= plain and len(bodies) >= at_least:
             return bodies
     raise AssertionError(f"fewer than {numeric} numeric-looking revisions in 5000 specs")
