@@ -37,11 +37,16 @@ cluster-up: ## Start the local control plane with kwok nodes (NODE=real adds a r
 cluster-down: ## Stop the local control plane and remove its state
 	hack/cluster.sh down
 
+# Every shell script: hack/ (the cluster, the real node, the images), CI, the benchmarks.
+SHELL_SCRIPTS = .ci/run $(sort $(shell find hack benchmarks -type f -name '*.sh'))
+
 .PHONY: lint
-lint: venv ## Run ruff and mypy (strict)
+lint: venv ## Run ruff, mypy (strict; tests and benchmarks non-strict) and shellcheck
 	$(VENV)/bin/ruff check operator runtime_images tests benchmarks
 	$(VENV)/bin/ruff format --check operator runtime_images tests benchmarks
 	$(VENV)/bin/mypy operator/modelroll runtime_images/modelroll_runtime
+	$(VENV)/bin/mypy tests benchmarks
+	$(VENV)/bin/shellcheck $(SHELL_SCRIPTS)
 
 .PHONY: unit
 unit: venv ## Unit tests of the pure code

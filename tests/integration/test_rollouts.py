@@ -171,7 +171,7 @@ def apply_md(cluster: Cluster, namespace: str, name: str, body_spec: Json) -> No
 
 
 def md(cluster: Cluster, namespace: str, name: str) -> Json:
-    return get_json(cluster, "-n", namespace, "md", name)  # type: ignore[no-any-return]
+    return get_json(cluster, "-n", namespace, "md", name)
 
 
 def stable_is(cluster: Cluster, namespace: str, name: str, revision: str) -> Json:
@@ -192,7 +192,7 @@ def events(cluster: Cluster, namespace: str, name: str) -> list[Json]:
         "-n",
         namespace,
         "events",
-        "--field-selector",  # type: ignore[no-any-return]
+        "--field-selector",
         f"involvedObject.name={name},involvedObject.kind=ModelDeployment",
     )["items"]
 
