@@ -52,12 +52,18 @@ def missing(tools: tuple[str, ...]) -> list[str]:
     ]
 
 
-def require(*tools: str, needed_by: str, alternative: str = "") -> None:
-    """Fails the test, in one line, unless every tool is there."""
+# The project's own virtualenv, which the operator and CLI subprocesses of the tests run from.
+VENV_FIX = "run: make venv"
+
+
+def require(*tools: str, needed_by: str, fix: str | None = None) -> None:
+    """Fails the test, in one line, unless every tool is there; `fix` defaults to the installer."""
     absent = missing(tools)
     if absent:
-        fix = install_command() + (f" ({alternative})" if alternative else "")
-        pytest.fail(f"missing {', '.join(absent)}, needed by {needed_by}; {fix}", pytrace=False)
+        pytest.fail(
+            f"missing {', '.join(absent)}, needed by {needed_by}; {fix or install_command()}",
+            pytrace=False,
+        )
 
 
 def require_root(needed_by: str) -> None:

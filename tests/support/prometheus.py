@@ -25,7 +25,7 @@ from typing import Any
 from modelroll.prometheus import PrometheusClient
 
 from tests.runtime.runtime_process import RuntimeProcess, free_port
-from tests.support.prerequisites import require
+from tests.support.prerequisites import install_command, require
 
 PROMETHEUS_BIN = os.environ.get("MODELROLL_PROMETHEUS_BIN", "/usr/bin/prometheus")
 
@@ -37,7 +37,7 @@ def require_prometheus() -> None:
     require(
         PROMETHEUS_BIN,
         needed_by="the canary-analysis tests (Debian package prometheus)",
-        alternative="or point MODELROLL_PROMETHEUS_BIN at a prometheus binary",
+        fix=f"{install_command()} (or point MODELROLL_PROMETHEUS_BIN at a prometheus binary)",
     )
 
 
