@@ -92,4 +92,4 @@ run: venv ## Run the operator from source, in the foreground, against $KUBECONFI
 demo: ## The main job end to end on a local cluster: deploy a model, watch it become Ready, predict; installs what it needs
 	hack/install-deps.sh
 	$(MAKE) --no-print-directory venv binaries
-	hack/demo.sh
+	PY=$(abspath $(PY)) hack/demo.sh
