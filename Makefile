@@ -17,6 +17,7 @@ help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
 
 $(VENV)/.installed: pyproject.toml runtime_images/pyproject.toml
+	@echo "installing the operator, the runtime and the dev tools into $(VENV) (minutes when cold)"
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]' -e './runtime_images[all,test]'
@@ -24,6 +25,15 @@ $(VENV)/.installed: pyproject.toml runtime_images/pyproject.toml
 
 .PHONY: venv
 venv: $(VENV)/.installed ## Create the virtualenv with the operator, the runtime and the dev tools
+	@echo "virtualenv ready: $(VENV)"
+
+# `make demo` and `make test` install what they need first, each step idempotent and quick
+# when warm. They are run in order from the recipe, not as prerequisites, so that even
+# under -j nothing starts before hack/install-deps.sh has passed: where it cannot install
+# (not root, not Debian) it stops first, with one line saying what is missing and the fix.
+.PHONY: deps
+deps: ## Install the system packages the demo and the tests need (Debian/Ubuntu; root only when one is missing)
+	hack/install-deps.sh
 
 .PHONY: binaries
 binaries: ## Build (or reuse) the Kubernetes (kubelet included), etcd, kwok and crictl binaries in ~/.cache/modelroll
@@ -37,11 +47,16 @@ cluster-up: ## Start the local control plane with kwok nodes (NODE=real adds a r
 cluster-down: ## Stop the local control plane and remove its state
 	hack/cluster.sh down
 
+# Every shell script: hack/ (the cluster, the real node, the images), CI, the benchmarks.
+SHELL_SCRIPTS = .ci/run $(sort $(shell find hack benchmarks -type f -name '*.sh'))
+
 .PHONY: lint
-lint: venv ## Run ruff, mypy (strict) and the import-linter contracts (the pure core does no I/O)
+lint: venv ## Run ruff, mypy (strict; tests and benchmarks non-strict), shellcheck and the import-linter contracts
 	$(VENV)/bin/ruff check operator runtime_images tests benchmarks
 	$(VENV)/bin/ruff format --check operator runtime_images tests benchmarks
 	$(VENV)/bin/mypy operator/modelroll runtime_images/modelroll_runtime
+	$(VENV)/bin/mypy tests benchmarks
+	$(VENV)/bin/shellcheck $(SHELL_SCRIPTS)
 	PYTHONPATH=operator $(VENV)/bin/lint-imports --no-cache
 
 .PHONY: unit
@@ -53,12 +68,16 @@ images: ## Build (or reuse) the runtime, operator, pause and CoreDNS images with
 	hack/images.sh build all
 
 .PHONY: e2e
-e2e: venv binaries ## Only the end-to-end tests on a real node (real pods of the real images)
+e2e: ## Only the end-to-end tests on a real node (real pods of the real images); installs what they need
+	hack/install-deps.sh --root-for "make e2e"
+	$(MAKE) --no-print-directory venv binaries images
 	$(VENV)/bin/pytest tests/e2e
 
 .PHONY: test
-test: venv binaries ## Run the whole suite: lint, unit, runtime, integration and real-node e2e tests
-	$(MAKE) lint
+test: ## Run the whole suite: lint, unit, runtime, integration and real-node e2e tests; installs what it needs
+	hack/install-deps.sh --root-for "make test"
+	$(MAKE) --no-print-directory venv binaries images
+	$(MAKE) --no-print-directory lint
 	$(VENV)/bin/pytest tests
 
 .PHONY: install
@@ -71,5 +90,7 @@ run: venv ## Run the operator from source, in the foreground, against $KUBECONFI
 	$(PY) -m modelroll
 
 .PHONY: demo
-demo: venv binaries ## The main job end to end on a local cluster: deploy a model, watch it become Ready, predict
-	hack/demo.sh
+demo: ## The main job end to end on a local cluster: deploy a model, watch it become Ready, predict; installs what it needs
+	hack/install-deps.sh
+	$(MAKE) --no-print-directory venv binaries
+	PY=$(abspath $(PY)) hack/demo.sh

@@ -181,8 +181,9 @@ up() {
   echo "$api_host" >"$run/apiserver.host"
   make_pki
   for p in etcd etcd-peer apiserver controller-manager scheduler kwok; do free_port >"$run/$p.port"; done
-  local etcd_url=http://127.0.0.1:$(cat "$run/etcd.port")
-  local peer_url=http://127.0.0.1:$(cat "$run/etcd-peer.port")
+  local etcd_url peer_url
+  etcd_url=http://127.0.0.1:$(cat "$run/etcd.port")
+  peer_url=http://127.0.0.1:$(cat "$run/etcd-peer.port")
 
   say "starting etcd on $etcd_url"
   start etcd "$bin_dir/etcd" --name local --data-dir "$CLUSTER_DIR/etcd" \

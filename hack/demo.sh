@@ -14,6 +14,9 @@ pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; }
 trap cleanup EXIT
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+LOG_PREFIX=demo
+# shellcheck source=hack/lib.sh
+. "$repo/hack/lib.sh"  # free_port
 
 step "1. local control plane (etcd, kube-apiserver, controllers, scheduler, kwok nodes)"
 eval "$(hack/cluster.sh up)"
@@ -23,10 +26,20 @@ kubectl get nodes -L nvidia.com/gpu.product
 step "2. install the ModelDeployment CRD and start the operator"
 kubectl apply --server-side --force-conflicts -k crds/ >/dev/null
 hack/wait-crd.sh modeldeployments.modelroll.io
-MODELROLL_METRICS_PORT=0 MODELROLL_LIVENESS=http://127.0.0.1:0/healthz MODELROLL_TIMER_INTERVAL_SECONDS=2 \
-  "$py" -m modelroll >"$work/operator.log" 2>&1 &
+# Real free ports: kopf reads a liveness port of 0 as "no port" and would bind port 80.
+metrics_port=$(free_port) liveness_port=$(free_port)
+MODELROLL_METRICS_PORT=$metrics_port MODELROLL_LIVENESS=http://127.0.0.1:$liveness_port/healthz \
+  MODELROLL_TIMER_INTERVAL_SECONDS=2 "$py" -m modelroll >"$work/operator.log" 2>&1 &
 pids+=($!)
-echo "operator running (pid ${pids[-1]}), log: $work/operator.log"
+for i in $(seq 1 100); do
+  curl -sf "http://127.0.0.1:$liveness_port/healthz" >/dev/null && break
+  if ! kill -0 "${pids[-1]}" 2>/dev/null || [ "$i" -eq 100 ]; then
+    tail -n 20 "$work/operator.log" >&2
+    die "the operator did not come up; log: $work/operator.log"
+  fi
+  sleep 0.3
+done
+echo "operator running (pid ${pids[-1]}), liveness http://127.0.0.1:$liveness_port/healthz, metrics :$metrics_port, log: $work/operator.log"
 
 step "3. kubectl apply -f examples/sklearn-iris.yaml, and watch it become Ready"
 kubectl create namespace demo --dry-run=client -o yaml | kubectl apply -f - >/dev/null
@@ -69,7 +82,7 @@ kubectl -n demo get md iris -o wide
 
 step "5. serve a real iris model with the modelroll runtime and send a prediction"
 "$py" hack/demo_model.py "$work/model"
-port=$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(free_port)
 # The runtime refuses MODELROLL_* variables it does not read: drop the shell's own
 # (MODELROLL_CACHE and friends are for hack/ and the tests).
 unset_own=()

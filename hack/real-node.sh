@@ -318,7 +318,7 @@ remove_kube_chains() {
   while read -r cmd table chain; do
     grep -qxF "$cmd $table $chain" "$node/kube-chains.before" 2>/dev/null && continue
     while read -r rule; do
-      # shellcheck disable=SC2086 # a rule from -S output is already split into words
+      # eval, not word splitting: -S output quotes what has spaces (--comment "...")
       eval "$cmd -t $table ${rule/-A/-D}" 2>/dev/null || true
     done < <("$cmd" -t "$table" -S | grep -E -- "^-A [^ ]+ .*-j $chain( |\$)" || true)
     "$cmd" -t "$table" -F "$chain" 2>/dev/null || true

@@ -4,19 +4,43 @@ from __future__ import annotations
 
 import os
 import sys
+from urllib.parse import urlsplit
 
 from kopf import cli
+
+DEFAULT_LIVENESS = "http://0.0.0.0:8081/healthz"
+
+
+def liveness_args(value: str) -> list[str]:
+    """kopf's --liveness for MODELROLL_LIVENESS; an empty value turns the probe off.
+
+    kopf reads port 0 as "no port" and binds port 80, so 0 cannot mean "any free port"
+    (nobody could probe it anyway): it is refused rather than passed on.
+    """
+    if not value:
+        return []
+    try:
+        port = urlsplit(value).port
+    except ValueError as error:
+        raise SystemExit(f"MODELROLL_LIVENESS={value}: {error}") from None
+    if port == 0:
+        raise SystemExit(
+            f"MODELROLL_LIVENESS={value}: port 0 would make kopf bind port 80; "
+            "give a real port (e.g. http://127.0.0.1:8081/healthz), "
+            "or set MODELROLL_LIVENESS= to turn the probe off"
+        )
+    return [f"--liveness={value}"]
 
 
 def main() -> None:
     namespaces = [n for n in os.environ.get("MODELROLL_NAMESPACES", "").split(",") if n]
     scope = [f"--namespace={n}" for n in namespaces] or ["--all-namespaces"]
-    liveness = os.environ.get("MODELROLL_LIVENESS", "http://0.0.0.0:8081/healthz")
+    liveness = liveness_args(os.environ.get("MODELROLL_LIVENESS", DEFAULT_LIVENESS))
     log_format = os.environ.get("MODELROLL_LOG_FORMAT", "json")
     args = [
         "run",
         "--standalone",
-        f"--liveness={liveness}",
+        *liveness,
         f"--log-format={log_format}",
         *scope,
         "-m",

@@ -30,6 +30,7 @@ from sklearn.linear_model import LogisticRegression
 
 from tests.integration.helpers import eventually, get_json
 from tests.support.cluster import Cluster, existing_cluster, private_cluster
+from tests.support.prerequisites import REAL_NODE_TOOLS, require, require_root
 
 REPO = Path(__file__).resolve().parents[2]
 HOST_IP = subprocess.run(
@@ -54,6 +55,9 @@ def real_cluster() -> Iterator[Cluster]:
     if existing:
         yield existing_cluster(existing)
         return
+    # host_state() runs iptables and ip before hack/cluster.sh would check for them
+    require_root("the real node (hack/real-node.sh)")
+    require(*REAL_NODE_TOOLS, needed_by="the real node (hack/real-node.sh, hack/images.sh)")
     before = host_state()
     with private_cluster("real") as started:
         yield started

@@ -19,6 +19,7 @@ from tests.e2e.conftest import (
 )
 from tests.integration.helpers import apply, eventually, get_json
 from tests.support.cluster import Cluster
+from tests.support.prerequisites import VENV_FIX, require
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("installed_operator")]
 
@@ -38,8 +39,10 @@ def test_operator_runs_from_its_image_with_the_installed_service_account(
 
 def rendered_children(body: dict[str, Any], namespace: str) -> list[dict[str, Any]]:
     """What `modelroll render` says the operator creates, computed offline."""
+    cli = str(REPO / ".venv" / "bin" / "modelroll")
+    require(cli, needed_by="the offline render", fix=VENV_FIX)
     result = subprocess.run(
-        [str(REPO / ".venv" / "bin" / "modelroll"), "render", "-", "--namespace", namespace],
+        [cli, "render", "-", "--namespace", namespace],
         input=json.dumps(body),
         capture_output=True,
         text=True,

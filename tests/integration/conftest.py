@@ -18,6 +18,7 @@ import pytest
 from kubernetes import client, config
 
 from tests.support.cluster import Cluster, existing_cluster, private_cluster
+from tests.support.prerequisites import VENV_FIX, require
 from tests.support.router import Router
 
 __all__ = ["Cluster", "OperatorProcess"]
@@ -108,9 +109,11 @@ class OperatorProcess:
             "MODELROLL_TIMER_INTERVAL_SECONDS": "3",
             **self.extra_env,
         }
+        python = str(REPO / ".venv" / "bin" / "python")
+        require(python, needed_by="the operator run from source", fix=VENV_FIX)
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child process
         self.process = subprocess.Popen(
-            [str(REPO / ".venv" / "bin" / "python"), "-m", "modelroll"],
+            [python, "-m", "modelroll"],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -41,7 +41,12 @@ from modelroll.spec import Analysis
 
 from tests.runtime.models import train_sklearn
 from tests.runtime.runtime_process import RuntimeProcess, free_port
-from tests.support.prometheus import PrometheusServer, drive_traffic, start_runtime
+from tests.support.prometheus import (
+    PrometheusServer,
+    drive_traffic,
+    require_prometheus,
+    start_runtime,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -95,6 +100,7 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    require_prometheus()  # before starting anything for it to scrape
     tmp = tmp_path_factory.mktemp("analysis")
     model = train_sklearn(tmp / "model")
     runtimes: dict[str, RuntimeProcess] = {}

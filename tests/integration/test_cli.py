@@ -79,13 +79,14 @@ def test_lint_reports_exactly_what_the_apiserver_reports(
         custom.create_namespaced_custom_object(
             GROUP, VERSION, namespace, PLURAL, body, field_validation="Strict"
         )
-    message = json.loads(rejected.value.body or "{}")["message"]
+    rejection = json.loads(rejected.value.body or "{}")
+    message = rejection["message"]
     problems = [str(p) for p in lint_object(copy.deepcopy(case["manifest"]))]
     assert problems, message
     for problem in problems:
         assert problem in message, f"lint: {problem}\napiserver: {message}"
     if rejected.value.status == 422:
-        causes = json.loads(rejected.value.body)["details"]["causes"]
+        causes = rejection["details"]["causes"]
         assert len(causes) == len(problems), f"lint: {problems}\napiserver: {message}"
 
 

@@ -7,6 +7,7 @@ import subprocess
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,18 +24,18 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 
 
-def ready(cluster: Cluster, namespace: str, name: str) -> dict:  # type: ignore[type-arg]
+def ready(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
     md = get_json(cluster, "-n", namespace, "md", name)
     assert condition(md, "Ready").get("status") == "True", md.get("status")
     assert md["status"]["observedGeneration"] == md["metadata"]["generation"]
-    return md  # type: ignore[no-any-return]
+    return md
 
 
-def deployments(cluster: Cluster, namespace: str, name: str) -> list[dict]:  # type: ignore[type-arg]
+def deployments(cluster: Cluster, namespace: str, name: str) -> list[dict[str, Any]]:
     items = get_json(
         cluster, "-n", namespace, "deployments", "-l", f"modelroll.io/deployment={name}"
     )
-    return items["items"]  # type: ignore[no-any-return]
+    return items["items"]
 
 
 def test_example_becomes_ready_with_every_child(
@@ -108,7 +109,7 @@ def test_gpu_pods_land_on_gpu_nodes_and_shortage_is_reported(
 
     apply(cluster, namespace, model_deployment("gpu-too-big", gpu={"count": 16}))
 
-    def shortage() -> dict:  # type: ignore[type-arg]
+    def shortage() -> dict[str, Any]:
         md = get_json(cluster, "-n", namespace, "md", "gpu-too-big")
         ready_condition = condition(md, "Ready")
         assert ready_condition.get("reason") == "InsufficientGPU", ready_condition
@@ -250,7 +251,7 @@ def test_missing_secret_is_invalid_spec_without_retry_storm(
     body["spec"]["model"]["credentials"] = {"secretRef": {"name": "s3-creds"}}
     apply(cluster, namespace, body)
 
-    def invalid() -> dict:  # type: ignore[type-arg]
+    def invalid() -> dict[str, Any]:
         md = get_json(cluster, "-n", namespace, "md", "nosecret")
         ready_condition = condition(md, "Ready")
         assert ready_condition.get("reason") == "InvalidSpec", ready_condition

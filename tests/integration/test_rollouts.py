@@ -24,7 +24,12 @@ from tests.integration.helpers import condition, eventually, get_json
 from tests.runtime.models import train_sklearn
 from tests.runtime.runtime_process import RuntimeProcess
 from tests.support.endpoints import EndpointWatcher
-from tests.support.prometheus import PrometheusServer, drive_traffic, start_runtime
+from tests.support.prometheus import (
+    PrometheusServer,
+    drive_traffic,
+    require_prometheus,
+    start_runtime,
+)
 from tests.support.router import Router
 
 pytestmark = pytest.mark.integration
@@ -79,6 +84,7 @@ class MetricsWorld:
 
 @pytest.fixture(scope="module")
 def world(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MetricsWorld]:
+    require_prometheus()  # before starting anything for it to scrape
     namespace = f"rollouts-{uuid.uuid4().hex[:6]}"
     cluster.kubectl("create", "namespace", namespace)
     work = tmp_path_factory.mktemp("rollouts")
@@ -171,7 +177,7 @@ def apply_md(cluster: Cluster, namespace: str, name: str, body_spec: Json) -> No
 
 
 def md(cluster: Cluster, namespace: str, name: str) -> Json:
-    return get_json(cluster, "-n", namespace, "md", name)  # type: ignore[no-any-return]
+    return get_json(cluster, "-n", namespace, "md", name)
 
 
 def stable_is(cluster: Cluster, namespace: str, name: str, revision: str) -> Json:
@@ -192,7 +198,7 @@ def events(cluster: Cluster, namespace: str, name: str) -> list[Json]:
         "-n",
         namespace,
         "events",
-        "--field-selector",  # type: ignore[no-any-return]
+        "--field-selector",
         f"involvedObject.name={name},involvedObject.kind=ModelDeployment",
     )["items"]
 

@@ -13,6 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.prerequisites import (
+    CONTROL_PLANE_TOOLS,
+    REAL_NODE_TOOLS,
+    require,
+    require_root,
+)
+
 REPO = Path(__file__).resolve().parents[2]
 CLUSTER_SCRIPT = str(REPO / "hack" / "cluster.sh")
 
@@ -65,6 +72,10 @@ def private_cluster(node: str = "kwok") -> Iterator[Cluster]:
 
     When it cannot be built or started the test fails with the reason; it is never skipped.
     """
+    require(*CONTROL_PLANE_TOOLS, needed_by="the local control plane (hack/cluster.sh)")
+    if node == "real":
+        require_root("the real node (hack/real-node.sh)")
+        require(*REAL_NODE_TOOLS, needed_by="the real node (hack/real-node.sh, hack/images.sh)")
     cluster_dir = tempfile.mkdtemp(prefix=f"modelroll-test-{node}-")
     env = {**os.environ, "CLUSTER_DIR": cluster_dir, "NODE": node}
     started = subprocess.run(

@@ -25,10 +25,20 @@ from typing import Any
 from modelroll.prometheus import PrometheusClient
 
 from tests.runtime.runtime_process import RuntimeProcess, free_port
+from tests.support.prerequisites import install_command, require
 
 PROMETHEUS_BIN = os.environ.get("MODELROLL_PROMETHEUS_BIN", "/usr/bin/prometheus")
 
 Target = tuple[str, Mapping[str, str]]  # ("127.0.0.1:port", {"namespace": …, "revision": …})
+
+
+def require_prometheus() -> None:
+    """Fails the test in one line when the Prometheus binary is missing (before any set-up)."""
+    require(
+        PROMETHEUS_BIN,
+        needed_by="the canary-analysis tests (Debian package prometheus)",
+        fix=f"{install_command()} (or point MODELROLL_PROMETHEUS_BIN at a prometheus binary)",
+    )
 
 
 def _get_json(url: str, timeout: float = 5) -> Any:
@@ -74,11 +84,7 @@ class PrometheusServer:
         }
 
     def start(self, timeout: float = 60) -> PrometheusServer:
-        if not os.access(PROMETHEUS_BIN, os.X_OK):
-            raise AssertionError(
-                f"{PROMETHEUS_BIN} not found: run `bash hack/install-deps.sh` (Debian package "
-                "prometheus), or point MODELROLL_PROMETHEUS_BIN at a prometheus binary"
-            )
+        require_prometheus()
         self.work_dir.mkdir(parents=True, exist_ok=True)
         config_file = self.work_dir / "prometheus.yml"
         config_file.write_text(json.dumps(self.config(), indent=2))  # JSON is valid YAML

@@ -62,7 +62,7 @@ def test_a_file_without_model_deployments_fails(tmp_path: Path) -> None:
     assert result.exit_code == 1 and "no ModelDeployment found" in result.output
 
 
-VALID = {
+VALID: dict[str, Any] = {
     "apiVersion": "modelroll.io/v1alpha1",
     "kind": "ModelDeployment",
     "metadata": {"name": "iris", "labels": {"team": "ml"}},
