@@ -89,7 +89,7 @@ unset_own=()
 while read -r name; do unset_own+=(-u "$name"); done < <(compgen -e MODELROLL_ || true)
 env "${unset_own[@]}" \
   MODELROLL_MODEL_NAME=iris MODELROLL_MODEL_URI="$work/model" MODELROLL_MODEL_FORMAT=sklearn \
-  MODELROLL_MODEL_VERSION=1 MODELROLL_HTTP_PORT=$port MODELROLL_WORKERS=1 \
+  MODELROLL_MODEL_VERSION=1 MODELROLL_HTTP_PORT="$port" MODELROLL_WORKERS=1 \
   "$py" -m modelroll_runtime >"$work/runtime.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 100); do

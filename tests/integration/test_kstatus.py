@@ -23,7 +23,7 @@ def helper_built() -> None:
 
 
 def live(cluster: Cluster, namespace: str, name: str) -> Json:
-    return get_json(cluster, "-n", namespace, "md", name)  # type: ignore[no-any-return]
+    return get_json(cluster, "-n", namespace, "md", name)
 
 
 def kstatus_becomes(

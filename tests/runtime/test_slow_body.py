@@ -52,8 +52,9 @@ def wait_closed(sockets: list[socket.socket], deadline: float) -> list[socket.so
     open_ = set(sockets)
     while open_ and time.monotonic() < deadline:
         for key, _ in selector.select(timeout=max(0.0, deadline - time.monotonic())):
-            sock = key.fileobj
-            assert isinstance(sock, socket.socket)
+            fileobj = key.fileobj
+            assert isinstance(fileobj, socket.socket)
+            sock = fileobj
             try:
                 data = sock.recv(65536)
             except ConnectionResetError:

@@ -10,7 +10,6 @@ import re
 from typing import Any
 
 import yaml
-
 from modelroll.cli.render_command import render_model_deployment
 
 # Go's sigs.k8s.io/yaml (yaml.v2 resolve): plain integers, and floats with or without a dot.

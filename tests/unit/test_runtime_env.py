@@ -29,7 +29,9 @@ def image_env() -> dict[str, str]:
     env: dict[str, str] = {}
     for line in final_stage.splitlines():
         if line.startswith("ENV "):
-            env.update(token.split("=", 1) for token in line.split()[1:])
+            for token in line.split()[1:]:
+                name, value = token.split("=", 1)
+                env[name] = value
     return env
 
 
