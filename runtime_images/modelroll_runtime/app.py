@@ -62,6 +62,7 @@ class RuntimeApp:
         self.model: Model | None = None
         self.batcher: AdaptiveBatcher | None = None
         self.backend = ""
+        self.compilation: dict[str, Any] = {}
         self.inflight = 0
         self.allow_missing = FORMATS[settings.model_format].accepts_missing
         self._json_headers = [
@@ -107,7 +108,11 @@ class RuntimeApp:
             model, settings.max_batch_size, self.metrics.observe_batch, inline=inline
         )
         self.backend = model.backend
-        self.metrics.model_loaded(settings.model_format, model.backend, loaded.load_seconds)
+        self.compilation = _public_evidence(loaded.compilation)
+        self.metrics.model_loaded(
+            settings.model_format, model.backend, loaded.load_seconds,
+            str(loaded.compilation.get("verdict", "")),
+        )  # fmt: skip
         self.model = model  # readiness flips here, after the warm-up prediction
         log.info(
             "model ready",
@@ -306,7 +311,7 @@ class RuntimeApp:
                 for s in model.inputs
             ]
             document["outputs"] = [{"name": n} for n in model.output_names]
-            document["parameters"] = {"backend": self.backend}
+            document["parameters"] = {"backend": self.backend, "compilation": self.compilation}
         return document
 
     def _json(self, proto: HTTPProtocol, status: int, document: Any) -> None:
@@ -319,6 +324,11 @@ class RuntimeApp:
         elif status == 503:
             headers = [*headers, ("retry-after", "1")]
         proto.response_bytes(status, headers, orjson.dumps({"error": message}))
+
+
+def _public_evidence(meta: dict[str, Any]) -> dict[str, Any]:
+    """The compiler's verdict and evidence for the metadata, without its internals."""
+    return {k: v for k, v in meta.items() if k not in ("aliases", "format", "verifier")}
 
 
 def create_app() -> RuntimeApp:

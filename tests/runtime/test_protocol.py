@@ -70,10 +70,11 @@ def test_health_and_server_metadata(iris: RuntimeProcess) -> None:
         "name": "iris",
         "versions": ["1"],
         "platform": "modelroll-sklearn",
-        "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, 4]}],
+        "inputs": [{"name": "input", "datatype": "FP64", "shape": [-1, 4]}],
         "outputs": [{"name": "predict"}, {"name": "predict_proba"}],
-        "parameters": {"backend": "onnx"},
+        "parameters": {"backend": "onnx", "compilation": metadata["parameters"]["compilation"]},
     }
+    assert metadata["parameters"]["compilation"]["verdict"] == "Exact"
 
 
 def tritonclient_body(x: np.ndarray, binary_outputs: bool) -> tuple[bytes, dict[str, str]]:
