@@ -144,7 +144,7 @@ def _try_dtype(
     attempt["max_rel_error"] = max((e["max_rel_error"] for e in errors), default=0.0)
     if mismatch is not None:
         attempt["verdict"] = NOT_EXACT
-        attempt["reason"] = f"ONNX outputs differ from the native model on the probe batch: "
+        attempt["reason"] = "ONNX outputs differ from the native model on the probe batch: "
         attempt["reason"] += f"{mismatch} ({dtype} graph, {len(probe)} rows)"
     else:
         attempt["verdict"] = EXACT

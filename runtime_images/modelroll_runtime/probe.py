@@ -54,8 +54,9 @@ def around(values: Array) -> Array:
             np.nextafter(single, np.float32(-np.inf)).astype(np.float64),
             np.nextafter(single, np.float32(np.inf)).astype(np.float64),
         ]
-    out = np.concatenate(parts)
-    return out[np.isfinite(out)]
+    out: Array = np.concatenate(parts)
+    finite: Array = out[np.isfinite(out)]
+    return finite
 
 
 def feature_pool(notable: Sequence[float], rng: np.random.Generator) -> Array:

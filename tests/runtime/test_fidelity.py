@@ -157,4 +157,3 @@ def test_the_decision_and_its_evidence_are_shown(
     verdict = compilation["verdict"]
     assert metric(text, "modelroll_model_compilation", verdict=verdict, backend=backend) == 1
     assert compilation["reason"] in runtime.logs()
-

@@ -119,7 +119,8 @@ def test_binary_request_binary_response(iris: RuntimeProcess, sklearn_model: Tra
     raw = response.body[json_length:]
     labels = struct.unpack("<6q", raw[:labels_size])
     assert list(labels) == sklearn_model.expected_predict(x).tolist()
-    probabilities = np.frombuffer(raw[labels_size:], dtype="<f4").reshape(proba["shape"])
+    assert proba["datatype"] == "FP64"  # the native model's dtype, as the peers answer
+    probabilities = np.frombuffer(raw[labels_size:], dtype="<f8").reshape(proba["shape"])
     np.testing.assert_allclose(probabilities, sklearn_model.expected_proba(x), atol=1e-4)
 
 

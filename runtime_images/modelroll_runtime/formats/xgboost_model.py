@@ -73,7 +73,7 @@ def notable_values(model: XGBoostModel) -> dict[int, list[float]]:
         node = stack.pop()
         if "split" in node:
             split = str(node["split"])
-            j = index.get(split, None)
+            j = index.get(split)
             if j is None and split[:1] == "f" and split[1:].isdigit():
                 j = int(split[1:])
             if j is not None:
