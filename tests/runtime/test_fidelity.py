@@ -136,8 +136,9 @@ def test_the_decision_and_its_evidence_are_shown(
         assert field in metadata
     backend = metadata["parameters"]["backend"]
     compilation = metadata["parameters"]["compilation"]
-    if case.name.startswith(("linear-", "logistic-")):
-        # linear models compile with float64 inputs: large magnitudes keep the fast path
+    if case.model_format == "sklearn":
+        # linear models and trees compile to float64 graphs: large magnitudes keep the
+        # fast path
         assert backend == "onnx", compilation
         assert compilation["input_dtype"] == "float64"
         assert metadata["inputs"][0]["datatype"] == "FP64"

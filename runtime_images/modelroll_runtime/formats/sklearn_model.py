@@ -49,6 +49,10 @@ def to_onnx(model: SklearnModel, n_features: int, dtype: str) -> Any:
     # attribute of the model to resolve them, and forests then redraw the bootstrap sample of
     # every tree (0.17 s for 100 trees fitted on 2000 rows, 0.9 s for 50 trees on 200k rows).
     # The ZipMap node it appends without the option is cut off instead.
+    from . import sklearn_trees
+
+    if dtype == "float64" and sklearn_trees.supports(model.estimator):
+        return sklearn_trees.to_onnx(model.estimator, n_features)
     tensor_type = DoubleTensorType if dtype == "float64" else FloatTensorType
     initial_types = [("input", tensor_type([None, n_features]))]
     onx = convert_sklearn(model.estimator, initial_types=initial_types)
@@ -133,8 +137,8 @@ FORMAT = ModelFormat(
     accepts_missing=False,
     runs_code=True,  # joblib and pickle files unpickle
     # float64 first: float32 holds integers exactly only to 2**24 (epoch seconds are 1.7e9).
-    # skl2onnx builds float64 graphs for linear models and scalers; its trees stay float32
-    # (the float64 graph fails to load), which is what sklearn's trees read anyway.
+    # skl2onnx builds float64 graphs for linear models and scalers; trees and forests get
+    # our own float64 graph (sklearn_trees.py), as skl2onnx's trees are float32 graphs.
     onnx_input_dtypes=("float64", "float32"),
     notable_values=notable_values,
 )
