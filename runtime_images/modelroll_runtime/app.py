@@ -66,6 +66,7 @@ class RuntimeApp:
         self.backend = ""
         self.outputs: tuple[TensorSpec, ...] = ()  # as the warm-up answered them
         self.load_error = ""
+        self.compilation: dict[str, Any] = {}
         self.inflight = 0
         self.allow_missing = FORMATS[settings.model_format].accepts_missing
         self._json_headers = [
@@ -118,7 +119,11 @@ class RuntimeApp:
         )  # fmt: skip
         self.backend = model.backend
         self.outputs = loaded.outputs
-        self.metrics.model_loaded(settings.model_format, model.backend, loaded.load_seconds)
+        self.compilation = _public_evidence(loaded.compilation)
+        self.metrics.model_loaded(
+            settings.model_format, model.backend, loaded.load_seconds,
+            str(loaded.compilation.get("verdict", "")),
+        )  # fmt: skip
         self.model = model  # readiness flips here, after the warm-up prediction
         log.info(
             "model ready",
@@ -347,7 +352,7 @@ class RuntimeApp:
                 {"name": s.name, "datatype": tensors.datatype_of(s.dtype), "shape": list(s.shape)}
                 for s in self.outputs
             ]
-            document["parameters"] = {"backend": self.backend}
+            document["parameters"] = {"backend": self.backend, "compilation": self.compilation}
         return document
 
     def _json(self, proto: HTTPProtocol, status: int, document: Any) -> None:
@@ -369,6 +374,11 @@ def _batch_rows(model: Model, max_batch_size: int) -> int:
     already has exactly that many rows, so merging requests would only break them."""
     fixed = [spec.shape[0] for spec in model.inputs if spec.shape and spec.shape[0] >= 0]
     return min([max_batch_size, *fixed])
+
+
+def _public_evidence(meta: dict[str, Any]) -> dict[str, Any]:
+    """The compiler's verdict and evidence for the metadata, without its internals."""
+    return {k: v for k, v in meta.items() if k not in ("aliases", "format", "verifier")}
 
 
 def create_app() -> RuntimeApp:

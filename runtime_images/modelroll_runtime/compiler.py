@@ -1,9 +1,14 @@
-"""Compile a native model to ONNX and check it against the original on a probe batch.
+"""Compile a native model to ONNX, and keep it only where it answers exactly like the native one.
 
 Runs as a child process (`python -m modelroll_runtime.compiler FORMAT MODEL_FILE OUT_DIR`)
 so that scikit-learn, skl2onnx and friends never load into the server process: the server
 stays small and starts fast. The result lands in OUT_DIR as `model.onnx` plus `meta.json`;
-`meta.json` alone, with backend "native" and a reason, when the server must fall back.
+`meta.json` alone, with backend "native" and a reason, when the server must serve natively.
+
+Exactness is checked on probe rows spanning the model's own input range (see probe.py):
+labels must be equal, values within 1e-9 relative and of the native dtype (bit-equal where
+the native model answers float32). `meta.json` keeps the evidence: the verdict, the probe
+size, the worst errors, the dtypes, and every graph dtype tried.
 """
 
 from __future__ import annotations
@@ -17,42 +22,41 @@ from typing import Any
 import numpy as np
 
 from . import jsonlog
-from .formats import FORMATS
+from .formats import FORMATS, Model
 from .formats.base import PREDICT, PREDICT_PROBA, Array
+from .probe import probe_rows
 
 log = logging.getLogger("modelroll.compiler")
 
-PROBE_ROWS = 256
 META_FILE = "meta.json"
 ONNX_FILE = "model.onnx"
+# Bumped whenever the check gets stricter: an "onnx" verdict from an older check is redone.
+VERIFIER = 2
+# A float64 value is exact when within RTOL of the native value, relative to that value or
+# to FLOOR for smaller ones (probabilities the native model rounds to 0 may come out 1e-17).
+RTOL = 1e-9
+FLOOR = 1e-3
+
+# Verdicts, also the `verdict` label of modelroll_model_compilation
+EXACT = "Exact"  # the ONNX graph answers like the native model on every probe row
+NOT_EXACT = "NotExact"  # it does not: served natively
+NO_CONVERTER = "NoConverter"  # no ONNX graph could be built: served natively
 
 
 class ConversionUnavailable(Exception):
     """No converter exists for this model, or its library is not installed."""
 
 
-def probe_batch(n_features: int, seed: int = 0) -> Array:
-    """Rows at several scales, so that tree splits on both sides get exercised."""
-    rng = np.random.default_rng(seed)
-    quarter = PROBE_ROWS // 4
-    parts = [
-        rng.normal(0.0, 1.0, (quarter, n_features)),
-        rng.normal(0.0, 10.0, (quarter, n_features)),
-        rng.uniform(0.0, 10.0, (quarter, n_features)),
-        rng.uniform(-100.0, 100.0, (quarter, n_features)),
-    ]
-    # float32 values, so the native model and ONNX see exactly the same numbers
-    return np.concatenate(parts).astype(np.float32)
-
-
-def convert(model_format: str, native: Any, n_features: int) -> tuple[bytes, dict[str, str]]:
+def convert(
+    model_format: str, native: Any, n_features: int, dtype: str = "float32"
+) -> tuple[bytes, dict[str, str]]:
     """ONNX bytes and the map from graph output names to our output names."""
     to_onnx = FORMATS[model_format].to_onnx
     if to_onnx is None:
         raise ConversionUnavailable(f"no ONNX converter for format {model_format}")
     classifier = PREDICT_PROBA in native.output_names
     try:
-        onx = to_onnx(native, n_features)
+        onx = to_onnx(native, n_features, dtype)
     except ImportError as exc:
         raise ConversionUnavailable(f"converter not installed: {exc}") from exc
     except Exception as exc:  # converters raise bare RuntimeErrors for what they cannot do
@@ -65,53 +69,122 @@ def convert(model_format: str, native: Any, n_features: int) -> tuple[bytes, dic
     return onx.SerializeToString(), aliases
 
 
+def compare(native: dict[str, Array], compiled: dict[str, Array]) -> dict[str, Any]:
+    """Per output: dtypes, values that differ, worst absolute and relative error."""
+    evidence: dict[str, Any] = {}
+    for name, expected_raw in native.items():
+        expected = np.asarray(expected_raw)
+        got_raw = compiled.get(name)
+        if got_raw is None:
+            evidence[name] = {"missing": True, "differ": expected.size}
+            continue
+        got = np.asarray(got_raw).reshape(expected.shape)
+        entry: dict[str, Any] = {"dtype": str(expected.dtype), "compiled_dtype": str(got.dtype)}
+        if expected.dtype.kind not in "fc":  # labels must match exactly
+            entry["differ"] = int((expected.astype(got.dtype) != got).sum())
+        else:
+            error = np.abs(got.astype(np.float64) - expected)
+            relative = error / np.maximum(np.abs(expected), FLOOR)
+            if expected.dtype != got.dtype:  # float32 answers for float64 ones are not exact
+                entry["differ"] = expected.size
+            elif expected.dtype == np.float32:
+                entry["differ"] = int((got != expected).sum())
+            else:
+                entry["differ"] = int((relative > RTOL).sum())
+            entry["max_abs_error"] = float(error.max(initial=0.0))
+            entry["max_rel_error"] = float(relative.max(initial=0.0))
+        evidence[name] = entry
+    return evidence
+
+
 def outputs_match(native: dict[str, Array], compiled: dict[str, Array]) -> str | None:
     """None when the compiled model answers like the native one; else what differs."""
-    for name, expected in native.items():
-        got = compiled.get(name)
-        if got is None:
-            return f"output {name} missing from the ONNX model"
-        expected_arr = np.asarray(expected)
-        got_arr = np.asarray(got).reshape(expected_arr.shape)
-        if expected_arr.dtype.kind in "iubUSO":  # labels must match exactly
-            if not np.array_equal(expected_arr.astype(got_arr.dtype), got_arr):
-                mismatched = int((expected_arr.astype(got_arr.dtype) != got_arr).sum())
-                return f"output {name}: {mismatched} of {expected_arr.size} values differ"
-        elif not np.allclose(expected_arr, got_arr, rtol=1e-4, atol=1e-5):
-            worst = float(np.max(np.abs(expected_arr - got_arr)))
-            return f"output {name}: max abs difference {worst:.3g}"
-    return None
+    problems = []
+    for name, entry in compare(native, compiled).items():
+        if entry.get("missing"):
+            problems.append(f"output {name} missing from the ONNX model")
+        elif entry["differ"]:
+            what = f"output {name}: {entry['differ']} of {np.asarray(native[name]).size} differ"
+            if entry["dtype"] != entry["compiled_dtype"]:
+                what += f" ({entry['compiled_dtype']} where the native model answers "
+                what += f"{entry['dtype']})"
+            elif "max_rel_error" in entry:
+                what += f" (max relative error {entry['max_rel_error']:.3g})"
+            problems.append(what)
+    return "; ".join(problems) or None
+
+
+def _try_dtype(
+    model_format: str, native: Model, n_features: int, dtype: str, probe: Array, out_dir: Path
+) -> dict[str, Any]:
+    """One graph dtype: convert, run on the probe rows, compare. The attempt's evidence."""
+    from .formats.onnx_model import OnnxModel
+
+    attempt: dict[str, Any] = {"input_dtype": dtype}
+    try:
+        onnx_bytes, aliases = convert(model_format, native, n_features, dtype)
+        onnx_path = out_dir / ONNX_FILE
+        onnx_path.write_bytes(onnx_bytes)
+        compiled = OnnxModel(aliases)
+        compiled.load(onnx_path)
+    except ConversionUnavailable as exc:
+        return {**attempt, "verdict": NO_CONVERTER, "reason": str(exc)}
+    except Exception as exc:  # a graph onnxruntime refuses (skl2onnx's float64 trees)
+        reason = f"onnxruntime cannot load the {dtype} graph: {type(exc).__name__}: {exc}"
+        return {**attempt, "verdict": NO_CONVERTER, "reason": reason[:500]}
+    wanted = native.output_names
+    expected = native.predict({"input-0": probe}, wanted)
+    got = compiled.predict({compiled.inputs[0].name: probe.astype(dtype)}, wanted)
+    evidence = compare(expected, got)
+    mismatch = outputs_match(expected, got)
+    attempt["aliases"] = aliases
+    attempt["output_dtypes"] = {n: e.get("compiled_dtype") for n, e in evidence.items()}
+    errors = [e for e in evidence.values() if "max_abs_error" in e]
+    attempt["max_abs_error"] = max((e["max_abs_error"] for e in errors), default=0.0)
+    attempt["max_rel_error"] = max((e["max_rel_error"] for e in errors), default=0.0)
+    if mismatch is not None:
+        attempt["verdict"] = NOT_EXACT
+        attempt["reason"] = "ONNX outputs differ from the native model on the probe batch: "
+        attempt["reason"] += f"{mismatch} ({dtype} graph, {len(probe)} rows)"
+    else:
+        attempt["verdict"] = EXACT
+        attempt["reason"] = (
+            f"the {dtype} ONNX graph answers like the native model on {len(probe)} probe rows "
+            f"spanning the model's input range (max relative error "
+            f"{attempt['max_rel_error']:.3g})"
+        )
+    return attempt
 
 
 def compile_model(model_format: str, model_file: Path, out_dir: Path) -> dict[str, Any]:
-    native = FORMATS[model_format].load(model_file)
+    model_type = FORMATS[model_format]
+    native = model_type.load(model_file)
     n_features = native.inputs[0].shape[1] if native.inputs else -1
-    meta: dict[str, Any] = {"backend": "native", "format": model_format}
+    meta: dict[str, Any] = {
+        "backend": "native",
+        "format": model_format,
+        "verifier": VERIFIER,
+        "verdict": NO_CONVERTER,
+    }
     if n_features < 1:
         meta["reason"] = "the model does not record its number of features"
         return meta
-    try:
-        onnx_bytes, aliases = convert(model_format, native, n_features)
-    except ConversionUnavailable as exc:
-        meta["reason"] = str(exc)
-        return meta
-    from .formats.onnx_model import OnnxModel
-
+    notable = model_type.notable_values(native) if model_type.notable_values else {}
+    probe = probe_rows(n_features, notable)
+    meta["probe_rows"] = len(probe)
     out_dir.mkdir(parents=True, exist_ok=True)
-    onnx_path = out_dir / ONNX_FILE
-    onnx_path.write_bytes(onnx_bytes)
-    compiled = OnnxModel(aliases)
-    compiled.load(onnx_path)
-    probe = probe_batch(n_features)
-    wanted = native.output_names
-    expected = native.predict({"input-0": probe.astype(np.float64)}, wanted)
-    got = compiled.predict({compiled.inputs[0].name: probe}, wanted)
-    mismatch = outputs_match(expected, got)
-    if mismatch is not None:
-        onnx_path.unlink()
-        meta["reason"] = f"ONNX outputs differ from the native model on the probe batch: {mismatch}"
-        return meta
-    meta.update(backend="onnx", aliases=aliases, probe_rows=PROBE_ROWS)
+    attempts = []
+    for dtype in model_type.onnx_input_dtypes:
+        attempt = _try_dtype(model_format, native, n_features, dtype, probe, out_dir)
+        attempts.append({k: v for k, v in attempt.items() if k != "aliases"})
+        if attempt["verdict"] == EXACT:
+            meta.update(attempt, backend="onnx", attempts=attempts)
+            return meta
+    (out_dir / ONNX_FILE).unlink(missing_ok=True)
+    # the most telling failure: a graph that ran and differed, over one that never built
+    telling = [a for a in attempts if a["verdict"] == NOT_EXACT] or attempts
+    meta.update(verdict=telling[-1]["verdict"], attempts=attempts)
+    meta["reason"] = "; ".join(a["reason"] for a in telling)
     return meta
 
 
@@ -122,7 +195,12 @@ def main(argv: list[str]) -> int:
         meta = compile_model(model_format, model_file, out_dir)
     except Exception as exc:  # report anything; the server decides what to do with it
         log.exception("compilation failed")
-        meta = {"backend": "native", "format": model_format, "reason": f"compiler error: {exc}"}
+        meta = {
+            "backend": "native",
+            "format": model_format,
+            "verdict": NO_CONVERTER,
+            "reason": f"compiler error: {exc}",
+        }
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = out_dir / (META_FILE + ".tmp")
     tmp.write_text(json.dumps(meta))

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from . import source
-from .compiler import META_FILE, ONNX_FILE
+from .compiler import META_FILE, NO_CONVERTER, ONNX_FILE, VERIFIER
 from .config import Settings
 from .formats import FORMATS, Model, ModelFormat
 from .formats.base import Array, TensorSpec
@@ -52,6 +52,8 @@ class LoadedModel:
     # every output as the warm-up answered it (dtype; shape with -1 for the batch), for the
     # metadata: the outputs' types are known only once the model has answered
     outputs: tuple[TensorSpec, ...]
+    # the compiler's verdict and its evidence (meta.json), shown in the model's metadata
+    compilation: dict[str, Any]
 
 
 def load(settings: Settings) -> LoadedModel:
@@ -80,48 +82,59 @@ def load(settings: Settings) -> LoadedModel:
             "(or MODELROLL_ALLOW_UNPINNED_PICKLE=true to accept the risk)"
         )
     try:
-        model = _load_fastest(settings, model_format, model_file, digest)
+        model, compilation = _load_fastest(settings, model_format, model_file, digest)
         predict_seconds, answered = _warm_up(model)
     except ModelLoadError:
         raise
     except Exception as exc:
         raise ModelLoadError(f"{type(exc).__name__}: {exc}") from exc
     outputs = tuple(_output_spec(name, answered[name]) for name in model.output_names)
-    return LoadedModel(model, digest, time.monotonic() - started, predict_seconds, outputs)
+    return LoadedModel(
+        model, digest, time.monotonic() - started, predict_seconds, outputs, compilation
+    )
 
 
 def _load_fastest(
     settings: Settings, model_format: ModelFormat[Any], model_file: Path, digest: str
-) -> Model:
+) -> tuple[Model, dict[str, Any]]:
     native: Model
     if model_format.to_onnx is None:  # ONNX already, or no converter: nothing to compile
         native = model_format.load(model_file)
-        return native
+        reason = f"format {model_format.name} is served as it is, without compiling"
+        return native, {"backend": native.backend, "verdict": "NotCompiled", "reason": reason}
     cache = settings.cache_dir / f"{digest}-{model_format.name}"
-    meta = _read_meta(cache)
+    meta = _usable(_read_meta(cache))
     if meta is None:
         try:
             with source.exclusive(settings.cache_dir / f"{cache.name}.lock"):
-                meta = _read_meta(cache) or _compile(model_format.name, model_file, cache)
+                meta = _usable(_read_meta(cache)) or _compile(model_format.name, model_file, cache)
         except OSError as exc:
             meta = {"backend": "native", "reason": f"compile cache unusable: {exc}"}
+    meta.setdefault("verdict", NO_CONVERTER)
+    meta.setdefault("reason", "unknown")
     if meta.get("backend") == "onnx" and (cache / ONNX_FILE).is_file():
         from .formats.onnx_model import OnnxModel
 
         aliases = meta.get("aliases")
         model = OnnxModel(aliases if isinstance(aliases, dict) else {})
         model.load(cache / ONNX_FILE)
-        log.info("backend onnx", extra={"backend": "onnx", "cache": str(cache)})
-        return model
+        log.info(
+            "backend onnx: %s",
+            meta["reason"],
+            extra={"backend": "onnx", "verdict": meta["verdict"], "cache": str(cache)},
+        )
+        return model, meta
+    meta["backend"] = "native"
     log.warning(
-        "backend native: ONNX compilation not used",
-        extra={"backend": "native", "reason": meta.get("reason", "unknown")},
+        "backend native: ONNX compilation not used: %s",
+        meta["reason"],
+        extra={"backend": "native", "verdict": meta["verdict"], "reason": meta["reason"]},
     )
     native = model_format.load(model_file)
-    return native
+    return native, meta
 
 
-def _read_meta(cache: Path) -> dict[str, object] | None:
+def _read_meta(cache: Path) -> dict[str, Any] | None:
     try:
         meta = json.loads((cache / META_FILE).read_text())
     except (OSError, ValueError):
@@ -129,7 +142,15 @@ def _read_meta(cache: Path) -> dict[str, object] | None:
     return meta if isinstance(meta, dict) else None
 
 
-def _compile(model_format: str, model_file: Path, cache: Path) -> dict[str, object]:
+def _usable(meta: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A cached verdict, unless it is an "onnx" one from an older, weaker check: serving
+    natively is always right, serving a graph is right only as far as the check went."""
+    if meta is not None and meta.get("backend") == "onnx" and meta.get("verifier") != VERIFIER:
+        return None
+    return meta
+
+
+def _compile(model_format: str, model_file: Path, cache: Path) -> dict[str, Any]:
     started = time.monotonic()
     command = [sys.executable, "-m", "modelroll_runtime.compiler", model_format]
     command += [str(model_file), str(cache)]

@@ -75,6 +75,14 @@ class RuntimeMetrics:
             registry=registry,
             multiprocess_mode="max",
         )
+        self.compilation = Gauge(
+            "modelroll_model_compilation",
+            "The compiler's verdict: Exact (served compiled), NotExact or NoConverter (served "
+            "natively, reason in the log and in the model metadata), NotCompiled (ONNX models).",
+            ["model", "version", "backend", "verdict"],
+            registry=registry,
+            multiprocess_mode="max",
+        )
         if self.multiprocess:
             from prometheus_client import multiprocess
 
@@ -93,9 +101,10 @@ class RuntimeMetrics:
         count()
         self._durations[protocol](seconds)
 
-    def model_loaded(self, model_format: str, backend: str, seconds: float) -> None:
+    def model_loaded(self, model_format: str, backend: str, seconds: float, verdict: str) -> None:
         self.load_seconds.labels(self.model, self.version).set(seconds)
         self.info.labels(self.model, self.version, model_format, backend).set(1)
+        self.compilation.labels(self.model, self.version, backend, verdict).set(1)
 
     def exposition(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -70,6 +70,12 @@ def from_json_data(name: str, datatype: str, shape: tuple[int, ...], data: Any) 
             f"input '{name}': shape {list(shape)} needs {math.prod(shape)} values, "
             f"'data' has {array.size}"
         )
+    declared = DATATYPES[datatype]
+    if declared.kind == "f" and array.dtype != declared:
+        # JSON numbers are read as float64; the values are what the declared datatype holds,
+        # as with binary data (1e39 as FP32 is infinity, refused unless NaN means missing)
+        with np.errstate(over="ignore"):
+            array = array.astype(declared)
     return array.reshape(shape)
 
 

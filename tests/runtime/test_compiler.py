@@ -59,9 +59,7 @@ def _dump(estimator: Any, directory: Path) -> Path:
     return directory / "model.joblib"
 
 
-@pytest.mark.parametrize(
-    "train", [_logistic_regression, _forest, _pipeline_with_string_labels, _binary_boosting]
-)
+@pytest.mark.parametrize("train", [_logistic_regression, _forest, _pipeline_with_string_labels])
 def test_classifiers_compile_to_probability_tensors(
     train: Callable[[], Any], tmp_path: Path
 ) -> None:
@@ -77,9 +75,22 @@ def test_classifiers_compile_to_probability_tensors(
     assert compiled.output_names == ("predict", "predict_proba")
     assert compiled.default_outputs == ("predict",)
     x, _ = iris()
-    got = compiled.predict({"input": x.astype(np.float32)}, compiled.output_names)
+    got = compiled.predict({"input": x}, compiled.output_names)
     assert got["predict"].tolist() == estimator.predict(x).tolist()
-    np.testing.assert_allclose(got["predict_proba"], estimator.predict_proba(x), atol=1e-5)
+    assert got["predict_proba"].dtype == np.float64
+    np.testing.assert_allclose(got["predict_proba"], estimator.predict_proba(x), rtol=1e-9)
+
+
+def test_float32_tree_probabilities_are_served_natively(tmp_path: Path) -> None:
+    """skl2onnx builds boosted trees as float32 graphs only: their probabilities are float32
+    where sklearn's are float64, so the compiler refuses them, and says so."""
+    model_file = _dump(_binary_boosting(), tmp_path / "m")
+    meta = compiler.compile_model("sklearn", model_file, tmp_path / "out")
+    assert meta["backend"] == "native", meta
+    assert meta["verdict"] == compiler.NOT_EXACT
+    assert "float32 where the native model answers float64" in meta["reason"]
+    assert [a["input_dtype"] for a in meta["attempts"]] == ["float64", "float32"]
+    assert not (tmp_path / "out" / compiler.ONNX_FILE).exists()
 
 
 def test_forest_conversion_skips_the_attribute_walk(
@@ -109,9 +120,9 @@ def test_mismatching_onnx_is_never_used(tmp_path: Path, monkeypatch: pytest.Monk
     impostor = LogisticRegression(max_iter=1000).fit(x, (y + 1) % 3)  # other answers
     real_convert = compiler.convert
 
-    def convert_the_impostor(model_format: str, native: Any, n_features: int) -> Any:
+    def convert_the_impostor(model_format: str, native: Any, n_features: int, dtype: str) -> Any:
         other = SimpleNamespace(estimator=impostor, output_names=native.output_names)
-        return real_convert(model_format, other, n_features)
+        return real_convert(model_format, other, n_features, dtype)
 
     monkeypatch.setattr(compiler, "convert", convert_the_impostor)
     model_file, out = _dump(_logistic_regression(), tmp_path / "m"), tmp_path / "out"
@@ -142,7 +153,9 @@ def test_native_verdict_in_the_cache_serves_native(
     assert response.status == 200, response.body
     expected = sklearn_model.expected_predict(sklearn_model.x).tolist()
     assert response.json()["outputs"][0]["data"] == expected
-    assert runtime.get("/v2/models/model").json()["parameters"] == {"backend": "native"}
+    parameters = runtime.get("/v2/models/model").json()["parameters"]
+    assert parameters["backend"] == "native"
+    assert parameters["compilation"]["reason"] == reason
     text = runtime.get("/metrics").body.decode()
     assert metric(text, "modelroll_model_info", format="sklearn", backend="native") == 1
     assert metric(text, "modelroll_model_info", backend="onnx") == 0

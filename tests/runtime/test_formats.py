@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from .conftest import StartRuntime
-from .models import TrainedModel
+from .models import TrainedModel, iris
 from .runtime_process import RuntimeProcess
 
 pytestmark = pytest.mark.runtime
@@ -96,9 +97,14 @@ def test_concurrent_clients_get_their_own_answers(
 
 
 def test_compiled_to_onnx(served: tuple[TrainedModel, RuntimeProcess]) -> None:
-    _, runtime = served
-    assert runtime.get("/v2/models/m").json()["parameters"] == {"backend": "onnx"}
-    assert '"backend":"onnx"' in runtime.logs()
+    """sklearn's linear models compile exactly (float64 graph); the boosters' ONNX trees are
+    float32 graphs that do not answer exactly what the booster does, so they serve natively."""
+    trained, runtime = served
+    parameters = runtime.get("/v2/models/m").json()["parameters"]
+    backend = "onnx" if trained.model_format == "sklearn" else "native"
+    assert parameters["backend"] == backend, parameters
+    assert parameters["compilation"]["verdict"] == ("Exact" if backend == "onnx" else "NotExact")
+    assert f'"backend":"{backend}"' in runtime.logs()
 
 
 def test_pickle_file_and_native_fallback(
@@ -155,3 +161,36 @@ def test_nan_means_missing_only_where_the_format_says_so(
     else:
         assert response.status == 200, response.body
         assert response.json()["outputs"][0]["data"] == trained.expected_predict(x).tolist()
+
+
+def test_onnx_zipmap_probabilities_are_a_tensor(
+    start_runtime: StartRuntime, tmp_path: Path
+) -> None:
+    """skl2onnx's default export ends in ZipMap (one {label: probability} dict per row): the
+    probabilities come back as an FP32 [N, classes] tensor, not as Python dict reprs."""
+    import onnx
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = iris()
+    estimator = LogisticRegression(max_iter=1000).fit(x, y)
+    onx = convert_sklearn(estimator, initial_types=[("x", FloatTensorType([None, 4]))])
+    assert "ZipMap" in [node.op_type for node in onx.graph.node]
+    (tmp_path / "zipmap").mkdir()
+    onnx.save(onx, str(tmp_path / "zipmap" / "model.onnx"))
+    runtime = start_runtime(
+        MODELROLL_MODEL_URI=str(tmp_path / "zipmap"), MODELROLL_MODEL_FORMAT="onnx"
+    )
+    rows = x[::30].astype(np.float32)
+    body = {"inputs": [{"name": "x", "shape": list(rows.shape), "datatype": "FP32",
+                        "data": rows.ravel().tolist()}]}  # fmt: skip
+    response = runtime.post_json("/v2/models/model/infer", body)
+    assert response.status == 200, response.body
+    label, probability = response.json()["outputs"]
+    assert label["data"] == estimator.predict(rows).tolist()
+    assert probability["name"] == "output_probability"
+    assert probability["datatype"] == "FP32"
+    assert probability["shape"] == [len(rows), 3]
+    expected = estimator.predict_proba(rows)
+    np.testing.assert_allclose(np.reshape(probability["data"], (len(rows), 3)), expected, atol=1e-6)

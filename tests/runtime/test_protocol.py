@@ -70,13 +70,14 @@ def test_health_and_server_metadata(iris: RuntimeProcess) -> None:
         "name": "iris",
         "versions": ["1"],
         "platform": "modelroll-sklearn",
-        "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, 4]}],
+        "inputs": [{"name": "input", "datatype": "FP64", "shape": [-1, 4]}],
         "outputs": [
             {"name": "predict", "datatype": "INT64", "shape": [-1, 1]},
-            {"name": "predict_proba", "datatype": "FP32", "shape": [-1, 3]},
+            {"name": "predict_proba", "datatype": "FP64", "shape": [-1, 3]},
         ],
-        "parameters": {"backend": "onnx"},
+        "parameters": {"backend": "onnx", "compilation": metadata["parameters"]["compilation"]},
     }
+    assert metadata["parameters"]["compilation"]["verdict"] == "Exact"
 
 
 def tritonclient_body(x: np.ndarray, binary_outputs: bool) -> tuple[bytes, dict[str, str]]:
@@ -121,7 +122,8 @@ def test_binary_request_binary_response(iris: RuntimeProcess, sklearn_model: Tra
     raw = response.body[json_length:]
     labels = struct.unpack("<6q", raw[:labels_size])
     assert list(labels) == sklearn_model.expected_predict(x).tolist()
-    probabilities = np.frombuffer(raw[labels_size:], dtype="<f4").reshape(proba["shape"])
+    assert proba["datatype"] == "FP64"  # the native model's dtype, as the peers answer
+    probabilities = np.frombuffer(raw[labels_size:], dtype="<f8").reshape(proba["shape"])
     np.testing.assert_allclose(probabilities, sklearn_model.expected_proba(x), atol=1e-4)
 
 

@@ -57,11 +57,18 @@ class ModelFormat(Generic[M]):
     # exactly one file with one of their suffixes is accepted too.
     model_files: tuple[str, ...]
     model_class: type[M]  # loads the file natively, with the format's own library
-    # ONNX graph (an onnx.ModelProto) from the loaded native model and its number of
-    # features, or None for a format that is served as it is. Raises when it cannot convert.
-    to_onnx: Callable[[M, int], Any] | None
+    # ONNX graph (an onnx.ModelProto) from the loaded native model, its number of features
+    # and the graph's input dtype ("float64" or "float32"), or None for a format that is
+    # served as it is. Raises when it cannot convert.
+    to_onnx: Callable[[M, int, str], Any] | None
     accepts_missing: bool  # NaN in a request means "missing value", not bad input
     runs_code: bool  # loading the file executes code (pickle): remote files need a sha256 pin
+    # Input dtypes to try for the ONNX graph, in order; the first one that answers exactly
+    # like the native model is served.
+    onnx_input_dtypes: tuple[str, ...] = ("float32",)
+    # What the model learned about its inputs, by feature index: split thresholds, scaler
+    # statistics, feature ranges. The compiler probes around these values (see probe.py).
+    notable_values: Callable[[M], dict[int, list[float]]] | None = None
 
     def load(self, model_file: Path) -> M:
         """The native model (for a pickle format this runs the file's code: verify first)."""

@@ -50,12 +50,32 @@ def _objective(model_file: Path) -> str:
     return ""
 
 
-def to_onnx(model: LightGBMModel, n_features: int) -> Any:
+def to_onnx(model: LightGBMModel, n_features: int, dtype: str) -> Any:
     import onnxmltools
     from onnxmltools.convert.common.data_types import FloatTensorType
 
+    # onnxmltools builds float32 trees and outputs for LightGBM, which computes in float64:
+    # the compiler's check decides whether that is exact for this model (rarely)
     initial_types = [("input", FloatTensorType([None, n_features]))]
     return onnxmltools.convert_lightgbm(model.booster, initial_types=initial_types, zipmap=False)
+
+
+def notable_values(model: LightGBMModel) -> dict[int, list[float]]:
+    """Every split threshold, and the range LightGBM recorded for each feature."""
+    dump = model.booster.dump_model()
+    found: dict[int, list[float]] = {}
+    for j, info in enumerate(dump.get("feature_infos", {}).values()):
+        for key in ("min_value", "max_value"):
+            if isinstance(info, dict) and isinstance(info.get(key), int | float):
+                found.setdefault(j, []).append(float(info[key]))
+    stack = [tree["tree_structure"] for tree in dump.get("tree_info", ())]
+    while stack:
+        node = stack.pop()
+        threshold = node.get("threshold")
+        if "split_feature" in node and isinstance(threshold, int | float):
+            found.setdefault(int(node["split_feature"]), []).append(float(threshold))
+        stack.extend(node[side] for side in ("left_child", "right_child") if side in node)
+    return found
 
 
 FORMAT = ModelFormat(
@@ -66,4 +86,5 @@ FORMAT = ModelFormat(
     to_onnx=to_onnx,
     accepts_missing=True,  # NaN means "missing" to boosters
     runs_code=False,
+    notable_values=notable_values,
 )

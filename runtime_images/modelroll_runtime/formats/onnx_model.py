@@ -69,7 +69,22 @@ class OnnxModel:
 
     def predict(self, inputs: Mapping[str, Array], outputs: Sequence[str]) -> dict[str, Array]:
         results = self.session.run(self._graph_outputs, dict(inputs))
-        return dict(zip(self.output_names, results, strict=True))
+        return {
+            name: _zipmap_as_tensor(result) if isinstance(result, list) else result
+            for name, result in zip(self.output_names, results, strict=True)
+        }
+
+
+def _zipmap_as_tensor(rows: list[Any]) -> Array:
+    """A ZipMap output (skl2onnx's default for classifiers: one {label: probability} dict per
+    row) as the [rows, classes] float tensor it was made from, columns in the map's label
+    order, which is the classifier's class order."""
+    import numpy as np
+
+    if not rows or not all(isinstance(row, dict) for row in rows):
+        return np.asarray(rows, dtype=object)
+    labels = list(rows[0])
+    return np.array([[row[label] for label in labels] for row in rows], dtype=np.float32)
 
 
 FORMAT = ModelFormat(

@@ -54,12 +54,32 @@ class XGBoostModel(TabularModel):
         return result
 
 
-def to_onnx(model: XGBoostModel, n_features: int) -> Any:
+def to_onnx(model: XGBoostModel, n_features: int, dtype: str) -> Any:
     import onnxmltools
     from onnxmltools.convert.common.data_types import FloatTensorType
 
+    # XGBoost reads its inputs as float32 itself; its ONNX trees are float32 graphs only
     initial_types = [("input", FloatTensorType([None, n_features]))]
     return onnxmltools.convert_xgboost(model.booster, initial_types=initial_types)
+
+
+def notable_values(model: XGBoostModel) -> dict[int, list[float]]:
+    """Every split threshold, by feature."""
+    names = list(model.booster.feature_names or [])
+    index = {name: j for j, name in enumerate(names)}
+    found: dict[int, list[float]] = {}
+    stack = [json.loads(tree) for tree in model.booster.get_dump(dump_format="json")]
+    while stack:
+        node = stack.pop()
+        if "split" in node:
+            split = str(node["split"])
+            j = index.get(split)
+            if j is None and split[:1] == "f" and split[1:].isdigit():
+                j = int(split[1:])
+            if j is not None:
+                found.setdefault(j, []).append(float(node["split_condition"]))
+        stack.extend(node.get("children", ()))
+    return found
 
 
 FORMAT = ModelFormat(
@@ -69,4 +89,5 @@ FORMAT = ModelFormat(
     to_onnx=to_onnx,
     accepts_missing=True,  # NaN means "missing" to boosters
     runs_code=False,
+    notable_values=notable_values,
 )
