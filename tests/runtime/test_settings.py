@@ -91,7 +91,8 @@ def test_every_registered_format_is_accepted() -> None:
         ({"MODELROLL_BODY_TIMEOUT_SECONDS": "0"}, "BODY_TIMEOUT_SECONDS must be a finite number"),
         ({"MODELROLL_BODY_TIMEOUT_SECONDS": "inf"}, "must be a finite number of at least"),
         ({"MODELROLL_BODY_TIMEOUT_SECONDS": "nan"}, "must be a finite number of at least"),
-        ({"MODELROLL_MAX_LATENCY_MS": "-1"}, "MODELROLL_MAX_LATENCY_MS must be a finite number"),
+        ({"MODELROLL_BODY_TIMEOUT_SECONDS": "-1"}, "BODY_TIMEOUT_SECONDS must be a finite number"),
+        ({"MODELROLL_MAX_LATENCY_MS": "5"}, "MODELROLL_MAX_LATENCY_MS is not a runtime setting"),
     ],
 )
 def test_invalid_settings_are_refused(env: dict[str, str], message: str) -> None:
