@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from typing import ClassVar
 
 import pytest
-
 from modelroll.inference import runtime_error
 from modelroll.outbound import (
     MAX_BODY_BYTES,
