@@ -203,6 +203,7 @@ class Reconciler:
         planned = plan_rollout(inp)
         looked_up: dict[tuple[str, str], JSON | None] = {}
         conflict = ""
+        wanted: list[JSON] = []
         if not invalid:
             wanted = [stamp(m) for m in render_plan(owner, spec, planned, context)]
             conflict = await self.child_conflict(owner, wanted, children, looked_up)
@@ -238,7 +239,9 @@ class Reconciler:
             self._remember(written)
             body = written
         if not invalid and not conflict:
-            await self.apply_children(before, owner, spec, plan, children, context, looked_up)
+            if plan is not planned:  # a check's result changed the plan
+                wanted = [stamp(m) for m in render_plan(owner, spec, plan, context)]
+            await self.apply_children(before, owner, plan, wanted, children, looked_up)
         if plan.handled:
             written = await asyncio.to_thread(
                 self.kube.merge_patch,
@@ -315,13 +318,13 @@ class Reconciler:
         self,
         body: JSON,
         owner: Owner,
-        spec: ModelDeploymentSpec,
         plan: Plan,
+        desired: list[JSON],
         children: Children,
-        context: RenderContext,
         looked_up: dict[tuple[str, str], JSON | None],
     ) -> None:
-        desired = [stamp(m) for m in render_plan(owner, spec, plan, context)]
+        """Writes the rendered children that differ from the cache, and prunes ours that
+        the plan no longer wants."""
         for manifest in desired:
             observed = children.find(manifest["kind"], manifest["metadata"]["name"])
             if not needs_apply(manifest, observed):
