@@ -210,24 +210,42 @@ async def resync_forever(memo: kopf.Memo, indexes: dict[str, Any], interval: flo
     while True:
         await asyncio.sleep(interval)
         for key in list(indexes["model_deployments"]):
-            try:
-                await _reconcile(key, memo, indexes)
-            except Exception as error:  # one failing object must not stop the others
-                logging.getLogger(__name__).warning("resync of %s/%s failed: %s", *key, error)
+            await _reconcile_logged(key, memo, indexes, "resync")
         export_condition_counts(indexes["model_deployments"])
+
+
+async def _reconcile_logged(
+    key: tuple[str, str], memo: kopf.Memo, indexes: dict[str, Any], why: str
+) -> None:
+    try:
+        await _reconcile(key, memo, indexes)
+    except Exception as error:  # one failing object must not stop the others
+        logging.getLogger(__name__).warning("%s of %s/%s failed: %s", why, *key, error)
 
 
 @kopf.on.startup()
 async def start_resync(memo: kopf.Memo, **kwargs: Any) -> None:
     memo.indexes_ready = asyncio.Event()
+    indexes = _indexes(kwargs)
     memo.resync = asyncio.create_task(
-        resync_forever(memo, _indexes(kwargs), memo.config.timer_interval_seconds)
+        resync_forever(memo, indexes, memo.config.timer_interval_seconds)
     )
+    # A smoke test or analysis that ends reconciles its ModelDeployment at once, so its
+    # result is recorded without waiting for the next resync.
+    woken: set[asyncio.Task[None]] = set()
+
+    def wake(key: tuple[str, str]) -> None:
+        task = asyncio.create_task(_reconcile_logged(key, memo, indexes, "reconcile after a check"))
+        woken.add(task)
+        task.add_done_callback(woken.discard)
+
+    memo.reconciler.checks.wake = wake
 
 
 @kopf.on.cleanup()
 async def stop_resync(memo: kopf.Memo, **_: Any) -> None:
     memo.resync.cancel()
+    memo.reconciler.checks.shutdown()
 
 
 async def _on_child_event(

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from typing import Any
+
+from modelroll.outbound import DEFAULT_DEADLINE_SECONDS, MAX_BODY_BYTES, Answer, request
 
 
 def infer_path(model: str, protocol: str) -> str:
@@ -15,17 +15,36 @@ def infer_path(model: str, protocol: str) -> str:
 
 
 def post_inference(
-    base_url: str, model: str, protocol: str, body: Any, timeout: float
-) -> tuple[int, bytes]:
-    """Returns (status, body) for any HTTP answer; connection failures raise OSError."""
-    request = urllib.request.Request(
+    base_url: str,
+    model: str,
+    protocol: str,
+    body: Any,
+    timeout: float = DEFAULT_DEADLINE_SECONDS,
+    max_bytes: int = MAX_BODY_BYTES,
+) -> Answer:
+    """The answer of any non-redirect status; a failure to get one raises OSError
+    (`modelroll.outbound.OutboundError`). `timeout` bounds the whole request."""
+    return request(
+        "POST",
         base_url.rstrip("/") + infer_path(model, protocol),
-        data=json.dumps(body).encode(),
+        body=json.dumps(body).encode(),
         headers={"Content-Type": "application/json"},
-        method="POST",
+        deadline=timeout,
+        max_bytes=max_bytes,
     )
+
+
+def runtime_error(body: bytes) -> str | None:
+    """The message of the runtime's own error answer (`{"error": "<text>"}`, see
+    modelroll_runtime.errors), shortened to one line; None for any other body."""
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
+        document = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(document, dict) or set(document) != {"error"}:
+        return None
+    message = document["error"]
+    if not isinstance(message, str):
+        return None
+    line = " ".join(message.split())
+    return line if len(line) <= 200 else line[:199] + "…"

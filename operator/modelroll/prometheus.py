@@ -1,18 +1,18 @@
 """A small client for the Prometheus HTTP API: one instant query, one number back.
 
-Only the standard library (urllib), so the operator needs no HTTP client dependency for it.
+Requests go through `modelroll.outbound` (no redirects, a capped body, a total deadline).
 Every failure (connection, timeout, HTTP status, a body that is not a Prometheus answer, a
-query that returns more than one series) is a `PrometheusError` naming the address.
+query that returns more than one series) is a `PrometheusError` naming the address; its
+message quotes nothing of the body but Prometheus's own error fields.
 """
 
 from __future__ import annotations
 
 import json
-import urllib.error
 import urllib.parse
-import urllib.request
 from typing import Any
 
+from modelroll.outbound import request
 from modelroll.prometheus_error import PrometheusError
 
 __all__ = ["PrometheusClient", "PrometheusError"]
@@ -43,34 +43,37 @@ class PrometheusClient:
                 f"Prometheus address {self.address!r} is not an http:// or https:// URL"
             )
         url = f"{self.address}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
-        request = urllib.request.Request(url, headers={"Accept": "application/json"})
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                raw = response.read()
-        except urllib.error.HTTPError as exc:
+            answer = request(
+                "GET", url, headers={"Accept": "application/json"}, deadline=self.timeout
+            )
+        except OSError as exc:
+            raise PrometheusError(f"Prometheus at {self.address} is unreachable: {exc}") from exc
+        if answer.status >= 400:
             raise PrometheusError(
-                f"Prometheus at {self.address} answered HTTP {exc.code}: {_error_text(exc)}"
-            ) from exc
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-            raise PrometheusError(
-                f"Prometheus at {self.address} is unreachable: {reason or type(exc).__name__}"
-            ) from exc
-        return _parse(self.address, raw)
+                f"Prometheus at {self.address} answered HTTP {answer.status}"
+                + _error_text(answer.body)
+            )
+        return _parse(self.address, answer.body)
 
 
-def _error_text(exc: urllib.error.HTTPError) -> str:
-    try:
-        body = exc.read()
-    except OSError:
-        return str(exc.reason)
+def _error_text(body: bytes) -> str:
+    """Prometheus's own error fields (`{"status": "error", "errorType", "error"}`), shortened;
+    nothing for any other body."""
     try:
         document = json.loads(body)
     except ValueError:
-        return body[:200].decode(errors="replace").strip() or str(exc.reason)
-    if isinstance(document, dict) and "error" in document:
-        return f"{document.get('errorType', 'error')}: {document['error']}"
-    return str(exc.reason)
+        return ""
+    if not isinstance(document, dict) or not isinstance(document.get("error"), str):
+        return ""
+    error_type = document.get("errorType")
+    kind = error_type if isinstance(error_type, str) else "error"
+    return f": {_short(kind, 40)}: {_short(document['error'], 200)}"
+
+
+def _short(text: str, limit: int) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def _parse(address: str, raw: bytes) -> float | None:
@@ -82,8 +85,7 @@ def _parse(address: str, raw: bytes) -> float | None:
         raise PrometheusError(f"Prometheus at {address} answered with an unexpected document")
     if document.get("status") != "success":
         raise PrometheusError(
-            f"Prometheus at {address} reported {document.get('errorType', 'an error')}: "
-            f"{document.get('error', document.get('status'))}"
+            f"Prometheus at {address} reported an error" + (_error_text(raw) or " (no details)")
         )
     data = document.get("data")
     if not isinstance(data, dict):
@@ -93,7 +95,7 @@ def _parse(address: str, raw: bytes) -> float | None:
         return _sample_value(address, result)
     if result_type != "vector" or not isinstance(result, list):
         raise PrometheusError(
-            f"Prometheus at {address} answered a {result_type}; the query must give an "
+            f"Prometheus at {address} answered a {_short(str(result_type), 20)}; the query must give an "
             "instant vector or a scalar"
         )
     if not result:
@@ -116,7 +118,5 @@ def _sample_value(address: str, pair: Any) -> float:
     try:
         value = float(pair[1])
     except ValueError as exc:
-        raise PrometheusError(
-            f"Prometheus at {address} answered a non-numeric sample {pair[1]!r}"
-        ) from exc
+        raise PrometheusError(f"Prometheus at {address} answered a non-numeric sample") from exc
     return value

@@ -12,10 +12,12 @@ from typing import Protocol
 
 from modelroll import GROUP, VERSION
 from modelroll.analysis import analyze
+from modelroll.checks import Checks
 from modelroll.config import OperatorConfig
 from modelroll.drift import foreign_keys_patch, needs_apply, stamp
-from modelroll.kube import ApiError, Kube
+from modelroll.kube import ApiError, Kube, object_path
 from modelroll.metrics import CONDITION, ROLLOUT_ABORTS, TRAFFIC_WEIGHT
+from modelroll.ownership import conflict_message, controlled_by
 from modelroll.problems import GPU_PRODUCT_LABEL
 from modelroll.prometheus import PrometheusClient
 from modelroll.render import (
@@ -118,6 +120,7 @@ class Reconciler:
         # planning from an older status would repeat a step that was already taken.
         self._newest: dict[tuple[str, str], JSON] = {}
         self._weights_reported: dict[tuple[str, str], set[tuple[str, str]]] = {}
+        self.checks = Checks()
 
     async def trigger(
         self, key: tuple[str, str], load: Callable[[], tuple[JSON | None, Children]]
@@ -133,6 +136,7 @@ class Reconciler:
             if body is None:
                 self._locks.pop(key, None)
                 self._newest.pop(key, None)
+                self.checks.forget(key)
                 return False
             body = self._prefer_newest(key, body)
             await self.reconcile(body, children)
@@ -179,7 +183,19 @@ class Reconciler:
         if invalid:
             # Keep serving what runs; change nothing until the spec can be realized.
             inp = replace(inp, annotations=frozenset())
-        plan = await self.plan(owner, spec, inp)
+        context = RenderContext(self.config, self.service_monitor_available)
+        planned = plan_rollout(inp)
+        looked_up: dict[tuple[str, str], JSON | None] = {}
+        conflict = ""
+        wanted: list[JSON] = []
+        if not invalid:
+            wanted = [stamp(m) for m in render_plan(owner, spec, planned, context)]
+            conflict = await self.child_conflict(owner, wanted, children, looked_up)
+        if conflict:
+            # As for an invalid spec, and no check runs against an object not ours.
+            plan = plan_rollout(replace(inp, annotations=frozenset()))
+        else:
+            plan = await self.plan(owner, spec, inp, planned)
         LOG.debug(
             "planned %s/%s at %s: stable=%s canary=%s step=%s aborted=%s actions=%s handled=%s",
             owner.namespace,
@@ -198,6 +214,7 @@ class Reconciler:
             revisions=states,
             previous_status=dict(body.get("status") or {}),
             invalid_spec=invalid,
+            child_conflict=conflict,
         )
         # Record the decision before acting on it, so a restart resumes from it.
         written = await self.report_status(body, owner, spec, observed, plan)
@@ -205,8 +222,10 @@ class Reconciler:
         if written:
             self._remember(written)
             body = written
-        if not invalid:
-            await self.apply_children(before, owner, spec, plan, children)
+        if not invalid and not conflict:
+            if plan is not planned:  # a check's result changed the plan
+                wanted = [stamp(m) for m in render_plan(owner, spec, plan, context)]
+            await self.apply_children(before, owner, plan, wanted, children, looked_up)
         if plan.handled:
             written = await asyncio.to_thread(
                 self.kube.merge_patch,
@@ -217,39 +236,87 @@ class Reconciler:
         for type_, reason, message in plan.events:
             self.emit(body, type_, reason, message)
 
-    async def plan(self, owner: Owner, spec: ModelDeploymentSpec, inp: RolloutInput) -> Plan:
-        """Plans, running the analysis or smoke test the plan asks for, then plans again."""
-        planned = plan_rollout(inp)
+    async def plan(
+        self, owner: Owner, spec: ModelDeploymentSpec, inp: RolloutInput, planned: Plan
+    ) -> Plan:
+        """Plans with the analysis or smoke test result the plan asks for, once that check
+        has ended. Checks run beside the reconciles (`modelroll.checks`): while one runs,
+        the plan without its result (`planned`) stands, and its end wakes this object."""
+        key = (owner.namespace, owner.name)
         canary = spec.rollout.canary
         if planned.needs_analysis and canary and canary.analysis:
-            prometheus = PrometheusClient(canary.analysis.prometheus_address)
-            result = await asyncio.to_thread(
-                analyze,
-                canary.analysis,
-                owner.namespace,
-                owner.name,
-                planned.state.canary,
-                planned.state.stable,
-                prometheus.query,
+            analysis = canary.analysis
+            candidate, stable = planned.state.canary, planned.state.stable
+            prometheus = PrometheusClient(analysis.prometheus_address)
+            result = self.checks.result(
+                key,
+                ("analysis", candidate, planned.state.step),
+                lambda: analyze(
+                    analysis, owner.namespace, owner.name, candidate, stable, prometheus.query
+                ),
             )
-            planned = plan_rollout(replace(inp, analysis=result))
+            if result is not None:
+                planned = plan_rollout(replace(inp, analysis=result))
         blue_green = spec.rollout.blue_green
         if planned.needs_smoke_test and blue_green:
             url = self.config.service_url(f"{owner.name}-preview", owner.namespace)
-            smoke = await asyncio.to_thread(
-                run_smoke_tests, url, owner.name, blue_green.smoke_tests
+            tests = blue_green.smoke_tests
+            smoke = self.checks.result(
+                key, ("smoke", inp.desired), lambda: run_smoke_tests(url, owner.name, tests)
             )
-            planned = plan_rollout(replace(inp, smoke=smoke))
+            if smoke is not None:
+                planned = plan_rollout(replace(inp, smoke=smoke))
         return planned
 
+    async def child_conflict(
+        self,
+        owner: Owner,
+        desired: list[JSON],
+        children: Children,
+        looked_up: dict[tuple[str, str], JSON | None],
+    ) -> str:
+        """The message naming the first desired child whose name an object we do not own
+        holds, or "". The watch caches show the children we labelled; only a name missing
+        there costs a GET (once per reconcile, kept in `looked_up`), as before a create."""
+        for manifest in desired:
+            found = await self._existing(manifest, children, looked_up)
+            if found is not None and not controlled_by(found, owner.uid):
+                return conflict_message(manifest)
+        return ""
+
+    async def _existing(
+        self, manifest: JSON, children: Children, looked_up: dict[tuple[str, str], JSON | None]
+    ) -> JSON | None:
+        kind, metadata = manifest["kind"], manifest["metadata"]
+        cached = children.find(kind, metadata["name"])
+        if cached is not None:
+            return cached
+        if (kind, metadata["name"]) not in looked_up:
+            path = object_path(
+                manifest["apiVersion"], kind, metadata["namespace"], metadata["name"]
+            )
+            looked_up[(kind, metadata["name"])] = await asyncio.to_thread(self.kube.get, path)
+        return looked_up[(kind, metadata["name"])]
+
     async def apply_children(
-        self, body: JSON, owner: Owner, spec: ModelDeploymentSpec, plan: Plan, children: Children
+        self,
+        body: JSON,
+        owner: Owner,
+        plan: Plan,
+        desired: list[JSON],
+        children: Children,
+        looked_up: dict[tuple[str, str], JSON | None],
     ) -> None:
-        context = RenderContext(self.config, self.service_monitor_available)
-        desired = [stamp(m) for m in render_plan(owner, spec, plan, context)]
+        """Writes the rendered children that differ from the cache, and prunes ours that
+        the plan no longer wants."""
         for manifest in desired:
             observed = children.find(manifest["kind"], manifest["metadata"]["name"])
             if not needs_apply(manifest, observed):
+                continue
+            existing = await self._existing(manifest, children, looked_up)
+            if existing is not None and not controlled_by(existing, owner.uid):
+                # Named only by the plan after its checks: reported on the next reconcile.
+                LOG.warning("%s: not applied", conflict_message(manifest))
                 continue
             created = await asyncio.to_thread(self.kube.apply, manifest)
             foreign = foreign_keys_patch(manifest, observed)
@@ -275,7 +342,11 @@ class Reconciler:
         for kind in ("Deployment", *SHARED_KINDS):
             for child in children.by_kind.get(kind, []):
                 name = child["metadata"]["name"]
-                if (kind, name) not in wanted and not child["metadata"].get("deletionTimestamp"):
+                if (
+                    (kind, name) not in wanted
+                    and not child["metadata"].get("deletionTimestamp")
+                    and controlled_by(child, owner.uid)  # a label alone does not make it ours
+                ):
                     await asyncio.to_thread(
                         self.kube.delete, child["apiVersion"], kind, owner.namespace, name
                     )

@@ -93,6 +93,13 @@ def deployment_name(owner_name: str, revision: str) -> str:
     return f"{owner_name}-{revision}"
 
 
+def service_account_name(owner_name: str) -> str:
+    """Suffixed, so that it is never a ServiceAccount users name themselves (`default`,
+    or one named after their app that may carry a cloud identity). Names are at most 40
+    characters (CRD), so this stays a valid DNS label."""
+    return f"{owner_name}-modelroll"
+
+
 def model_location(uri: str) -> tuple[str, list[JSON], list[JSON]]:
     """Maps pvc://claim/path onto a read-only volume; other URIs pass through."""
     if not uri.startswith("pvc://"):
@@ -176,7 +183,7 @@ def render_deployment(
             "prometheus.io/path": "/metrics",
             MODEL_VERSION_ANNOTATION: spec.model.version,
         },
-        service_account=owner.name,
+        service_account=service_account_name(owner.name),
         node_selector=node_selector,
         tolerations=tolerations,
         affinity=spec.affinity,
@@ -225,7 +232,9 @@ def render_shared_children(
     if plan.service_revision is not None:
         main_selector[REVISION_LABEL] = plan.service_revision
     children = [
-        render_template("serviceaccount.yaml.j2", **base),
+        render_template(
+            "serviceaccount.yaml.j2", **{**base, "name": service_account_name(owner.name)}
+        ),
         render_template("service.yaml.j2", **base, selector=main_selector),
     ]
     if plan.preview_revision:

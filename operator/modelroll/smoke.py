@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from modelroll.drift import is_subset
-from modelroll.inference import post_inference
+from modelroll.inference import post_inference, runtime_error
 from modelroll.rollout import SmokeResult
 from modelroll.spec import JSON
 
@@ -27,25 +27,28 @@ def expectation_met(expected: JSON, answer: JSON) -> bool:
 def run_smoke_tests(
     base_url: str, model: str, tests: tuple[JSON, ...], timeout: float = 10
 ) -> SmokeResult:
+    """Messages name the request and the expectation that failed, never the answer's bytes:
+    the preview runs the tenant's image, and its answer must not reach status or Events."""
     for index, test in enumerate(tests):
         name = test.get("name") or f"request {index + 1}"
         body = test.get("body") or {}
         expected_status = int(test["expectStatus"])  # parse_spec filled in the default
         try:
-            status, raw = post_inference(base_url, model, protocol_of(body), body, timeout)
+            answer = post_inference(base_url, model, protocol_of(body), body, timeout)
         except OSError as error:
-            return SmokeResult(False, f"{name}: preview unreachable at {base_url}: {error}")
-        text = raw.decode(errors="replace")
-        if status != expected_status:
+            return SmokeResult(False, f"{name}: no answer from the preview at {base_url}: {error}")
+        if answer.status != expected_status:
+            error_message = runtime_error(answer.body)
+            said = f" (runtime error: {error_message})" if error_message else ""
             return SmokeResult(
-                False, f"{name}: HTTP {status}, expected {expected_status}: {text[:200]}"
+                False, f"{name}: HTTP {answer.status}, expected {expected_status}{said}"
             )
         expected = test.get("expectOutputs")
         if expected:
             try:
-                answer = json.loads(text)
+                document = json.loads(answer.body)
             except ValueError:
-                return SmokeResult(False, f"{name}: answer is not JSON: {text[:200]}")
-            if not expectation_met(expected, answer):
-                return SmokeResult(False, f"{name}: unexpected outputs {text[:300]}")
+                return SmokeResult(False, f"{name}: the answer is not JSON")
+            if not isinstance(document, dict) or not expectation_met(expected, document):
+                return SmokeResult(False, f"{name}: unexpected outputs (see expectOutputs)")
     return SmokeResult(True, f"{len(tests)} smoke request(s) answered as expected")

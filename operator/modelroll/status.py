@@ -48,6 +48,7 @@ class Observed:
     revisions: tuple[RevisionState, ...]
     previous_status: JSON = field(default_factory=dict)
     invalid_spec: str = ""
+    child_conflict: str = ""  # a child's name is taken by an object this one does not own
 
 
 def revision_state(deployment: JSON, pods: list[JSON]) -> RevisionState:
@@ -177,6 +178,8 @@ def conditions(observed: Observed, plan: Plan) -> list[Condition]:
 
     if observed.invalid_spec:
         ready = Condition("Ready", False, "InvalidSpec", observed.invalid_spec)
+    elif observed.child_conflict:
+        ready = Condition("Ready", False, "ChildConflict", observed.child_conflict)
     elif current and current.complete and (current.ready > 0 or current.desired == 0):
         ready = Condition(
             "Ready",
@@ -203,6 +206,8 @@ def conditions(observed: Observed, plan: Plan) -> list[Condition]:
 
     if observed.invalid_spec:
         degraded = Condition("Degraded", True, "InvalidSpec", observed.invalid_spec)
+    elif observed.child_conflict:
+        degraded = Condition("Degraded", True, "ChildConflict", observed.child_conflict)
     elif plan.degraded:
         degraded = plan.degraded
     elif problem or other_problem:

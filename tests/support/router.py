@@ -3,7 +3,8 @@
 kwok pods never run, so a Service name leads nowhere. The operator is started with
 MODELROLL_SERVICE_URL_TEMPLATE pointing here (http://127.0.0.1:<port>/{namespace}/{service}),
 and the router forwards /<namespace>/<service>/<path> to the real runtime process that plays
-that Service's pods, rewriting /models/<name>/ to the name that runtime serves.
+that Service's pods, rewriting /models/<name>/ to the name that runtime serves. A Service
+can instead be answered by a function (`answer`), which plays a hostile tenant's pods.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import http.client
 import http.server
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tests.runtime.runtime_process import free_port
@@ -24,6 +26,9 @@ class Router:
     routes: dict[tuple[str, str], tuple[int, str]] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
     requests: list[str] = field(default_factory=list)
+    answers: dict[tuple[str, str], Callable[[http.server.BaseHTTPRequestHandler], None]] = field(
+        default_factory=dict
+    )
 
     @property
     def url_template(self) -> str:
@@ -31,6 +36,15 @@ class Router:
 
     def route(self, namespace: str, service: str, runtime_port: int, model: str) -> None:
         self.routes[(namespace, service)] = (runtime_port, model)
+
+    def answer(
+        self,
+        namespace: str,
+        service: str,
+        handler: Callable[[http.server.BaseHTTPRequestHandler], None],
+    ) -> None:
+        """Requests to this Service are answered by `handler` (the request body is read)."""
+        self.answers[(namespace, service)] = handler
 
     def start(self) -> Router:
         router = self
@@ -41,6 +55,10 @@ class Router:
                 router.requests.append(f"{namespace}/{service}/{rest}")
                 target = router.routes.get((namespace, service))
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                answer_with = router.answers.get((namespace, service))
+                if answer_with is not None:
+                    answer_with(self)
+                    return
                 if target is None:
                     self.send_error(503, f"no endpoints for {namespace}/{service}")
                     return

@@ -25,7 +25,17 @@ CONTRACTS = {
     ]
 }
 # The modules of modelroll that do I/O, or start the operator or the CLI.
-IO_MODULES = {"handlers", "inference", "kube", "metrics", "prometheus", "reconcile", "smoke"}
+IO_MODULES = {
+    "checks",
+    "handlers",
+    "inference",
+    "kube",
+    "metrics",
+    "outbound",
+    "prometheus",
+    "reconcile",
+    "smoke",
+}
 ENTRY_POINTS = {"__main__", "cli"}
 
 

@@ -802,7 +802,10 @@ class SmokeTestStatus(ApiModel):
     passed: bool | None = Field(
         None, description="Whether every smoke request got the expected answer."
     )
-    message: str | None = Field(None, description="What was sent and what came back.")
+    message: str | None = Field(
+        None,
+        description="Which request failed and which expectation it missed: status codes only, never the bytes of the answer.",
+    )
     time: str | None = Field(
         None, description="When the smoke test ran.", json_schema_extra=DATE_TIME
     )

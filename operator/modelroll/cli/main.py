@@ -164,10 +164,13 @@ def predict_command(
         body = predict.load_data(data)
     except (OSError, ValueError) as error:
         raise _fail(f"--data: {error}") from None
-    if url and protocol:
-        answer = predict.send(url, name, protocol, body)
-    else:
-        answer = _predict_in_cluster(name, namespace, kubeconfig, protocol, url, body)
+    try:
+        if url and protocol:
+            answer = predict.send(url, name, protocol, body)
+        else:
+            answer = _predict_in_cluster(name, namespace, kubeconfig, protocol, url, body)
+    except OSError as error:  # unreachable, a redirect (never followed), the deadline
+        raise _fail(f"no answer from the runtime: {error}") from None
     try:
         typer.echo(json.dumps(answer.document(), indent=2))
     except ValueError:

@@ -21,6 +21,9 @@ from modelroll.render import DEPLOYMENT_LABEL, REVISION_LABEL
 from modelroll.spec import JSON
 
 RUNTIME_PORT = 8080
+# The answer goes to the user's own terminal, so it may be larger than a smoke test's; the
+# cap still keeps a runaway answer from filling memory.
+MAX_ANSWER_BYTES = 16 * 1024 * 1024
 FORWARDING = re.compile(r"Forwarding from 127\.0\.0\.1:(\d+)")
 
 
@@ -40,7 +43,9 @@ def load_data(data: str) -> Any:
 
 
 def send(base_url: str, model: str, protocol: str, body: Any, timeout: float = 30) -> Answer:
-    return Answer(*post_inference(base_url, model, protocol, body, timeout))
+    """The runtime's answer; OSError when there is none (unreachable, redirect, deadline)."""
+    answer = post_inference(base_url, model, protocol, body, timeout, MAX_ANSWER_BYTES)
+    return Answer(answer.status, answer.body)
 
 
 def _ready(pod: JSON) -> bool:
