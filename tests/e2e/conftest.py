@@ -15,6 +15,7 @@ import os
 import subprocess
 import threading
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -112,13 +113,21 @@ def host_state() -> dict[str, Any]:
 
 
 def leftovers(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
-    return {
-        key: sorted(set(after[key]) - set(before[key]))
-        if isinstance(after[key], list)
-        else after[key]
-        for key in after
-        if after[key] != before[key]
-    }
+    """What changed, as {"added": [...], "removed": [...]} per list (counted, since a mount
+    can be stacked twice on one path), or the new value."""
+    changed: dict[str, Any] = {}
+    for key in after:
+        if after[key] == before[key]:
+            continue
+        if isinstance(after[key], list):
+            now, then = Counter(after[key]), Counter(before[key])
+            changed[key] = {
+                "added": sorted((now - then).elements()),
+                "removed": sorted((then - now).elements()),
+            }
+        else:
+            changed[key] = after[key]
+    return changed
 
 
 @pytest.fixture(scope="package")

@@ -6,6 +6,7 @@ A revision is 8 hex digits; about one in 30 is all digits (`12345678`) or digits
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -40,8 +41,10 @@ def revision(body: dict[str, Any]) -> str:
 
 def plain_to_pyyaml(text: str) -> bool:
     """PyYAML quotes what YAML 1.1 reads as a number (`12345678`) but writes `903118e1`
-    plain, since its floats need a dot: the case that only Go's reader gets wrong."""
-    return not yaml.safe_dump(text).startswith(("'", '"'))
+    plain, since its floats need a dot: the case that only Go's reader gets wrong. Go keeps
+    a float that overflows (`54e92719`) a string, so only finite ones count."""
+    unquoted = not yaml.safe_dump(text).startswith(("'", '"'))
+    return unquoted and GO_FLOAT.fullmatch(text) is not None and math.isfinite(float(text))
 
 
 def with_numeric_revisions(numeric: int, at_least: int = 0, plain: int = 0) -> list[dict[str, Any]]:
