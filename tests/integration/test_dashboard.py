@@ -1,0 +1,222 @@
+"""`modelroll dashboard` as a user runs it: the real CLI process against the test cluster,
+the real operator, and headless Chromium (Debian's) driven through Selenium.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from modelroll.revision import revision_of
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+
+from tests.integration.conftest import Cluster, OperatorProcess
+from tests.integration.helpers import condition, eventually, get_json
+from tests.support.prerequisites import VENV_FIX, require
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[2]
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+Json = dict[str, Any]
+# Two replicas: one canary pod next to two stable ones is 33%, two next to two is 50%.
+ROLLOUT = {
+    "strategy": "Canary",
+    "canary": {"steps": [{"weight": 25, "pauseSeconds": 4}, {"weight": 50, "pauseSeconds": 3600}]},
+}
+
+
+def spec(version: str) -> Json:
+    return {
+        "model": {
+            "format": "sklearn",
+            "uri": "https://models.example.com/iris/",
+            "version": version,
+        },
+        "replicas": 2,
+        "rollout": ROLLOUT,
+    }
+
+
+def apply_md(cluster: Cluster, namespace: str, name: str, version: str) -> None:
+    body = {
+        "apiVersion": "modelroll.io/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec(version),
+    }
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(body))
+
+
+def stable_is(cluster: Cluster, namespace: str, name: str, revision: str) -> Json:
+    md: Json = get_json(cluster, "-n", namespace, "md", name)
+    assert (md.get("status") or {}).get("stableRevision") == revision, md.get("status")
+    assert condition(md, "Ready").get("status") == "True", md.get("status")
+    return md
+
+
+class DashboardProcess:
+    def __init__(self, process: subprocess.Popen[str], url: str) -> None:
+        self.process, self.url = process, url
+        self.port = int(url.rsplit(":", 1)[1].strip("/"))
+
+
+@pytest.fixture
+def dashboard(cluster: Cluster, operator: OperatorProcess) -> Iterator[DashboardProcess]:
+    python = str(REPO / ".venv" / "bin" / "python")
+    require(python, needed_by="the dashboard run from source", fix=VENV_FIX)
+    process = subprocess.Popen(
+        [python, "-m", "modelroll.cli.main", "dashboard", "--port", "0"],
+        env={**cluster.env, "PYTHONUNBUFFERED": "1"},
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()  # the command prints its URL first
+    found = re.search(r"http://127\.0\.0\.1:\d+/", line)
+    assert found, f"no URL in the dashboard's first line: {line!r}"
+    yield DashboardProcess(process, found.group(0))
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
+    require(CHROMIUM, CHROMEDRIVER, needed_by="the dashboard's browser test")
+    options = Options()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,1100",
+    ):
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path / 'chromium'}")
+    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    yield driver
+    driver.quit()
+
+
+def text_of(driver: webdriver.Chrome, css: str) -> str:
+    return str(driver.find_element(By.CSS_SELECTOR, css).text)
+
+
+def test_dashboard_follows_a_canary_live_and_promote_promotes(
+    cluster: Cluster,
+    namespace: str,
+    dashboard: DashboardProcess,
+    browser: webdriver.Chrome,
+    tmp_path: Path,
+) -> None:
+    r1, r2 = revision_of(spec("1"), "x"), revision_of(spec("2"), "x")
+    apply_md(cluster, namespace, "iris", "1")
+    eventually(lambda: stable_is(cluster, namespace, "iris", r1), timeout=90)
+
+    browser.get(f"{dashboard.url}?md={namespace}/iris")
+    row = f'tr.md-row[data-namespace="{namespace}"][data-name="iris"]'
+    eventually(lambda: "True" in text_of(browser, row), timeout=20)
+    assert r1 in text_of(browser, row) and "Canary" in text_of(browser, row)
+    assert f"{r1} (stable) 100%" in text_of(browser, "#split")
+    # A reload would drop this: it proves every later change came from the live updates.
+    browser.execute_script("window.notReloaded = true")
+
+    apply_md(cluster, namespace, "iris", "2")
+
+    def at_step(number: int, share: str) -> bool:
+        current = text_of(browser, "li.step-current")
+        split = text_of(browser, "#split")
+        assert current.startswith(share.split()[0]), (current, split)
+        assert browser.find_element(By.CSS_SELECTOR, "li.step-current").get_attribute(
+            "data-step"
+        ) == str(number), current
+        assert f"{r2} (canary) {share}" in split, split
+        return True
+
+    eventually(lambda: at_step(1, "33%"), timeout=60, interval=0.3)
+    assert "25%" in text_of(browser, "li.step-current")
+    eventually(lambda: at_step(2, "50%"), timeout=60, interval=0.3)
+    assert browser.execute_script("return window.notReloaded") is True
+    assert "s left" in text_of(browser, "li.step-current")  # the remaining pause of step 2
+    shot = tmp_path / "dashboard.png"
+    browser.save_screenshot(str(shot))
+    assert shot.stat().st_size > 10_000
+    if os.environ.get("MODELROLL_DASHBOARD_SCREENSHOT"):  # how docs/images/dashboard.png is made
+        shutil.copy(shot, os.environ["MODELROLL_DASHBOARD_SCREENSHOT"])
+
+    browser.find_element(By.ID, "action-promote").click()
+    eventually(lambda: "modelroll.io/promote=true" in text_of(browser, "#flash"), timeout=10)
+    eventually(lambda: stable_is(cluster, namespace, "iris", r2), timeout=60)
+    eventually(lambda: f"{r2} (stable) 100%" in text_of(browser, "#split"), timeout=20)
+    assert browser.execute_script("return window.notReloaded") is True
+
+
+def post(port: int, headers: dict[str, str], body: Json) -> tuple[int, Json]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    connection.request("POST", "/api/action", body=json.dumps(body), headers=headers)
+    response = connection.getresponse()
+    return response.status, json.loads(response.read())
+
+
+def token_of(port: int, host: str) -> str:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    connection.request("GET", "/", headers={"Host": host})
+    page = connection.getresponse().read().decode()
+    found = re.search(r'name="modelroll-token" content="([^"]+)"', page)
+    assert found, page[:500]
+    return found.group(1)
+
+
+def other_address() -> str:
+    """This machine's address on its default route: not loopback."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect(("192.0.2.1", 9))  # UDP: no packet is sent, only a route is chosen
+        address = str(probe.getsockname()[0])
+    assert not address.startswith("127."), address
+    return address
+
+
+def test_dashboard_refuses_cross_site_posts_and_answers_only_on_loopback(
+    cluster: Cluster, namespace: str, dashboard: DashboardProcess
+) -> None:
+    apply_md(cluster, namespace, "guarded", "1")
+    eventually(lambda: get_json(cluster, "-n", namespace, "md", "guarded").get("status"))
+    port, host = dashboard.port, f"127.0.0.1:{dashboard.port}"
+    token = token_of(port, host)
+    body = {"action": "abort", "namespace": namespace, "name": "guarded"}
+    good = {"Host": host, "Content-Type": "application/json", "X-Modelroll-Token": token}
+
+    status, answer = post(port, {**good, "Origin": "http://evil.example"}, body)
+    assert status == 403 and "cross-origin" in answer["error"], answer
+    status, answer = post(port, {**good, "X-Modelroll-Token": ""}, body)
+    assert status == 403 and "X-Modelroll-Token" in answer["error"], answer
+    status, answer = post(port, {**good, "X-Modelroll-Token": token[:-1] + "x"}, body)
+    assert status == 403, answer
+    # DNS rebinding: a name that resolves to 127.0.0.1 still arrives with its own Host.
+    status, answer = post(port, {**good, "Host": f"rebind.example:{port}"}, body)
+    assert status == 403 and "127.0.0.1" in answer["error"], answer
+    annotations = get_json(cluster, "-n", namespace, "md", "guarded")["metadata"].get(
+        "annotations", {}
+    )
+    assert "modelroll.io/abort" not in annotations  # none of the refused POSTs got through
+
+    # The same request from the page's own origin, with its token, is taken.
+    status, answer = post(port, {**good, "Origin": f"http://localhost:{port}"}, body)
+    assert status == 200 and "modelroll.io/abort=true" in answer["message"], answer
+
+    with pytest.raises(OSError):  # refused: nothing listens there
+        socket.create_connection((other_address(), port), timeout=5).close()
+    assert token_of(port, f"localhost:{port}") == token
