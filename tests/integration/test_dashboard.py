@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from modelroll.revision import revision_of
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -57,6 +57,16 @@ def apply_md(cluster: Cluster, namespace: str, name: str, version: str) -> None:
         "spec": spec(version),
     }
     cluster.kubectl("apply", "-f", "-", input=json.dumps(body))
+
+
+def md_status(cluster: Cluster, namespace: str, name: str) -> Json:
+    return dict(get_json(cluster, "-n", namespace, "md", name).get("status") or {})
+
+
+def ready_revision(cluster: Cluster, namespace: str, name: str) -> str:
+    md: Json = get_json(cluster, "-n", namespace, "md", name)
+    assert condition(md, "Ready").get("status") == "True", md.get("status")
+    return str(md["status"]["stableRevision"])
 
 
 def stable_is(cluster: Cluster, namespace: str, name: str, revision: str) -> Json:
@@ -111,8 +121,13 @@ def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
     driver.quit()
 
 
-def text_of(driver: webdriver.Chrome, css: str) -> str:
-    return str(driver.find_element(By.CSS_SELECTOR, css).text)
+def text_of(driver: webdriver.Chrome, css: str, attribute: str | None = None) -> str:
+    """The element's text (or attribute); absent or replaced mid-read, an AssertionError."""
+    try:
+        element = driver.find_element(By.CSS_SELECTOR, css)
+        return str(element.get_attribute(attribute) if attribute else element.text)
+    except WebDriverException as error:  # polled with eventually(), which retries these
+        raise AssertionError(f"{css}: {error.msg}") from None
 
 
 def test_dashboard_follows_a_canary_live_and_promote_promotes(
@@ -122,9 +137,8 @@ def test_dashboard_follows_a_canary_live_and_promote_promotes(
     browser: webdriver.Chrome,
     tmp_path: Path,
 ) -> None:
-    r1, r2 = revision_of(spec("1"), "x"), revision_of(spec("2"), "x")
     apply_md(cluster, namespace, "iris", "1")
-    eventually(lambda: stable_is(cluster, namespace, "iris", r1), timeout=90)
+    r1 = eventually(lambda: ready_revision(cluster, namespace, "iris"), timeout=90)
 
     browser.get(f"{dashboard.url}?md={namespace}/iris")
     row = f'tr.md-row[data-namespace="{namespace}"][data-name="iris"]'
@@ -135,20 +149,18 @@ def test_dashboard_follows_a_canary_live_and_promote_promotes(
     browser.execute_script("window.notReloaded = true")
 
     apply_md(cluster, namespace, "iris", "2")
+    r2 = eventually(lambda: md_status(cluster, namespace, "iris").get("canaryRevision"), timeout=60)
 
-    def at_step(number: int, share: str) -> bool:
+    def at_step(number: int, weight: str, share: str) -> bool:
         current = text_of(browser, "li.step-current")
         split = text_of(browser, "#split")
-        assert current.startswith(share.split()[0]), (current, split)
-        assert browser.find_element(By.CSS_SELECTOR, "li.step-current").get_attribute(
-            "data-step"
-        ) == str(number), current
+        assert current.startswith(weight), (current, split)  # the step's spec weight
+        assert text_of(browser, "li.step-current", "data-step") == str(number), current
         assert f"{r2} (canary) {share}" in split, split
         return True
 
-    eventually(lambda: at_step(1, "33%"), timeout=60, interval=0.3)
-    assert "25%" in text_of(browser, "li.step-current")
-    eventually(lambda: at_step(2, "50%"), timeout=60, interval=0.3)
+    eventually(lambda: at_step(1, "25%", "33%"), timeout=60, interval=0.3)
+    eventually(lambda: at_step(2, "50%", "50%"), timeout=60, interval=0.3)
     assert browser.execute_script("return window.notReloaded") is True
     assert "s left" in text_of(browser, "li.step-current")  # the remaining pause of step 2
     shot = tmp_path / "dashboard.png"
