@@ -149,7 +149,9 @@ def test_dashboard_follows_a_canary_live_and_promote_promotes(
     browser.execute_script("window.notReloaded = true")
 
     apply_md(cluster, namespace, "iris", "2")
-    r2 = eventually(lambda: md_status(cluster, namespace, "iris").get("canaryRevision"), timeout=60)
+    r2 = str(
+        eventually(lambda: md_status(cluster, namespace, "iris").get("canaryRevision"), timeout=60)
+    )
 
     def at_step(number: int, weight: str, share: str) -> bool:
         current = text_of(browser, "li.step-current")
