@@ -24,12 +24,20 @@ from selenium.webdriver.common.by import By
 
 from tests.integration.conftest import Cluster, OperatorProcess
 from tests.integration.helpers import condition, eventually, get_json
+from tests.runtime.models import train_sklearn
+from tests.runtime.runtime_process import RuntimeProcess
 from tests.support.prerequisites import VENV_FIX, require
+from tests.support.prometheus import drive_traffic, start_runtime
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 Json = dict[str, Any]
+SETOSA = {
+    "inputs": [
+        {"name": "input-0", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}
+    ]
+}
 # Two replicas: one canary pod next to two stable ones is 33%, two next to two is 50%.
 ROLLOUT = {
     "strategy": "Canary",
@@ -234,3 +242,78 @@ def test_dashboard_refuses_cross_site_posts_and_answers_only_on_loopback(
     with pytest.raises(OSError):  # refused: nothing listens there
         socket.create_connection((other_address(), port), timeout=5).close()
     assert token_of(port, f"localhost:{port}") == token
+
+
+def free_on_all_addresses(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
+
+
+@pytest.fixture
+def runtime_as_pod(tmp_path: Path) -> Iterator[RuntimeProcess]:
+    """A real runtime on this machine's own address, at the pod's containerPort (8080)."""
+    assert free_on_all_addresses(8080), "port 8080 is taken: the pod proxy test needs it"
+    model = train_sklearn(tmp_path / "model")
+    runtime = start_runtime(
+        model.directory,
+        tmp_path / "runtime.log",
+        tmp_path / "cache",
+        model_name="live",
+        MODELROLL_HTTP_HOST="0.0.0.0",
+        MODELROLL_HTTP_PORT="8080",
+    )
+    runtime.port = 8080  # the health checks and the traffic go to 127.0.0.1:8080
+    runtime.wait_ready()
+    yield runtime
+    runtime.stop()
+
+
+def test_dashboard_reads_request_rate_and_errors_through_the_pod_proxy(
+    cluster: Cluster,
+    namespace: str,
+    dashboard: DashboardProcess,
+    runtime_as_pod: RuntimeProcess,
+) -> None:
+    body = {
+        "apiVersion": "modelroll.io/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": "live", "namespace": namespace},
+        "spec": {**spec("1"), "replicas": 1},
+    }
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(body))
+    revision = eventually(lambda: ready_revision(cluster, namespace, "live"), timeout=90)
+    # kwok pods run nothing: point the revision's one pod at the real runtime, so the API
+    # server's pod proxy reaches it (it refuses loopback, hence the machine's own address).
+    pod = get_json(cluster, "-n", namespace, "pods")["items"][0]["metadata"]["name"]
+    address = other_address()
+    patch = {"status": {"podIP": address, "podIPs": [{"ip": address}]}}
+    cluster.kubectl(
+        "-n", namespace, "patch", "pod", pod, "--subresource=status", "--type=merge",
+        "-p", json.dumps(patch),
+    )  # fmt: skip
+
+    def state() -> str:
+        connection = http.client.HTTPConnection("127.0.0.1", dashboard.port, timeout=20)
+        connection.request(
+            "GET",
+            f"/api/state?md={namespace}/live",
+            headers={"Host": f"127.0.0.1:{dashboard.port}"},
+        )
+        return str(json.loads(connection.getresponse().read())["detail"])
+
+    cells = re.compile(rf"<td>{revision}</td>.*?<td>(\d+\.\d\d)</td>\s*<td>([^<]*)</td>", re.S)
+    state()  # the first scrape: a rate needs two
+    sent = drive_traffic(
+        8080, "/v2/models/live/infer", json.dumps(SETOSA).encode(), requests=60, max_seconds=20
+    )
+    assert sent[200] == 60, sent
+    found = cells.search(state())
+    assert found, state()
+    assert float(found.group(1)) > 0 and found.group(2) == "0.0%", found.groups()
+    # A window without requests has a rate of 0 and no error share.
+    found = cells.search(state())
+    assert found and found.group(2) == "-", found and found.groups()

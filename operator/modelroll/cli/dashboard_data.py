@@ -19,7 +19,7 @@ from modelroll.kube import ApiError, Kube, object_path
 from modelroll.render import DEPLOYMENT_LABEL, REVISION_LABEL
 from modelroll.spec import JSON
 
-RUNTIME_PORT = 8080  # containerPort "http" of the runtime, templates/deployment.yaml.j2
+DEFAULT_PORT = 8080  # containerPort "http" of the runtime, templates/deployment.yaml.j2
 SCRAPE_TIMEOUT = 3
 
 
@@ -65,6 +65,15 @@ def _get_text(kube: Kube, path: str) -> str:
     return text
 
 
+def http_port(pod: JSON) -> int:
+    """The runtime's port named "http" (the proxy path needs the number)."""
+    for container in (pod.get("spec") or {}).get("containers") or []:
+        for port in container.get("ports") or []:
+            if port.get("name") == "http":
+                return int(port["containerPort"])
+    return DEFAULT_PORT
+
+
 class MetricsReader:
     """Scrapes each revision's pods and keeps the last counts, to turn growth into a rate."""
 
@@ -87,7 +96,7 @@ class MetricsReader:
         for revision in (md.get("status") or {}).get("revisions") or []:
             revision_name = str(revision["name"])
             members = [
-                p["metadata"]["name"]
+                (p["metadata"]["name"], http_port(p))
                 for p in pods
                 if (p["metadata"].get("labels") or {}).get(REVISION_LABEL) == revision_name
                 and (p.get("status") or {}).get("phase") == "Running"
@@ -96,14 +105,14 @@ class MetricsReader:
         return results
 
     def _revision(
-        self, namespace: str, name: str, revision: str, pods: list[str]
+        self, namespace: str, name: str, revision: str, pods: list[tuple[str, int]]
     ) -> RevisionMetrics:
         if not pods:
             return RevisionMetrics(revision, 0, None, "no running pod")
         texts = []
         try:
-            for pod in pods:
-                path = f"/api/v1/namespaces/{namespace}/pods/{pod}:{RUNTIME_PORT}/proxy/metrics"
+            for pod, port in pods:
+                path = f"/api/v1/namespaces/{namespace}/pods/{pod}:{port}/proxy/metrics"
                 texts.append(_get_text(self.kube, path))
         except (ApiError, OSError, urllib3.exceptions.HTTPError) as error:
             # On kwok (no containers) and for pods not yet serving, the proxy cannot connect.
