@@ -14,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import urllib3
 from kubernetes import config
 
 from modelroll.cli import actions
@@ -32,6 +33,8 @@ from modelroll.kube import ApiError, Kube
 HOST = "127.0.0.1"
 TOKEN_HEADER = "X-Modelroll-Token"
 MAX_BODY = 4096
+# The apiserver answering with an error, or not reachable at all (urllib3 gave up retrying).
+CLUSTER_ERRORS = (ApiError, OSError, urllib3.exceptions.HTTPError)
 
 
 class Dashboard:
@@ -160,7 +163,7 @@ def handler_for(dashboard: Dashboard) -> type[BaseHTTPRequestHandler]:
                     self._send(200, STYLE, "text/css")
                 else:
                     self._json(404, {"error": "not found"})
-            except (ApiError, OSError) as error:
+            except CLUSTER_ERRORS as error:
                 self._json(502, {"error": f"cluster: {error}"})
 
         def _refusal(self) -> str | None:
@@ -195,7 +198,7 @@ def handler_for(dashboard: Dashboard) -> type[BaseHTTPRequestHandler]:
                 self._json(400, {"error": str(error)})
             except NotFound as error:
                 self._json(404, {"error": str(error)})
-            except (ApiError, OSError) as error:
+            except CLUSTER_ERRORS as error:
                 self._json(502, {"error": f"cluster: {error}"})
             else:
                 self._json(200, {"message": message})
