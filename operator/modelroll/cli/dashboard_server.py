@@ -82,7 +82,10 @@ class Dashboard:
             if view.prometheus:
                 note = f"see Prometheus {view.prometheus}"
             else:
-                metrics = self.metrics.read(body)
+                try:
+                    metrics = self.metrics.read(body)
+                except CLUSTER_ERRORS as failure:  # e.g. no RBAC on pods: the rest still shows
+                    note = f"metrics unavailable: {str(failure).splitlines()[0][:200]}"
         error = f"{selected[0]}/{selected[1]} not found" if body is None and selected[1] else None
         return {
             "list": list_html(rows(items), selected, self.namespace),
