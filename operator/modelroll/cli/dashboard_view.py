@@ -6,9 +6,8 @@ where unit tests reach it without a cluster or a browser.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 from modelroll.api import v1alpha1
 from modelroll.api.v1alpha1 import default_of
@@ -54,9 +53,6 @@ class Detail:
     events: list[JSON]
     prometheus: str | None
     generation: str = field(default="-")
-
-    def as_json(self) -> JSON:
-        return asdict(self)
 
 
 def _status(md: JSON) -> JSON:
@@ -254,10 +250,3 @@ def detail(md: JSON, events: list[JSON], now: datetime) -> Detail:
         prometheus=prometheus_address(md),
         generation=f"{md['metadata'].get('generation', '-')} (observed {observed})",
     )
-
-
-def as_json(value: Any) -> Any:
-    """Dataclasses to dicts, for the JSON endpoint."""
-    if isinstance(value, list):
-        return [as_json(v) for v in value]
-    return asdict(value)
