@@ -6,6 +6,7 @@
 #                process (/usr/bin/prometheus); the package's systemd service is not used
 #   wrk          the HTTP load generator of the runtime benchmarks
 #   curl, openssl                 the local control plane (health checks, certificates)
+#   chromium, chromium-driver     the headless browser of the dashboard test (Selenium)
 #
 # and for the real node (NODE=real, the e2e tests) and the images built without Docker:
 #
@@ -41,6 +42,7 @@ done
 # package=what proves it is there: a command, or a path. Checked after installing, and in
 # place of the package where there is no dpkg.
 provides=(prometheus=/usr/bin/prometheus wrk=wrk curl=curl openssl=openssl
+  chromium=/usr/bin/chromium chromium-driver=/usr/bin/chromedriver
   containerd=containerd runc=runc containernetworking-plugins=/usr/lib/cni/bridge
   iptables=iptables conntrack=conntrack iproute2=ip procps=sysctl
   buildah=buildah mmdebstrap=mmdebstrap gcc=gcc libc6-dev=/usr/include/stdio.h git=git)

@@ -10,7 +10,7 @@ from rich.console import Console
 
 from modelroll.api import v1alpha1
 from modelroll.api.v1alpha1 import default_of
-from modelroll.cli import actions, predict
+from modelroll.cli import actions, dashboard_server, predict
 from modelroll.cli.cluster import NotFound, Target, connect, get_model_deployment
 from modelroll.cli.lint import lint_object
 from modelroll.cli.manifest_yaml import dump_manifests
@@ -143,6 +143,30 @@ _register_action("promote", "Promote the running canary or blue-green preview no
 _register_action("abort", "Abort the running rollout; traffic returns to the stable revision.")
 _register_action("retry", "Roll out the aborted revision again.")
 _register_action("rollback", "Return to the previous stable revision.")
+
+
+@app.command()
+def dashboard(
+    namespace: Annotated[
+        str | None, typer.Option("--namespace", "-n", help="Only this namespace (default: all).")
+    ] = None,
+    kubeconfig: Kubeconfig = None,
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: any free one).")] = 8765,
+) -> None:
+    """Serve a local web UI of the ModelDeployments, with their rollout buttons, until Ctrl-C."""
+    single = kubeconfig if kubeconfig and ":" not in kubeconfig else None
+    state = dashboard_server.connect(namespace, single)
+    try:
+        server = dashboard_server.serve(state, port)
+    except OSError as error:
+        raise _fail(f"cannot listen on {dashboard_server.HOST}:{port}: {error}") from None
+    typer.echo(f"modelroll dashboard ({state.context}): http://127.0.0.1:{state.port}/", err=False)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
 
 
 @app.command(name="predict")
