@@ -186,6 +186,7 @@ def _download_s3(bucket: str, prefix: str, target: Path, max_bytes: int) -> None
     total = sum(int(item["Size"]) for item in items)
     if total > max_bytes:  # the listing's sizes are the objects': nothing is fetched
         raise _too_big(f"s3://{bucket}/{prefix}", total, max_bytes)
+    written = 0
     for item in items:
         key = item["Key"]
         relative = key[len(prefix) :].lstrip("/") or _file_name(key)
@@ -193,6 +194,9 @@ def _download_s3(bucket: str, prefix: str, target: Path, max_bytes: int) -> None
         destination.parent.mkdir(parents=True, exist_ok=True)
         log.info("downloading", extra={"uri": f"s3://{bucket}/{key}", "total": item["Size"]})
         client.download_file(bucket, key, str(destination))
+        written += destination.stat().st_size
+        if written > max_bytes:  # an object replaced by a larger one since the listing
+            raise _too_big(f"s3://{bucket}/{prefix}", f"more than {max_bytes}", max_bytes)
 
 
 def _download_gs(bucket_name: str, prefix: str, target: Path, max_bytes: int) -> None:
@@ -207,12 +211,16 @@ def _download_gs(bucket_name: str, prefix: str, target: Path, max_bytes: int) ->
     total = sum(int(blob.size or 0) for blob in blobs)
     if total > max_bytes:
         raise _too_big(f"gs://{bucket_name}/{prefix}", total, max_bytes)
+    written = 0
     for blob in blobs:
         relative = blob.name[len(prefix) :].lstrip("/") or _file_name(blob.name)
         destination = _inside(target, relative)
         destination.parent.mkdir(parents=True, exist_ok=True)
         log.info("downloading", extra={"uri": f"gs://{bucket_name}/{blob.name}"})
         blob.download_to_filename(str(destination))
+        written += destination.stat().st_size
+        if written > max_bytes:  # an object replaced by a larger one since the listing
+            raise _too_big(f"gs://{bucket_name}/{prefix}", f"more than {max_bytes}", max_bytes)
 
 
 def _inside(root: Path, relative: str) -> Path:

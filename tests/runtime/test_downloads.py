@@ -3,17 +3,21 @@ with the reason, an https download never follows a redirect to http, and a presi
 query string reaches neither the logs nor the termination message.
 
 Each test starts the real runtime process against real local HTTP(S) servers; the https
-ones trust a self-signed certificate through OpenSSL's standard SSL_CERT_FILE."""
+ones trust a self-signed certificate through OpenSSL's standard SSL_CERT_FILE, and gs://
+goes to a small stand-in for the GCS JSON API through google-cloud-storage's own emulator
+setting (STORAGE_EMULATOR_HOST). s3:// (boto3 is not in the test environment) is not run."""
 
 from __future__ import annotations
 
 import http.server
+import json
 import ssl
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from modelroll_runtime.source import display_uri, redirect_allowed
@@ -310,3 +314,53 @@ def test_display_uri_drops_credentials_query_and_fragment(uri: str, shown: str) 
 )
 def test_redirect_policy(source: str, target: str, allowed: bool) -> None:
     assert redirect_allowed(source, target) is allowed
+
+
+@pytest.fixture
+def gcs_server(affine_onnx: Path) -> Iterator[Server]:
+    """google-cloud-storage's JSON API as its emulator mode (STORAGE_EMULATOR_HOST) speaks it:
+    one bucket holding the affine model under models/affine/."""
+    model = (affine_onnx / "model.onnx").read_bytes()
+    name = "models/affine/model.onnx"
+    listing = {"kind": "storage#objects", "items": [{"name": name, "size": str(len(model))}]}
+    for server in _serve(None):
+        server.routes["/storage/v1/b/bucket/o"] = file_route(json.dumps(listing).encode())
+        server.routes["/storage/v1/b/bucket"] = file_route(b'{"name": "bucket"}')
+        server.routes[f"/download/storage/v1/b/bucket/o/{quote(name, safe='')}"] = file_route(model)
+        yield server
+
+
+def test_a_gs_model_above_the_cap_is_refused_from_its_listing(
+    affine_onnx: Path, gcs_server: Server, start_runtime: StartRuntime, tmp_path: Path
+) -> None:
+    size = (affine_onnx / "model.onnx").stat().st_size
+    runtime = start_runtime(
+        wait="none",
+        STORAGE_EMULATOR_HOST=gcs_server.url,
+        MODELROLL_MODEL_URI="gs://bucket/models/affine/",
+        MODELROLL_MODEL_FORMAT="onnx",
+        MODELROLL_MAX_MODEL_BYTES=str(size - 1),
+        MODELROLL_EXIT_ON_LOAD_FAILURE="true",
+    )
+    reason = load_failure(runtime, tmp_path)
+    assert reason == (
+        "ModelLoadFailed: model at gs://bucket/models/affine/ is larger than "
+        f"MODELROLL_MAX_MODEL_BYTES ({size - 1} bytes): {size} bytes; refusing to download it"
+    )
+    assert gcs_server.requested  # the listing was asked for ...
+    assert not [p for p in gcs_server.requested if p.startswith("/download/")]  # ... no object
+    assert downloaded_files(tmp_path) == []
+
+
+def test_a_gs_model_at_the_cap_loads(
+    affine_onnx: Path, gcs_server: Server, start_runtime: StartRuntime
+) -> None:
+    # the control for the test above: the same fake bucket serves the model to the runtime
+    runtime = start_runtime(
+        STORAGE_EMULATOR_HOST=gcs_server.url,
+        MODELROLL_MODEL_URI="gs://bucket/models/affine/",
+        MODELROLL_MODEL_FORMAT="onnx",
+        MODELROLL_MAX_MODEL_BYTES=str((affine_onnx / "model.onnx").stat().st_size),
+    )
+    assert runtime.get("/v2/health/ready").status == 200
+    assert [p for p in gcs_server.requested if p.startswith("/download/")]
