@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from modelroll.quantity import parse_quantity
+
 
 @dataclass(frozen=True)
 class OperatorConfig:
@@ -14,6 +16,15 @@ class OperatorConfig:
     default_requests: dict[str, str] = field(
         default_factory=lambda: {"cpu": "250m", "memory": "256Mi"}
     )
+    # A pod without limits may take a whole node's memory and CPU. These apply per resource
+    # where spec.resources sets no limit (render.pod_resources).
+    default_limits: dict[str, str] = field(default_factory=lambda: {"cpu": "2", "memory": "2Gi"})
+    # sizeLimit of the emptyDir a remote model is downloaded into, and of the one holding its
+    # compiled ONNX copy; the runtime's download cap (MODELROLL_MAX_MODEL_BYTES) follows it,
+    # so an oversized model fails with a reason instead of the pod being evicted.
+    model_volume_size: str = "10Gi"
+    # sizeLimit of /tmp (HOME, metrics files of the workers, libraries' scratch files).
+    tmp_volume_size: str = "1Gi"
     metrics_port: int = 8000
     timer_interval_seconds: float = 15.0
     watch_stall_seconds: float = 120.0
@@ -27,11 +38,43 @@ class OperatorConfig:
             service=service, namespace=namespace, cluster_domain=self.cluster_domain, port=port
         )
 
+    def max_model_bytes(self) -> int:
+        """The runtime's download cap: 95% of the volume, so the download fails with a reason
+        before the kubelet, which measures the volume's blocks, could evict the pod."""
+        size = int(parse_quantity(self.model_volume_size))
+        return size - size // 20
+
+
+def resource_list(variable: str, raw: str) -> dict[str, str]:
+    """ "cpu=2,memory=2Gi" as a resource list; "" is no entry. ValueError names the variable."""
+    resources: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        name, equals, value = (s.strip() for s in item.partition("="))
+        if not (name and equals and value):
+            raise ValueError(f"{variable}: {item!r} is not name=quantity")
+        resources[name] = quantity(variable, value)
+    return resources
+
+
+def quantity(variable: str, value: str) -> str:
+    try:
+        parsed = parse_quantity(value)
+    except ValueError:
+        raise ValueError(f"{variable}: {value!r} is not a Kubernetes quantity") from None
+    if parsed <= 0:
+        raise ValueError(f"{variable}: {value!r} must be positive")
+    return value
+
 
 def config_from_env(env: dict[str, str] | None = None) -> OperatorConfig:
     env = dict(os.environ) if env is None else env
     defaults = OperatorConfig()
     namespaces = tuple(n for n in env.get("MODELROLL_NAMESPACES", "").split(",") if n)
+    lists = {
+        variable: resource_list(variable, env[variable])
+        for variable in ("MODELROLL_DEFAULT_REQUESTS", "MODELROLL_DEFAULT_LIMITS")
+        if variable in env
+    }
     return OperatorConfig(
         runtime_image=env.get("MODELROLL_RUNTIME_IMAGE", defaults.runtime_image),
         runtime_image_pull_policy=env.get(
@@ -46,6 +89,16 @@ def config_from_env(env: dict[str, str] | None = None) -> OperatorConfig:
             env.get("MODELROLL_WATCH_STALL_SECONDS", defaults.watch_stall_seconds)
         ),
         namespaces=namespaces,
+        default_requests=lists.get("MODELROLL_DEFAULT_REQUESTS", defaults.default_requests),
+        default_limits=lists.get("MODELROLL_DEFAULT_LIMITS", defaults.default_limits),
+        model_volume_size=quantity(
+            "MODELROLL_MODEL_VOLUME_SIZE",
+            env.get("MODELROLL_MODEL_VOLUME_SIZE", defaults.model_volume_size),
+        ),
+        tmp_volume_size=quantity(
+            "MODELROLL_TMP_VOLUME_SIZE",
+            env.get("MODELROLL_TMP_VOLUME_SIZE", defaults.tmp_volume_size),
+        ),
         service_url_template=env.get(
             "MODELROLL_SERVICE_URL_TEMPLATE", defaults.service_url_template
         ),

@@ -12,6 +12,7 @@ import yaml
 
 from modelroll import GROUP, KIND, VERSION
 from modelroll.config import OperatorConfig
+from modelroll.quantity import parse_quantity
 from modelroll.rollout import Plan
 from modelroll.spec import JSON, ModelDeploymentSpec, parse_spec
 
@@ -21,6 +22,25 @@ SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # setuptools copies the files behind the link into the wheel.
 TEMPLATES = resources.files("modelroll") / "templates"
 MODEL_MOUNT = "/mnt/models"
+# Where remote models are downloaded (an emptyDir of config.model_volume_size) and where
+# their compiled ONNX copies go (another of the same size).
+DOWNLOAD_DIR = "/var/lib/modelroll/models"
+CACHE_DIR = "/var/cache/modelroll"
+# The variables the runtime's storage clients read (source.py: boto3 for s3://,
+# google-cloud-storage for gs://). Each is taken from the credentials Secret's key of the
+# same name, if it has one. Never envFrom: that would let the Secret set the runtime's own
+# MODELROLL_* settings, such as the unpinned-pickle opt-in.
+CREDENTIAL_VARIABLES = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+    "GOOGLE_CLOUD_PROJECT",
+)
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 DEPLOYMENT_LABEL = f"{GROUP}/deployment"
 REVISION_LABEL = f"{GROUP}/revision"
@@ -113,7 +133,20 @@ def model_location(uri: str) -> tuple[str, list[JSON], list[JSON]]:
     return f"{MODEL_MOUNT}/{path}".rstrip("/"), [volume], [mount]
 
 
-def runtime_env(owner: Owner, spec: ModelDeploymentSpec, model_uri: str) -> list[JSON]:
+def credential_env(secret: str) -> list[JSON]:
+    """The storage clients' variables, each from the Secret's key of that name when present."""
+    return [
+        {
+            "name": name,
+            "valueFrom": {"secretKeyRef": {"name": secret, "key": name, "optional": True}},
+        }
+        for name in CREDENTIAL_VARIABLES
+    ]
+
+
+def runtime_env(
+    owner: Owner, spec: ModelDeploymentSpec, model_uri: str, config: OperatorConfig
+) -> list[JSON]:
     values = {
         "MODELROLL_MODEL_NAME": owner.name,
         "MODELROLL_MODEL_URI": model_uri,
@@ -123,22 +156,57 @@ def runtime_env(owner: Owner, spec: ModelDeploymentSpec, model_uri: str) -> list
         "MODELROLL_HTTP_PORT": "8080",
         "MODELROLL_MAX_BATCH_SIZE": str(spec.runtime.batching.max_batch_size),
         "MODELROLL_WORKERS": str(spec.runtime.workers or ""),
-        "MODELROLL_CACHE_DIR": "/var/cache/modelroll",
+        "MODELROLL_MODEL_DIR": DOWNLOAD_DIR,
+        "MODELROLL_CACHE_DIR": CACHE_DIR,
+        # the download stops, with a reason, before it could fill its emptyDir
+        "MODELROLL_MAX_MODEL_BYTES": str(config.max_model_bytes()),
         "MODELROLL_EXIT_ON_LOAD_FAILURE": "true",
     }
     env: list[JSON] = [{"name": k, "value": v} for k, v in values.items() if v]
-    return env + [dict(e) for e in spec.runtime.env]
+    secret = spec.model.credentials_secret
+    credentials = credential_env(secret) if secret else []
+    return env + credentials + [dict(e) for e in spec.runtime.env]
 
 
 def pod_resources(spec: ModelDeploymentSpec, config: OperatorConfig) -> JSON:
-    requests = dict(spec.resources.get("requests") or config.default_requests)
-    limits = dict(spec.resources.get("limits") or {})
+    """The user's requests and limits win, resource by resource; the operator's defaults fill
+    in the rest, so that no pod runs unbounded. A default never contradicts the user: a
+    default request above the user's limit is lowered to it (what Kubernetes does when only
+    a limit is given), and a default limit below the request is raised to it."""
+    user_requests = dict(spec.resources.get("requests") or {})
+    user_limits = dict(spec.resources.get("limits") or {})
+    requests = {**config.default_requests, **user_requests}
+    for name, limit in user_limits.items():
+        if name not in user_requests and name in requests and _above(requests[name], limit):
+            requests[name] = limit
+    limits = dict(user_limits)
+    for name, default in config.default_limits.items():
+        if name not in limits:
+            request = requests.get(name)
+            limits[name] = request if request is not None and _above(request, default) else default
     if spec.gpu:
         limits[spec.gpu.resource] = spec.gpu.count
     resources: JSON = {"requests": requests}
     if limits:
         resources["limits"] = limits
     return resources
+
+
+def _above(quantity: object, other: object) -> bool:
+    return parse_quantity(quantity) > parse_quantity(other)
+
+
+def scratch_volumes(config: OperatorConfig) -> tuple[list[JSON], list[JSON]]:
+    """The pod's writable emptyDirs, each with a sizeLimit (the kubelet evicts a pod past
+    it), so that one ModelDeployment cannot fill its node's disk."""
+    sizes = {
+        "tmp": ("/tmp", config.tmp_volume_size),
+        "model-download": (DOWNLOAD_DIR, config.model_volume_size),
+        "model-cache": (CACHE_DIR, config.model_volume_size),
+    }
+    volumes = [{"name": n, "emptyDir": {"sizeLimit": size}} for n, (_, size) in sizes.items()]
+    mounts = [{"name": n, "mountPath": path} for n, (path, _) in sizes.items()]
+    return volumes, mounts
 
 
 def placement(spec: ModelDeploymentSpec) -> tuple[JSON, list[JSON]]:
@@ -162,11 +230,7 @@ def render_deployment(
     """One revision's Deployment; `replicas` is None when an HPA owns the count."""
     model_uri, volumes, mounts = model_location(spec.model.uri)
     node_selector, tolerations = placement(spec)
-    env_from = (
-        [{"secretRef": {"name": spec.model.credentials_secret}}]
-        if spec.model.credentials_secret
-        else []
-    )
+    scratch, scratch_mounts = scratch_volumes(config)
     return render_template(
         "deployment.yaml.j2",
         name=deployment_name(owner.name, revision),
@@ -189,21 +253,12 @@ def render_deployment(
         affinity=spec.affinity,
         image=spec.runtime.image or config.runtime_image,
         image_pull_policy=spec.runtime.image_pull_policy or config.runtime_image_pull_policy,
-        env=runtime_env(owner, spec, model_uri),
-        env_from=env_from,
+        env=runtime_env(owner, spec, model_uri, config),
         resources=pod_resources(spec, config),
         # Model downloads and ONNX compilation can be slow: allow 10 minutes before restarts.
         startup_failure_threshold=120,
-        volume_mounts=[
-            {"name": "tmp", "mountPath": "/tmp"},
-            {"name": "model-cache", "mountPath": "/var/cache/modelroll"},
-            *mounts,
-        ],
-        volumes=[
-            {"name": "tmp", "emptyDir": {}},
-            {"name": "model-cache", "emptyDir": {}},
-            *volumes,
-        ],
+        volume_mounts=[*scratch_mounts, *mounts],
+        volumes=[*scratch, *volumes],
     )
 
 

@@ -25,6 +25,7 @@ from .formats import FORMATS, Model
 from .formats.base import TensorSpec
 from .loader import LoadedModel, ModelLoadError, load
 from .metrics import RuntimeMetrics
+from .source import display_uri
 
 log = logging.getLogger("modelroll.runtime")
 
@@ -100,8 +101,8 @@ class RuntimeApp:
         settings = self.settings
         log.info(
             "loading model",
-            extra={"model": self.name, "version": self.version, "uri": settings.model_uri,
-                   "format": settings.model_format},
+            extra={"model": self.name, "version": self.version,
+                   "uri": display_uri(settings.model_uri), "format": settings.model_format},
         )  # fmt: skip
         try:
             loaded: LoadedModel = load(settings)

@@ -5,8 +5,9 @@ start (ConfigError; `modelroll-runtime` logs `InvalidConfig: …` and exits 2). 
 name is nearly always a typo, and ignoring it would silently run with the default: with
 `MODELROLL_AUTH_TOKNE` the model would be served without auth. In a pod these names come
 only from the operator (tests/unit/test_runtime_env.py feeds every example's rendered env to
-this parser) and from the credentials Secret (envFrom), so the exit, shown as the
-container's termination message, points at the one variable to fix.
+this parser): the credentials Secret reaches the pod only under the storage clients' own
+names (AWS_*, GOOGLE_*), so the exit, shown as the container's termination message, points
+at the one variable to fix.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from .formats import FORMATS
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 PREFIX = "MODELROLL_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# A download cap even outside the operator (which renders its own, from the emptyDir's size).
+DEFAULT_MAX_MODEL_BYTES = 10 * 2**30
 
 
 class ConfigError(ValueError):
@@ -46,6 +49,7 @@ class Settings:
     max_batch_size: int
     max_inflight: int
     max_body_bytes: int
+    max_model_bytes: int
     body_timeout_seconds: float
     auth_token: str | None
     allow_unpinned_pickle: bool
@@ -95,6 +99,9 @@ class Settings:
             max_batch_size=_int(env, "MODELROLL_MAX_BATCH_SIZE", 32, 1, 1_000_000),
             max_inflight=_int(env, "MODELROLL_MAX_INFLIGHT", 1024, 1, 10_000_000),
             max_body_bytes=_int(env, "MODELROLL_MAX_BODY_BYTES", 16 * 1024 * 1024, 1, 2**40),
+            max_model_bytes=_int(
+                env, "MODELROLL_MAX_MODEL_BYTES", DEFAULT_MAX_MODEL_BYTES, 1, 2**50
+            ),
             body_timeout_seconds=_float(env, "MODELROLL_BODY_TIMEOUT_SECONDS", 30.0, minimum=0.001),
             auth_token=env.get("MODELROLL_AUTH_TOKEN") or None,
             allow_unpinned_pickle=_bool(env, "MODELROLL_ALLOW_UNPINNED_PICKLE"),

@@ -60,8 +60,10 @@ def load(settings: Settings) -> LoadedModel:
     started = time.monotonic()
     model_format = FORMATS[settings.model_format]
     try:
-        path = source.local_path(settings.model_uri, settings.model_dir)
+        path = source.local_path(settings.model_uri, settings.model_dir, settings.max_model_bytes)
         model_file = model_format.find_model_file(path)
+    except source.SourceError as exc:  # says what went wrong with which (displayed) URI
+        raise ModelLoadError(str(exc)) from exc
     except Exception as exc:
         raise ModelLoadError(f"model not found: {exc}") from exc
     digest = source.sha256_of(model_file)

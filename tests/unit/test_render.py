@@ -11,8 +11,9 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from modelroll.config import OperatorConfig
-from modelroll.render import Owner, RenderContext, render_children
+from modelroll.config import OperatorConfig, config_from_env
+from modelroll.quantity import parse_quantity
+from modelroll.render import CREDENTIAL_VARIABLES, Owner, RenderContext, render_children
 from modelroll.revision import revision_of
 
 REPO = Path(__file__).resolve().parents[2]
@@ -91,7 +92,11 @@ def test_mig_resource_is_requested_by_name() -> None:
     pod = render({**BASE, "gpu": {"count": 1, "resource": "nvidia.com/mig-1g.10gb"}})[0]["spec"][
         "template"
     ]["spec"]
-    assert pod["containers"][0]["resources"]["limits"] == {"nvidia.com/mig-1g.10gb": 1}
+    limits = pod["containers"][0]["resources"]["limits"]
+    # cpu and memory are the operator's default limits; the only device asked for is the MIG
+    assert {k: v for k, v in limits.items() if k not in ("cpu", "memory")} == {
+        "nvidia.com/mig-1g.10gb": 1
+    }
     assert "nvidia.com/gpu.product" not in pod["nodeSelector"]
 
 
@@ -112,7 +117,100 @@ def test_restricted_pod_security() -> None:
 def test_credentials_come_only_from_the_secret() -> None:
     spec = {**BASE, "model": {**BASE["model"], "credentials": {"secretRef": {"name": "s3-creds"}}}}
     container = render(spec)[0]["spec"]["template"]["spec"]["containers"][0]
-    assert container["envFrom"] == [{"secretRef": {"name": "s3-creds"}}]
+    # key by key, under the storage clients' own names: never envFrom, which would let the
+    # Secret set any variable, the runtime's reserved MODELROLL_* settings included
+    assert "envFrom" not in container
+    from_secret = {e["name"]: e["valueFrom"] for e in container["env"] if "valueFrom" in e}
+    assert set(from_secret) == set(CREDENTIAL_VARIABLES)
+    assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"} <= set(from_secret)
+    for name, source in from_secret.items():
+        assert source == {"secretKeyRef": {"name": "s3-creds", "key": name, "optional": True}}
+    assert not any(n.startswith("MODELROLL_") for n in from_secret)
+
+
+def test_no_secret_no_credential_variables() -> None:
+    container = render(BASE)[0]["spec"]["template"]["spec"]["containers"][0]
+    assert "envFrom" not in container
+    assert not [e for e in container["env"] if "valueFrom" in e]
+
+
+def test_default_limits_sit_next_to_the_default_requests() -> None:
+    resources = render(BASE)[0]["spec"]["template"]["spec"]["containers"][0]["resources"]
+    config = OperatorConfig()
+    assert resources == {"requests": config.default_requests, "limits": config.default_limits}
+    assert set(config.default_limits) == {"cpu", "memory"}
+
+
+def test_the_users_resources_win_resource_by_resource() -> None:
+    spec = {**BASE, "resources": {"requests": {"memory": "1Gi"}, "limits": {"cpu": "4"}}}
+    resources = render(spec)[0]["spec"]["template"]["spec"]["containers"][0]["resources"]
+    assert resources == {
+        "requests": {"cpu": "250m", "memory": "1Gi"},
+        "limits": {"cpu": "4", "memory": "2Gi"},
+    }
+
+
+def test_defaults_never_contradict_the_user() -> None:
+    # a request above the default limit raises that limit; a limit below the default request
+    # lowers that request (as Kubernetes does when a container gives only a limit)
+    spec = {**BASE, "resources": {"requests": {"memory": "8Gi"}, "limits": {"cpu": "100m"}}}
+    resources = render(spec)[0]["spec"]["template"]["spec"]["containers"][0]["resources"]
+    assert resources == {
+        "requests": {"cpu": "100m", "memory": "8Gi"},
+        "limits": {"cpu": "100m", "memory": "8Gi"},
+    }
+
+
+def test_operator_configuration_sets_the_defaults() -> None:
+    config = config_from_env(
+        {
+            "MODELROLL_DEFAULT_REQUESTS": "cpu=1, memory=1Gi",
+            "MODELROLL_DEFAULT_LIMITS": "memory=3Gi",
+            "MODELROLL_MODEL_VOLUME_SIZE": "2Gi",
+            "MODELROLL_TMP_VOLUME_SIZE": "64Mi",
+        }
+    )
+    pod = render(BASE, RenderContext(config))[0]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    # no cpu entry in MODELROLL_DEFAULT_LIMITS: no default cpu limit
+    assert container["resources"] == {
+        "requests": {"cpu": "1", "memory": "1Gi"},
+        "limits": {"memory": "3Gi"},
+    }
+    sizes = {v["name"]: v["emptyDir"]["sizeLimit"] for v in pod["volumes"] if "emptyDir" in v}
+    assert sizes == {"tmp": "64Mi", "model-download": "2Gi", "model-cache": "2Gi"}
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert int(env["MODELROLL_MAX_MODEL_BYTES"]) == 2 * 2**30 - (2 * 2**30) // 20
+
+
+@pytest.mark.parametrize(
+    "variable, value",
+    [
+        ("MODELROLL_DEFAULT_LIMITS", "cpu"),
+        ("MODELROLL_DEFAULT_LIMITS", "memory=lots"),
+        ("MODELROLL_DEFAULT_REQUESTS", "cpu=-1"),
+        ("MODELROLL_MODEL_VOLUME_SIZE", "10 GB"),
+        ("MODELROLL_TMP_VOLUME_SIZE", "0"),
+    ],
+)
+def test_invalid_quota_settings_stop_the_operator(variable: str, value: str) -> None:
+    with pytest.raises(ValueError, match=variable):
+        config_from_env({variable: value})
+
+
+def test_every_emptydir_has_a_size_limit_and_the_download_cap_fits_it() -> None:
+    pod = render(BASE)[0]["spec"]["template"]["spec"]
+    empty_dirs = {v["name"]: v["emptyDir"] for v in pod["volumes"] if "emptyDir" in v}
+    assert set(empty_dirs) == {"tmp", "model-download", "model-cache"}
+    assert all(parse_quantity(e["sizeLimit"]) > 0 for e in empty_dirs.values())
+    (container,) = pod["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    # the runtime downloads into the capped volume, and stops before it is full
+    assert mounts[env["MODELROLL_MODEL_DIR"]] == "model-download"
+    assert mounts[env["MODELROLL_CACHE_DIR"]] == "model-cache"
+    cap = int(env["MODELROLL_MAX_MODEL_BYTES"])
+    assert 0 < cap < parse_quantity(empty_dirs["model-download"]["sizeLimit"])
 
 
 def test_pvc_uri_mounts_the_claim_read_only() -> None:
@@ -216,3 +314,16 @@ def test_random_specs_render_valid_children(spec: dict[str, Any], monitor: bool)
         validate(child)
         assert child["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "modelroll"
         assert child["metadata"]["ownerReferences"][0]["uid"] == OWNER.uid
+    pod = children[0]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert "envFrom" not in container
+    assert all(v["emptyDir"].get("sizeLimit") for v in pod["volumes"] if "emptyDir" in v)
+    # the apiserver refuses a request above its limit: the defaults never cause one (only a
+    # user who sets both, inconsistently, can)
+    resources = container["resources"]
+    assert {"cpu", "memory"} <= set(resources["limits"])
+    user = spec.get("resources", {})
+    for name, request in resources["requests"].items():
+        if name in user.get("requests", {}) and name in user.get("limits", {}):
+            continue
+        assert parse_quantity(request) <= parse_quantity(resources["limits"][name]), resources

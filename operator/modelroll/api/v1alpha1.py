@@ -118,9 +118,12 @@ class SecretRef(ApiModel):
 
 class Credentials(ApiModel):
     secret_ref: SecretRef = Field(
-        description="""A Secret in the same namespace whose keys are exposed to the runtime as
-        environment variables (for example AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
-        AWS_ENDPOINT_URL, or GOOGLE_APPLICATION_CREDENTIALS for a mounted key file)."""
+        description="""A Secret in the same namespace. Its keys named like the storage
+        clients' variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,
+        AWS_REGION, AWS_DEFAULT_REGION, AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_S3,
+        GOOGLE_APPLICATION_CREDENTIALS, GOOGLE_CLOUD_PROJECT) reach the runtime as those
+        variables, each one optional; no other key does, so the Secret cannot set the
+        runtime's MODELROLL_* settings."""
     )
 
 
@@ -250,7 +253,9 @@ NO_GPU_RESOURCES = "!self.exists(k, k == 'nvidia.com/gpu' || k.startsWith('nvidi
 class Resources(ApiModel):
     requests: dict[str, Quantity] | None = Field(
         None,
-        description="Minimum resources, by resource name (cpu, memory, ...).",
+        description="""Minimum resources, by resource name (cpu, memory, ...). A resource
+        left out takes the operator's default request (MODELROLL_DEFAULT_REQUESTS, by default
+        cpu 250m and memory 256Mi), lowered to this resource's limit when that is smaller.""",
         max_length=32,
         json_schema_extra=rules(
             rule(
@@ -262,7 +267,9 @@ class Resources(ApiModel):
     )
     limits: dict[str, Quantity] | None = Field(
         None,
-        description="Maximum resources, by resource name (cpu, memory, ...).",
+        description="""Maximum resources, by resource name (cpu, memory, ...). A resource
+        left out takes the operator's default limit (MODELROLL_DEFAULT_LIMITS, by default cpu
+        2 and memory 2Gi), raised to this resource's request when that is larger.""",
         max_length=32,
         json_schema_extra=rules(
             rule(
