@@ -3,9 +3,9 @@ predicted. JSON decoding amplifies a body several times over (a 15 MB body becom
 in Python floats and lists), so the total of the bodies, not each one, is what bounds a
 worker's memory; the body limit alone lets 1000 concurrent 16 MiB bodies through.
 
-A body with a Content-Length is admitted or refused before a byte of it is buffered; a
-chunked one is counted chunk by chunk as it arrives. One event loop per worker uses it, so
-it needs no lock.
+A body with a Content-Length that does not fit in the room left is refused before a byte of
+it is buffered; every body is counted as its bytes arrive (request_body.py says why the
+declared length is not reserved). One event loop per worker uses it, so it needs no lock.
 """
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ class ByteBudget:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.used = 0
+
+    def fits(self, size: int) -> bool:
+        return self.used + size <= self.limit
 
     def take(self, size: int) -> None:
         """Reserve `size` bytes, or raise BudgetExceeded and reserve nothing."""

@@ -6,8 +6,8 @@ task enforces it for every body being read, because a timer per request (asyncio
 costs ~6 µs, some 5% of a small request's whole cost; the sweep costs a dict entry. The size
 cap holds for the decompressed body too, so a small gzip bomb costs no more than a plain body.
 
-Every body is also counted against the worker's ByteBudget: a body that does not fit is
-read to its end and dropped (never buffered), then refused with 503. Reading it out rather
+Every body is also counted against the worker's ByteBudget as its bytes arrive: a body that
+does not fit is read to its end and dropped (never buffered), then refused with 503. Reading it out rather
 than answering at once keeps the connection usable: a client still sending a large body
 would otherwise see a reset instead of the 503 and its Retry-After.
 
@@ -103,25 +103,19 @@ class BodyReader:
         return decoded
 
     async def _receive(self, proto: BodyStream, declared: int | None) -> Body:
-        """The raw body, its size taken from the budget (and nothing taken on an error)."""
+        """The raw body, its size taken from the budget (and nothing taken on an error).
+
+        Only bytes that have arrived are taken: a Content-Length is checked against the room
+        left before a byte is buffered, but not reserved, or a client that declares large
+        bodies and sends nothing would hold the budget (the slow-body attack again)."""
         budget = self.budget
-        if declared is None:  # chunked: counted as the chunks arrive
-            return _small_joined(await _read_chunks(proto, self.limit, budget))
-        try:  # before a byte is buffered
-            budget.take(declared)
-        except BudgetExceeded:
+        if declared is not None and not budget.fits(declared):
             await _drain(aiter(proto))
-            raise
-        try:
-            body: Body
-            if declared >= LARGE_BODY_BYTES:
-                body = _small_joined(await _read_chunks(proto, self.limit, None))
-            else:
-                body = await proto()
-            budget.take(size(body) - declared)  # granian holds a body to its Content-Length
-        except BaseException:
-            budget.give(declared)
-            raise
+            raise BudgetExceeded(declared, budget.limit)
+        if declared is None or declared >= LARGE_BODY_BYTES:
+            return _small_joined(await _read_chunks(proto, self.limit, budget))
+        body = await proto()
+        budget.take(len(body))
         return body
 
     def close(self) -> None:
@@ -163,9 +157,8 @@ def _check_headers(headers: Headers, limit: int) -> tuple[int | None, int | None
     return wbits, None if declared is None else int(declared)
 
 
-async def _read_chunks(proto: BodyStream, limit: int, budget: ByteBudget | None) -> list[bytes]:
-    """The body's chunks; each taken from `budget` as it arrives, unless None (the caller
-    took the whole body already)."""
+async def _read_chunks(proto: BodyStream, limit: int, budget: ByteBudget) -> list[bytes]:
+    """The body's chunks, each taken from `budget` as it arrives."""
     chunks: list[bytes] = []
     size = 0
     # granian's body stream takes one __aiter__ call: the drain goes on with the same one
@@ -174,19 +167,16 @@ async def _read_chunks(proto: BodyStream, limit: int, budget: ByteBudget | None)
         while (chunk := await _next(stream)) is not None:
             if size + len(chunk) > limit:
                 raise RequestError(413, f"request body exceeds {limit} bytes")
-            if budget is not None:
-                budget.take(len(chunk))
+            budget.take(len(chunk))
             size += len(chunk)
             chunks.append(chunk)
     except BudgetExceeded:
-        assert budget is not None
         budget.give(size)
         chunks.clear()
         await _drain(stream)
         raise
     except BaseException:
-        if budget is not None:
-            budget.give(size)
+        budget.give(size)
         raise
     return chunks
 
