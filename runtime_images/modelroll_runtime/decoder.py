@@ -48,6 +48,10 @@ _FRAME = struct.Struct("<QQ")
 _LENGTH = struct.Struct("<Q")
 
 
+_PLAIN = (str, int, float, bool, tuple, list, dict, frozenset)
+_PLAIN_BYTES = 64 * 1024
+
+
 @dataclass  # not frozen: formats.base.Model declares plain attributes
 class ModelShape:
     """What decoding reads of a model, without the model: the child never loads it."""
@@ -56,6 +60,23 @@ class ModelShape:
     inputs: tuple[TensorSpec, ...]
     output_names: tuple[str, ...]
     default_outputs: tuple[str, ...]
+
+    @classmethod
+    def of(cls, model: Model) -> ModelShape:
+        """The model's public plain-data attributes (names, specs, flags; never its session,
+        estimator or booster): whatever decoding reads of a model, now or later, the child
+        has it too."""
+        shape = cls(model.backend, model.inputs, model.output_names, model.default_outputs)
+        for name in dir(model):
+            value = getattr(model, name, None)
+            if name.startswith("_") or hasattr(shape, name) or not isinstance(value, _PLAIN):
+                continue
+            try:
+                if len(pickle.dumps(value)) <= _PLAIN_BYTES:
+                    setattr(shape, name, value)
+            except Exception:  # holds something that does not pickle: not plain after all
+                continue
+        return shape
 
     def load(self, model_file: Path) -> None:
         raise NotImplementedError("the decoder holds a model's shape, not the model")
@@ -80,7 +101,7 @@ class Decoder:
     """The parent's side: one child at a time, started on demand, one body at a time."""
 
     def __init__(self, model: Model, allow_missing: bool) -> None:
-        shape = ModelShape(model.backend, model.inputs, model.output_names, model.default_outputs)
+        shape = ModelShape.of(model)
         self._hello = pickle.dumps((shape, allow_missing), protocol=pickle.HIGHEST_PROTOCOL)
         self._child: subprocess.Popen[bytes] | None = None
         self._socket: socket.socket | None = None

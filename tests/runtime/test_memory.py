@@ -216,3 +216,30 @@ def test_a_burst_beyond_the_cap_gets_503_for_the_excess(
             assert "memory" in orjson.loads(answer.body)["error"]
     # once the burst is over, the cap is free again
     assert post(runtime, bodies[0]).status == 200
+
+
+def test_large_bodies_decode_in_the_child_as_they_would_inline(
+    sklearn_model: TrainedModel, start_runtime: StartRuntime
+) -> None:
+    """V1 and V2, good and malformed: a large body gets the answer a small one would."""
+    runtime = start_runtime(
+        MODELROLL_MODEL_NAME="iris",
+        MODELROLL_MODEL_URI=str(sklearn_model.directory),
+        MODELROLL_MODEL_FORMAT="sklearn",
+    )
+    rows = np.tile(sklearn_model.x[:8], (20_000, 1))  # 160k rows, ~4 MB of JSON
+    expected = sklearn_model.native.predict(rows).tolist()
+    v1 = runtime.post_json("/v1/models/iris:predict", {"instances": rows.tolist()})
+    assert v1.status == 200, v1.body[:300]
+    assert v1.json()["predictions"] == expected
+    tensor = {"name": "x", "shape": list(rows.shape), "datatype": "FP64", "data": rows.tolist()}
+    v2 = runtime.post_json("/v2/models/iris/infer", {"inputs": [tensor]})
+    assert v2.status == 200, v2.body[:300]
+    assert v2.json()["outputs"][0]["data"] == expected
+    wrong = runtime.post_json("/v2/models/iris/infer", {"inputs": [{**tensor, "shape": [7, 4]}]})
+    assert wrong.status == 400
+    assert "shape [7, 4] needs 28 values" in wrong.json()["error"]
+    torn_body = orjson.dumps({"inputs": [tensor]})[:-1]
+    torn = runtime.request("POST", "/v2/models/iris/infer", torn_body)
+    assert torn.status == 400
+    assert "not valid JSON" in torn.json()["error"]
