@@ -73,8 +73,11 @@ polls, slow = 0, []
 while not stop.is_set():
     for path in ("/v2/health/live", "/v2/health/ready"):
         started = time.monotonic()
+        connected = -1.0
         try:  # a fresh connection each time, as the kubelet's probes make
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.connect()
+            connected = time.monotonic() - started
             conn.request("GET", path)
             status = conn.getresponse().status
             conn.close()
@@ -83,7 +86,7 @@ while not stop.is_set():
         elapsed = time.monotonic() - started
         polls += 1
         if status != 200 or elapsed >= budget:
-            slow.append((path, status, round(elapsed, 3)))
+            slow.append((path, status, round(elapsed, 3), round(connected, 3)))
     time.sleep(every)
 print(repr((polls, slow)))
 """
@@ -94,7 +97,7 @@ class Watch:
 
     def __init__(self, runtime: RuntimeProcess) -> None:
         self.runtime = runtime
-        self.slow: list[tuple[str, int, float]] = []
+        self.slow: list[tuple[str, int, float, float]] = []  # path, status, s, s to connect
         self.polls = 0
         self.peak_rss = 0
         self._stop = threading.Event()
