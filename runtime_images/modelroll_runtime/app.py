@@ -17,8 +17,9 @@ from typing import Any, Protocol
 
 import orjson
 
-from . import __version__, cloudevents, loader, request_body, v1, v2
+from . import __version__, cloudevents, decoder, loader, malloc, request_body, v1, v2
 from .batcher import AdaptiveBatcher
+from .byte_budget import ByteBudget
 from .config import MULTIPROC_ENV, Settings
 from .errors import RequestError, bad_request
 from .formats import FORMATS, Model
@@ -76,9 +77,11 @@ class RuntimeApp:
             ("x-model-version", self.version),
         ]
         self._token = settings.auth_token.encode() if settings.auth_token else None
+        self._budget = ByteBudget(settings.max_decode_bytes)
         self._bodies = request_body.BodyReader(
-            settings.max_body_bytes, settings.body_timeout_seconds
+            settings.max_body_bytes, settings.body_timeout_seconds, self._budget
         )
+        self._decoder: decoder.Decoder | None = None  # for large bodies, once the model is here
         self._loader: threading.Thread | None = None
 
     # -- lifecycle (granian calls these in each worker) --
@@ -90,6 +93,8 @@ class RuntimeApp:
     def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
         loader.terminate_compilers()  # a stop during the first compile must not orphan the child
         self._bodies.close()
+        if self._decoder is not None:
+            self._decoder.close()
         if self.batcher is not None:
             self.batcher.close()
         if os.environ.get(MULTIPROC_ENV):
@@ -121,6 +126,7 @@ class RuntimeApp:
         self.backend = model.backend
         self.outputs = loaded.outputs
         self.compilation = _public_evidence(loaded.compilation)
+        self._decoder = decoder.Decoder(model, self.allow_missing)
         self.metrics.model_loaded(
             settings.model_format, model.backend, loaded.load_seconds,
             str(loaded.compilation.get("verdict", "")),
@@ -235,10 +241,12 @@ class RuntimeApp:
             raise RequestError(503, f"model '{self.name}' is not ready")
         status = 500
         counted = False
+        taken = 0  # bytes of the worker's ByteBudget this request holds
         try:
             # A request is in flight only once its body is here: a client that sends headers
             # and stalls holds no slot, only its connection, until the body deadline.
             body = await self._read_body(scope, proto)
+            taken = request_body.size(body)
             if self.inflight >= self.settings.max_inflight:
                 raise RequestError(503, "server overloaded: too many requests in flight; retry")
             self.inflight += 1
@@ -251,9 +259,12 @@ class RuntimeApp:
                 else []
             )
             if protocol == "v2":
-                request = v2.decode_request(
-                    body, headers.get(v2.BINARY_HEADER), model, self.allow_missing
-                )
+                binary_header = headers.get(v2.BINARY_HEADER)
+                if isinstance(body, bytes) and decoder.inline(body, binary_header):
+                    request = v2.decode_request(body, binary_header, model, self.allow_missing)
+                else:
+                    request = await self._decode_large("v2", body, binary_header)
+                body = b""  # the arrays replace it; the budget still counts it (see below)
                 results = await batcher.predict(request.inputs, request.outputs, request.rows)
                 payload, json_length = v2.encode_response(self.name, self.version, request, results)
                 response_headers = [*self._json_headers, *extra]
@@ -266,7 +277,11 @@ class RuntimeApp:
                 status = 200
                 proto.response_bytes(200, response_headers, payload)
             else:
-                inputs, rows = v1.decode_request(body, model, self.allow_missing)
+                if isinstance(body, bytes) and decoder.inline(body, None):
+                    inputs, rows = v1.decode_request(body, model, self.allow_missing)
+                else:
+                    inputs, rows = await self._decode_large("v1", body, None)
+                body = b""
                 output = model.default_outputs[0]
                 results = await batcher.predict(inputs, (output,), rows)
                 status = 200
@@ -285,16 +300,35 @@ class RuntimeApp:
             if counted:
                 self.inflight -= 1
                 self.metrics.inflight_gauge.dec()
+            # held to the end: the body's arrays, the predict's results and the response are
+            # all as large as the body, and free only now
+            self._give_back(taken)
             self.metrics.record(protocol, status, time.perf_counter() - started)
 
-    async def _read_body(self, scope: Scope, proto: HTTPProtocol) -> bytes:
+    async def _decode_large(
+        self, protocol: str, body: request_body.Body, binary_header: str | None
+    ) -> Any:
+        assert self._decoder is not None  # made with the model, before readiness
+        return await self._decoder.decode(protocol, body, binary_header)
+
+    def _give_back(self, taken: int) -> None:
+        self._budget.give(taken)
+        if taken >= decoder.INLINE_DECODE_BELOW and self._budget.used == 0:
+            # the end of a burst of large bodies: hand the heaps' free pages back
+            asyncio.get_running_loop().run_in_executor(None, malloc.trim)
+
+    async def _read_body(self, scope: Scope, proto: HTTPProtocol) -> request_body.Body:
         return await self._bodies.read(scope.headers, proto)
 
     async def _repository_index(self, scope: Scope, proto: HTTPProtocol) -> None:
         """Triton's and MLServer's repository index: [{name, version, state, reason}]; with
         {"ready": true} only the models that are ready."""
-        raw = await self._read_body(scope, proto)
-        request = v2.parse_json(raw) if raw.strip() else {}
+        body = await self._read_body(scope, proto)
+        try:
+            raw = request_body.joined(body)
+            request = v2.parse_json(raw) if raw.strip() else {}
+        finally:
+            self._give_back(request_body.size(body))
         if not isinstance(request, dict):
             raise bad_request("request body must be a JSON object")
         ready_only = request.get("ready", False)
@@ -388,4 +422,5 @@ def create_app() -> RuntimeApp:
 
     settings = Settings.from_env()
     jsonlog.configure(settings.log_level)
+    malloc.limit_retention()
     return RuntimeApp(settings)

@@ -25,6 +25,9 @@ import numpy as np
 from .formats.base import Array, Model
 
 BatchObserver = Callable[[int], None]
+# An inline model still predicts a request with more rows than this on the predict thread:
+# a large batch (a 15 MB body holds ~580k rows) would hold the loop for its whole predict.
+INLINE_ROWS_AT_MOST = 4096
 
 
 @dataclass
@@ -53,6 +56,11 @@ class AdaptiveBatcher:
     ) -> dict[str, Array]:
         loop = self._loop or asyncio.get_running_loop()
         self._loop = loop
+        if self._inline and rows > INLINE_ROWS_AT_MOST:
+            self._on_batch(rows)
+            return await asyncio.wrap_future(
+                self._pool.submit(self._model.predict, inputs, outputs)
+            )
         pending = _Pending(inputs, outputs, rows, loop.create_future())
         self._queue.append(pending)
         if not self._busy:

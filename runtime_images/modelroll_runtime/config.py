@@ -30,6 +30,9 @@ PREFIX = "MODELROLL_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # A download cap even outside the operator (which renders its own, from the emptyDir's size).
 DEFAULT_MAX_MODEL_BYTES = 10 * 2**30
+# Request bytes one worker may hold and decode at once: four bodies of the default 16 MiB
+# limit. See docs/runtime.md, "Bounded memory", for what it bounds and why it is fixed.
+DEFAULT_DECODE_BYTES = 64 * 1024 * 1024
 
 
 class ConfigError(ValueError):
@@ -50,6 +53,7 @@ class Settings:
     max_inflight: int
     max_body_bytes: int
     max_model_bytes: int
+    max_decode_bytes: int
     body_timeout_seconds: float
     auth_token: str | None
     allow_unpinned_pickle: bool
@@ -87,6 +91,7 @@ class Settings:
             if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
                 raise ConfigError("MODELROLL_MODEL_SHA256 must be 64 hex digits")
         workers_raw = env.get("MODELROLL_WORKERS", "").strip()
+        max_body = _int(env, "MODELROLL_MAX_BODY_BYTES", 16 * 1024 * 1024, 1, 2**40)
         return cls(
             model_name=env.get("MODELROLL_MODEL_NAME", "model").strip() or "model",
             model_uri=uri,
@@ -98,9 +103,17 @@ class Settings:
             workers=(_int(env, "MODELROLL_WORKERS", 1, 1, 1024) if workers_raw else cpu_limit()),
             max_batch_size=_int(env, "MODELROLL_MAX_BATCH_SIZE", 32, 1, 1_000_000),
             max_inflight=_int(env, "MODELROLL_MAX_INFLIGHT", 1024, 1, 10_000_000),
-            max_body_bytes=_int(env, "MODELROLL_MAX_BODY_BYTES", 16 * 1024 * 1024, 1, 2**40),
+            max_body_bytes=max_body,
             max_model_bytes=_int(
                 env, "MODELROLL_MAX_MODEL_BYTES", DEFAULT_MAX_MODEL_BYTES, 1, 2**50
+            ),
+            # a cap below one body's limit would refuse every body of the largest size
+            max_decode_bytes=_int(
+                env,
+                "MODELROLL_MAX_DECODE_BYTES",
+                max(DEFAULT_DECODE_BYTES, max_body),
+                max_body,
+                2**40,
             ),
             body_timeout_seconds=_float(env, "MODELROLL_BODY_TIMEOUT_SECONDS", 30.0, minimum=0.001),
             auth_token=env.get("MODELROLL_AUTH_TOKEN") or None,
