@@ -9,15 +9,21 @@ Three layers, the first two pure:
 - `analyze` runs the queries through any `query(promql) -> float | None` callable (normally
   `PrometheusClient(address).query`) and never raises for an unreachable Prometheus.
 
+Before any of it, `refusal` says whether the operator's configuration allows the analysis
+at all: the Prometheus endpoint must be one the operator names, and custom checks must be
+enabled there.
+
 Series of one revision are selected by the scrape-time target labels `namespace` and
-`revision` (the ServiceMonitor maps the pod label `modelroll.io/revision` to `revision`)
-and the runtime's own `model` label, which is the ModelDeployment's name.
+`revision` (the ServiceMonitor maps the pod label `modelroll.io/revision` to `revision`;
+without honorLabels a pod's own `namespace` label cannot override the target's) and the
+runtime's own `model` label, which is the ModelDeployment's name. Every built-in query
+carries all three, so it reads only the ModelDeployment's own pods.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
@@ -42,6 +48,9 @@ PASSED = "AnalysisPassed"
 FAILED = "CanaryAnalysisFailed"
 INSUFFICIENT_REQUESTS = "InsufficientRequests"
 UNAVAILABLE = "AnalysisUnavailable"
+# ... and those of an analysis the operator's configuration refuses (nothing is queried)
+ENDPOINT_UNKNOWN = "PrometheusEndpointUnknown"
+CUSTOM_CHECKS_DISABLED = "CustomChecksDisabled"
 
 Query = Callable[[str], float | None]
 
@@ -54,6 +63,40 @@ class AnalysisResult:
     reason: str
     message: str
     measurements: dict[str, float | None] = field(default_factory=dict)
+
+
+def refusal(
+    analysis: Analysis,
+    endpoints: Collection[str],
+    default_endpoint: str,
+    allow_custom_checks: bool,
+) -> AnalysisResult | None:
+    """A failed result when the operator's configuration does not allow this analysis, else
+    None. It fails closed: the canary is aborted with this reason and not promoted, rather
+    than held as inconclusive, since asking again cannot change the answer (only a new spec,
+    or the operator's configuration, can)."""
+    endpoint = analysis.prometheus_endpoint or default_endpoint
+    if endpoint not in endpoints:
+        known = ", ".join(sorted(endpoints)) or "none"
+        if analysis.prometheus_endpoint:
+            message = (
+                f'spec.rollout.canary.analysis.prometheus.endpoint "{endpoint}" is not a '
+                f"Prometheus endpoint of the operator (configured: {known})"
+            )
+        else:
+            message = (
+                "the operator configures no Prometheus endpoint (MODELROLL_PROMETHEUS_ENDPOINTS)"
+            )
+        return AnalysisResult(False, ENDPOINT_UNKNOWN, f"{message}; nothing was queried")
+    if analysis.custom_checks and not allow_custom_checks:
+        names = ", ".join(str(check["name"]) for check in analysis.custom_checks)
+        return AnalysisResult(
+            False,
+            CUSTOM_CHECKS_DISABLED,
+            f"spec.rollout.canary.analysis.customChecks ({names}) are disabled in the "
+            "operator (MODELROLL_ALLOW_CUSTOM_CHECKS); nothing was queried",
+        )
+    return None
 
 
 def analysis_window(analysis: Analysis) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 
 from modelroll.quantity import parse_quantity
@@ -32,6 +33,13 @@ class OperatorConfig:
     # How the operator reaches a Service (smoke tests). Cluster DNS in-cluster; operators
     # run elsewhere point it at a gateway or port-forward.
     service_url_template: str = "http://{service}.{namespace}.svc.{cluster_domain}:{port}"
+    # The Prometheus servers canary analysis may query, by name; a spec picks one by name
+    # (or gets the default), never by URL: the platform decides where the operator connects.
+    prometheus_endpoints: dict[str, str] = field(default_factory=dict)
+    prometheus_default: str = ""
+    # customChecks are PromQL the tenant writes, run with the operator's access to a shared
+    # Prometheus: off unless the platform enables them (behind a label-enforcing proxy).
+    allow_custom_checks: bool = False
 
     def service_url(self, service: str, namespace: str, port: int = 80) -> str:
         return self.service_url_template.format(
@@ -44,6 +52,10 @@ class OperatorConfig:
         size = int(parse_quantity(self.model_volume_size))
         return size - size // 20
 
+    def prometheus_url(self, endpoint: str) -> str | None:
+        """The URL of endpoint `endpoint` ("" for the default); None when not configured."""
+        return self.prometheus_endpoints.get(endpoint or self.prometheus_default)
+
 
 def resource_list(variable: str, raw: str) -> dict[str, str]:
     """ "cpu=2,memory=2Gi" as a resource list; "" is no entry. ValueError names the variable."""
@@ -54,6 +66,46 @@ def resource_list(variable: str, raw: str) -> dict[str, str]:
             raise ValueError(f"{variable}: {item!r} is not name=quantity")
         resources[name] = quantity(variable, value)
     return resources
+
+
+ENDPOINT_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+# No query and no fragment: the client appends /api/v1/query to it.
+ENDPOINT_URL = re.compile(r"https?://[^/?#\s]+(/[^?#\s]*)?")
+
+
+def prometheus_endpoints(variable: str, raw: str) -> dict[str, str]:
+    """ "main=http://prometheus:9090,other=https://…" as name → URL. ValueError names the
+    variable."""
+    endpoints: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        name, equals, url = (s.strip() for s in item.partition("="))
+        if not (equals and ENDPOINT_NAME.fullmatch(name)):
+            raise ValueError(f"{variable}: {item!r} is not name=url with a DNS-label name")
+        if not ENDPOINT_URL.fullmatch(url):
+            raise ValueError(
+                f"{variable}: {name}: {url!r} is not an http:// or https:// URL "
+                "without query or fragment"
+            )
+        if name in endpoints:
+            raise ValueError(f"{variable}: endpoint {name!r} is named twice")
+        endpoints[name] = url.rstrip("/")
+    return endpoints
+
+
+def default_endpoint(variable: str, raw: str | None, endpoints: dict[str, str]) -> str:
+    """The endpoint a spec without `prometheus.endpoint` uses: `raw`, else the first one."""
+    if not raw:
+        return next(iter(endpoints), "")
+    if raw not in endpoints:
+        raise ValueError(f"{variable}: {raw!r} is not one of MODELROLL_PROMETHEUS_ENDPOINTS")
+    return raw
+
+
+def flag(variable: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value not in ("true", "false"):
+        raise ValueError(f"{variable}: {raw!r} is not true or false")
+    return value == "true"
 
 
 def quantity(variable: str, value: str) -> str:
@@ -75,6 +127,9 @@ def config_from_env(env: dict[str, str] | None = None) -> OperatorConfig:
         for variable in ("MODELROLL_DEFAULT_REQUESTS", "MODELROLL_DEFAULT_LIMITS")
         if variable in env
     }
+    endpoints = prometheus_endpoints(
+        "MODELROLL_PROMETHEUS_ENDPOINTS", env.get("MODELROLL_PROMETHEUS_ENDPOINTS", "")
+    )
     return OperatorConfig(
         runtime_image=env.get("MODELROLL_RUNTIME_IMAGE", defaults.runtime_image),
         runtime_image_pull_policy=env.get(
@@ -101,5 +156,12 @@ def config_from_env(env: dict[str, str] | None = None) -> OperatorConfig:
         ),
         service_url_template=env.get(
             "MODELROLL_SERVICE_URL_TEMPLATE", defaults.service_url_template
+        ),
+        prometheus_endpoints=endpoints,
+        prometheus_default=default_endpoint(
+            "MODELROLL_PROMETHEUS_DEFAULT", env.get("MODELROLL_PROMETHEUS_DEFAULT"), endpoints
+        ),
+        allow_custom_checks=flag(
+            "MODELROLL_ALLOW_CUSTOM_CHECKS", env.get("MODELROLL_ALLOW_CUSTOM_CHECKS", "false")
         ),
     )

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from modelroll import GROUP, VERSION
-from modelroll.analysis import analyze
+from modelroll.analysis import analyze, refusal
 from modelroll.checks import Checks
 from modelroll.config import OperatorConfig
 from modelroll.drift import foreign_keys_patch, needs_apply, stamp
@@ -247,14 +247,23 @@ class Reconciler:
         if planned.needs_analysis and canary and canary.analysis:
             analysis = canary.analysis
             candidate, stable = planned.state.canary, planned.state.stable
-            prometheus = PrometheusClient(analysis.prometheus_address)
-            result = self.checks.result(
-                key,
-                ("analysis", candidate, planned.state.step),
-                lambda: analyze(
-                    analysis, owner.namespace, owner.name, candidate, stable, prometheus.query
-                ),
+            config = self.config
+            result = refusal(
+                analysis,
+                config.prometheus_endpoints,
+                config.prometheus_default,
+                config.allow_custom_checks,
             )
+            url = config.prometheus_url(analysis.prometheus_endpoint)
+            if result is None and url is not None:
+                prometheus = PrometheusClient(url)
+                result = self.checks.result(
+                    key,
+                    ("analysis", candidate, planned.state.step),
+                    lambda: analyze(
+                        analysis, owner.namespace, owner.name, candidate, stable, prometheus.query
+                    ),
+                )
             if result is not None:
                 planned = plan_rollout(replace(inp, analysis=result))
         blue_green = spec.rollout.blue_green

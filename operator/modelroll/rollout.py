@@ -415,7 +415,8 @@ def _canary_step(draft: _Draft, canary: Canary, phase: Progressing) -> Plan:
     if result.passed is True:
         return _next_step(draft, canary, phase, result.message)
     if result.passed is False:
-        return _abort(draft, phase, "CanaryAnalysisFailed", result.message)
+        # CanaryAnalysisFailed on the metrics, or why the operator refused to analyze.
+        return _abort(draft, phase, result.reason, result.message)
     return _canary_hold(draft, canary, phase, wanted, Inconclusive(result.message, interval))
 
 

@@ -66,7 +66,7 @@ class CanaryStep:
 
 @dataclass(frozen=True)
 class Analysis:
-    prometheus_address: str
+    prometheus_endpoint: str = ""  # a name from the operator's configuration; "": its default
     interval_seconds: int = default_of(api.Analysis, "interval_seconds")
     max_error_percent: int = default_of(api.Analysis, "max_error_percent")
     max_p99_latency_ms: int | None = None
@@ -146,7 +146,7 @@ def _analysis(a: api.Analysis | None) -> Analysis | None:
     if a is None:
         return None
     return Analysis(
-        prometheus_address=a.prometheus.address,
+        prometheus_endpoint=a.prometheus.endpoint or "",
         interval_seconds=a.interval_seconds,
         max_error_percent=a.max_error_percent,
         max_p99_latency_ms=a.max_p99_latency_ms,

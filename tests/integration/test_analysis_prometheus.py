@@ -164,7 +164,6 @@ def test_healthy_canary_passes(stack: Stack) -> None:
     stack.wait_requests_seen("good", 1 + canary_sent)
 
     analysis = Analysis(
-        prometheus_address=stack.prometheus.address,
         interval_seconds=5,  # window max(5, 30) = 30 s
         max_error_percent=1,
         max_p99_latency_ms=5000,
@@ -229,7 +228,6 @@ def test_overloaded_canary_fails_with_its_error_rate(stack: Stack) -> None:
     stack.wait_requests_seen("bad", seen + sum(counts.values()))
 
     analysis = Analysis(
-        prometheus_address=stack.prometheus.address,
         interval_seconds=5,
         max_error_percent=1,
         min_request_count=20,
@@ -257,9 +255,7 @@ def test_too_little_traffic_is_inconclusive(stack: Stack) -> None:
     assert counts == {200: 5}
     stack.wait_requests_seen("idle", 6)
 
-    analysis = Analysis(
-        prometheus_address=stack.prometheus.address, interval_seconds=5, min_request_count=20
-    )
+    analysis = Analysis(interval_seconds=5, min_request_count=20)
     result = analyze(analysis, NAMESPACE, MODEL, "idle", "stable", stack.prometheus.client().query)
 
     assert result.passed is None, result
@@ -275,7 +271,7 @@ def test_unavailable_prometheus_is_inconclusive(stack: Stack, where: str) -> Non
         address = f"http://127.0.0.1:{free_port()}"
     else:  # the runtime answers 404 on /api/v1/query
         address = f"http://127.0.0.1:{stack.runtimes['idle'].port}"
-    analysis = Analysis(prometheus_address=address)
+    analysis = Analysis()
 
     result = analyze(
         analysis, NAMESPACE, MODEL, "good", "stable", PrometheusClient(address, timeout=3).query
@@ -289,7 +285,6 @@ def test_unavailable_prometheus_is_inconclusive(stack: Stack, where: str) -> Non
 
 def test_broken_custom_check_is_inconclusive(stack: Stack) -> None:
     analysis = Analysis(
-        prometheus_address=stack.prometheus.address,
         min_request_count=0,
         custom_checks=({"name": "typo", "query": "sum(rate(x{$canary}[1m]", "maxValue": "1"},),
     )

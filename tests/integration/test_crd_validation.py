@@ -140,7 +140,7 @@ def test_nested_defaults(custom: client.CustomObjectsApi, ns: str) -> None:
         "strategy": "Canary",
         "canary": {
             "steps": [{"weight": 20}],
-            "analysis": {"prometheus": {"address": "http://prom:9090"}},
+            "analysis": {"prometheus": {"endpoint": "main"}},
         },
     }
     spec = create(custom, ns, obj, dry_run=True)["spec"]
@@ -154,7 +154,7 @@ def test_nested_defaults(custom: client.CustomObjectsApi, ns: str) -> None:
     assert canary["trafficRouting"] == {"mode": "Replicas"}
     assert canary["steps"] == [{"weight": 20, "pauseSeconds": 0}]
     assert canary["analysis"] == {
-        "prometheus": {"address": "http://prom:9090"},
+        "prometheus": {"endpoint": "main"},
         "intervalSeconds": 30,
         "maxErrorPercent": 1,
         "minRequestCount": 20,

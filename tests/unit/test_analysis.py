@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import json
 import math
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
@@ -15,6 +16,8 @@ from modelroll.analysis import (
     CANARY_ERRORS,
     CANARY_P99_SECONDS,
     CANARY_REQUESTS,
+    CUSTOM_CHECKS_DISABLED,
+    ENDPOINT_UNKNOWN,
     FAILED,
     INSUFFICIENT_REQUESTS,
     PASSED,
@@ -25,6 +28,7 @@ from modelroll.analysis import (
     analyze,
     build_queries,
     evaluate,
+    refusal,
     revision_matcher,
 )
 from modelroll.prometheus import PrometheusClient, PrometheusError
@@ -32,7 +36,7 @@ from modelroll.spec import Analysis, parse_spec
 
 CANARY = 'namespace="ns",model="iris",revision="c1"'
 STABLE = 'namespace="ns",model="iris",revision="s1"'
-BASE = Analysis(prometheus_address="http://prom:9090", max_error_percent=1, min_request_count=20)
+BASE = Analysis(max_error_percent=1, min_request_count=20)
 
 
 def _measure(
@@ -372,7 +376,7 @@ def test_analyze_reads_the_analysis_parsed_from_a_spec() -> None:
                 "canary": {
                     "steps": [{"weight": 10}],
                     "analysis": {
-                        "prometheus": {"address": "http://prom:9090"},
+                        "prometheus": {"endpoint": "main"},
                         "intervalSeconds": 60,
                         "customChecks": [
                             {"name": "x", "query": "vector($stable)", "maxValue": "1"}
@@ -388,6 +392,62 @@ def test_analyze_reads_the_analysis_parsed_from_a_spec() -> None:
     assert result.reason == INSUFFICIENT_REQUESTS
     assert all("[60s]" in q for q in prometheus.asked[:3])
     assert prometheus.asked[-1] == f"vector({STABLE})"
+
+
+def test_every_built_in_query_reads_only_the_model_deployments_own_series() -> None:
+    """Each series selector of each built-in query names the ModelDeployment's namespace,
+    model and revision: no built-in check can read another namespace's series."""
+    analysis = replace(BASE, max_p99_latency_ms=100, max_p99_latency_increase_percent=20)
+    prometheus = FakePrometheus({"increase(": 100.0})
+    analyze(analysis, "team-a", "iris", "c1", "s1", prometheus.query)
+    assert len(prometheus.asked) == 4
+    for promql in prometheus.asked:
+        selectors = re.findall(r"[a-z_]+\{([^}]*)\}", promql)
+        assert selectors, promql
+        for selector in selectors:
+            assert selector.startswith('namespace="team-a",model="iris",revision="'), promql
+
+
+# -- refusal: what the operator's configuration allows --
+
+ENDPOINTS = ("main", "other")
+CHECK_ELSEWHERE = {
+    "name": "peek",
+    "query": 'sum(modelroll_requests_total{namespace="victim"})',
+    "maxValue": "1",
+}
+
+
+def test_a_configured_endpoint_and_no_custom_checks_are_allowed() -> None:
+    assert refusal(BASE, ENDPOINTS, "main", allow_custom_checks=False) is None
+    named = replace(BASE, prometheus_endpoint="other")
+    assert refusal(named, ENDPOINTS, "main", allow_custom_checks=False) is None
+
+
+def test_an_endpoint_the_operator_does_not_configure_fails_naming_it() -> None:
+    result = refusal(
+        replace(BASE, prometheus_endpoint="elsewhere"), ENDPOINTS, "main", allow_custom_checks=True
+    )
+    assert result is not None
+    assert (result.passed, result.reason) == (False, ENDPOINT_UNKNOWN)
+    assert '"elsewhere" is not a Prometheus endpoint of the operator' in result.message
+    assert "configured: main, other" in result.message
+
+
+def test_without_any_endpoint_configured_analysis_fails() -> None:
+    result = refusal(BASE, (), "", allow_custom_checks=True)
+    assert result is not None
+    assert (result.passed, result.reason) == (False, ENDPOINT_UNKNOWN)
+    assert "MODELROLL_PROMETHEUS_ENDPOINTS" in result.message
+
+
+def test_custom_checks_fail_unless_the_operator_allows_them() -> None:
+    analysis = replace(BASE, custom_checks=(CHECK_ELSEWHERE,))
+    result = refusal(analysis, ENDPOINTS, "main", allow_custom_checks=False)
+    assert result is not None
+    assert (result.passed, result.reason) == (False, CUSTOM_CHECKS_DISABLED)
+    assert "customChecks (peek)" in result.message and "victim" not in result.message
+    assert refusal(analysis, ENDPOINTS, "main", allow_custom_checks=True) is None
 
 
 # -- the HTTP client, against a stub server on loopback --

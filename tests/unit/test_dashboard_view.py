@@ -24,7 +24,7 @@ def canary_md(**status: Any) -> dict[str, Any]:
                 "canary": {
                     "steps": [{"weight": 10, "pauseSeconds": 60}, {"weight": 50}],
                     "analysis": {
-                        "prometheus": {"address": "http://prom:9090"},
+                        "prometheus": {"endpoint": "main"},
                         "maxErrorPercent": 5,
                         "maxP99LatencyMs": 250,
                     },
@@ -105,7 +105,7 @@ def test_detail_carries_analysis_verdict_thresholds_and_ordered_conditions() -> 
     assert ("min request count", "20") in view.thresholds  # the API's default
     assert [c["type"] for c in view.conditions] == ["Ready", "Degraded"]
     assert [c["health"] for c in view.conditions] == ["good", "good"]
-    assert view.prometheus == "http://prom:9090"
+    assert view.prometheus == "endpoint main"
     assert [(r["name"], r["ready"], r["replicas"]) for r in view.revisions] == [
         ("aaa", 2, 2),
         ("bbb", 1, 1),

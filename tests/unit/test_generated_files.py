@@ -90,5 +90,7 @@ def test_the_listed_analysis_reasons_are_the_ones_analysis_emits() -> None:
         analysis.FAILED,
         analysis.INSUFFICIENT_REQUESTS,
         analysis.UNAVAILABLE,
+        analysis.ENDPOINT_UNKNOWN,
+        analysis.CUSTOM_CHECKS_DISABLED,
     }
     assert emitted == set(get_args(v1alpha1.AnalysisReason))

@@ -35,7 +35,7 @@ JSON = dict[str, Any]
 REPO = Path(__file__).resolve().parents[2]
 HEALTH_LUA = (REPO / "gitops" / "argocd-health.lua").read_text()
 T0 = 1_750_000_000.0
-ANALYSIS = {"prometheus": {"address": "http://prometheus.monitoring:9090"}, "intervalSeconds": 30}
+ANALYSIS = {"prometheus": {"endpoint": "main"}, "intervalSeconds": 30}
 CANARY = {
     "strategy": "Canary",
     "canary": {"steps": [{"weight": 10, "pauseSeconds": 60}, {"weight": 50, "pauseSeconds": 60}]},

@@ -325,6 +325,32 @@ def test_helm_defaults_follow_the_chart_app_version_and_watch_all_namespaces() -
     assert "MODELROLL_RUNTIME_IMAGE_PULL_POLICY" not in env
 
 
+def test_helm_values_name_the_prometheus_endpoints_and_gate_custom_checks() -> None:
+    default = env_of(one(helm_template(), "Deployment"))
+    assert default["MODELROLL_PROMETHEUS_ENDPOINTS"] == "main=http://prometheus.monitoring.svc:9090"
+    assert default["MODELROLL_ALLOW_CUSTOM_CHECKS"] == "false"
+    assert "MODELROLL_PROMETHEUS_DEFAULT" not in default  # the first endpoint
+    env = env_of(
+        one(
+            helm_template(
+                "prometheus.endpoints[0].name=main",
+                "prometheus.endpoints[0].url=http://prometheus.monitoring.svc:9090",
+                "prometheus.endpoints[1].name=tenants",
+                "prometheus.endpoints[1].url=https://prom-label-proxy.monitoring.svc:8443",
+                "prometheus.default=tenants",
+                "prometheus.allowCustomChecks=true",
+            ),
+            "Deployment",
+        )
+    )
+    assert env["MODELROLL_PROMETHEUS_ENDPOINTS"] == (
+        "main=http://prometheus.monitoring.svc:9090,"
+        "tenants=https://prom-label-proxy.monitoring.svc:8443"
+    )
+    assert env["MODELROLL_PROMETHEUS_DEFAULT"] == "tenants"
+    assert env["MODELROLL_ALLOW_CUSTOM_CHECKS"] == "true"
+
+
 def test_helm_lint_passes() -> None:
     run(
         helm_binary(),

@@ -35,7 +35,7 @@ from modelroll.spec import parse_spec
 
 JSON = dict[str, Any]
 T0 = 1_750_000_000.0  # a whole second, so state survives the status' second resolution
-PROMETHEUS = {"prometheus": {"address": "http://prometheus.monitoring:9090"}}
+PROMETHEUS = {"prometheus": {"endpoint": "main"}}
 GPU_SHORTAGE = PodProblem(
     "InsufficientGPU",
     "no node has a free nvidia.com/gpu: 0/6 nodes are available: 6 Insufficient nvidia.com/gpu.",
@@ -494,6 +494,23 @@ def test_failed_analysis_aborts_to_stable() -> None:
     assert failed.requested_weight is None
     assert ("Warning", "CanaryAnalysisFailed", FAIL.message) in failed.events
     assert not failed.needs_analysis
+
+
+def test_an_analysis_the_operator_refuses_aborts_with_its_own_reason() -> None:
+    refused = AnalysisResult(False, "CustomChecksDisabled", "customChecks (peek) are disabled")
+    d = Driver(CANARY)
+    canary_at_step(d, 0)
+    failed = d.plan("b2", [up("a1", 4), up("b2", 1)], analysis=refused)
+    assert failed.state.aborted_revision == "b2" and failed.state.stable == "a1"
+    assert failed.state.abort_reason == "CustomChecksDisabled"
+    assert failed.degraded is not None
+    assert (failed.degraded.reason, failed.degraded.message) == (
+        "CustomChecksDisabled",
+        refused.message,
+    )
+    assert sizes(failed) == {"a1": 4, "b2": 0}
+    assert ("Warning", "CustomChecksDisabled", refused.message) in failed.events
+    assert not any(e[1] == "CanaryStepPassed" for e in failed.events)
 
 
 def test_aborted_canary_is_not_retried_until_asked() -> None:

@@ -37,7 +37,7 @@ def test_canary_strategy_carries_its_block() -> None:
                         "mode": "GatewayAPI",
                         "gatewayAPI": {"parentRefs": [{"name": "gw"}]},
                     },
-                    "analysis": {"prometheus": {"address": "http://p:9090"}, "intervalSeconds": 7},
+                    "analysis": {"prometheus": {"endpoint": "main"}, "intervalSeconds": 7},
                 },
             }
         )

@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 CRD_PATH = REPO / "crds" / "modelroll.io_modeldeployments.yaml"
 JSON = dict[str, Any]
 MODEL: JSON = {"format": "sklearn", "uri": "s3://bucket/iris/"}
-PROMETHEUS: JSON = {"prometheus": {"address": "http://prometheus.monitoring.svc:9090"}}
+PROMETHEUS: JSON = {"prometheus": {"endpoint": "main"}}
 
 
 def spec_schema() -> JSON:
@@ -189,7 +189,7 @@ def test_canary_steps_analysis_and_gateway_parse() -> None:
         parent_refs=({"name": "public", "namespace": "gateways"},),
         hostnames=("iris.example.com",),
         analysis=Analysis(
-            prometheus_address="http://prometheus.monitoring.svc:9090",
+            prometheus_endpoint="main",
             interval_seconds=60,
             max_error_percent=2,
             max_p99_latency_ms=250,

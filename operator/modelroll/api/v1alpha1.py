@@ -81,10 +81,20 @@ LABEL_VALUE = "^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
 
 # Reasons the code writes into status. Tests check that the operator emits exactly these.
 AnalysisReason = Literal[
-    "AnalysisPassed", "CanaryAnalysisFailed", "InsufficientRequests", "AnalysisUnavailable"
+    "AnalysisPassed",
+    "CanaryAnalysisFailed",
+    "InsufficientRequests",
+    "AnalysisUnavailable",
+    "PrometheusEndpointUnknown",
+    "CustomChecksDisabled",
 ]
 AbortReason = Literal[
-    "CanaryAnalysisFailed", "ProgressDeadlineExceeded", "Aborted", "SmokeTestFailed"
+    "CanaryAnalysisFailed",
+    "ProgressDeadlineExceeded",
+    "Aborted",
+    "SmokeTestFailed",
+    "PrometheusEndpointUnknown",
+    "CustomChecksDisabled",
 ]
 RevisionRole = Literal["stable", "canary", "preview", "old", "aborted"]
 Strategy = Literal["Rolling", "Canary", "BlueGreen"]
@@ -441,16 +451,16 @@ class CanaryStep(ApiModel):
 
 
 class Prometheus(ApiModel):
-    address: str = Field(
-        description="""Base URL of the Prometheus HTTP API, for example
-        http://prometheus.monitoring.svc:9090.""",
-        max_length=2048,
-        json_schema_extra=rules(
-            rule(
-                r"self.matches('^https?://[^/?#\\s]+(/\\S*)?$')",
-                "spec.rollout.canary.analysis.prometheus.address must be an http:// or https:// URL",
-            )
-        ),
+    """Which of the operator's Prometheus endpoints the analysis queries. The platform names
+    them in the operator's configuration (MODELROLL_PROMETHEUS_ENDPOINTS); a spec cannot
+    name a URL, so a tenant cannot point the operator at an address of its choosing."""
+
+    endpoint: str | None = Field(
+        None,
+        description="""Name of a Prometheus endpoint configured in the operator. Unset: the
+        operator's default endpoint.""",
+        max_length=63,
+        pattern=DNS_LABEL,
     )
 
 
@@ -478,7 +488,8 @@ class CustomCheck(ApiModel):
 
 class Analysis(ApiModel):
     prometheus: Prometheus = Field(
-        description="The Prometheus server that scrapes the runtime pods."
+        description="""The Prometheus server that scrapes the runtime pods, chosen by name
+        among the operator's endpoints ({} for its default)."""
     )
     interval_seconds: int = Field(
         30, description="Length of the window each analysis looks at, in seconds.", ge=5, le=3600
@@ -512,7 +523,9 @@ class Analysis(ApiModel):
     custom_checks: tuple[CustomCheck, ...] = Field(
         default_factory=tuple,
         description="""Extra PromQL checks. Each query must return one scalar or a
-        single-sample vector; the check fails when the value exceeds maxValue.""",
+        single-sample vector; the check fails when the value exceeds maxValue. Refused
+        (the canary is aborted, reason CustomChecksDisabled) unless the operator allows
+        them (MODELROLL_ALLOW_CUSTOM_CHECKS).""",
         max_length=10,
         json_schema_extra=map_list("name"),
     )

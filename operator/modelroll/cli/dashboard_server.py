@@ -80,7 +80,7 @@ class Dashboard:
         if body is not None:
             view = detail(body, events(self.kube, body), datetime.now(UTC))
             if view.prometheus:
-                note = f"see Prometheus {view.prometheus}"
+                note = f"see Prometheus ({view.prometheus})"
             else:
                 try:
                     metrics = self.metrics.read(body)

@@ -221,9 +221,13 @@ def revisions(md: JSON) -> list[JSON]:
     ]
 
 
-def prometheus_address(md: JSON) -> str | None:
-    address = ((_canary(md).get("analysis") or {}).get("prometheus") or {}).get("address")
-    return str(address) if address else None
+def prometheus_endpoint(md: JSON) -> str | None:
+    """The operator's Prometheus endpoint the analysis uses, by name; None without analysis."""
+    analysis = _canary(md).get("analysis")
+    if not analysis:
+        return None
+    endpoint = (analysis.get("prometheus") or {}).get("endpoint")
+    return f"endpoint {endpoint}" if endpoint else "the operator's default endpoint"
 
 
 def detail(md: JSON, events: list[JSON], now: datetime) -> Detail:
@@ -247,6 +251,6 @@ def detail(md: JSON, events: list[JSON], now: datetime) -> Detail:
         thresholds=thresholds(md),
         conditions=conditions(md),
         events=recent_events(events),
-        prometheus=prometheus_address(md),
+        prometheus=prometheus_endpoint(md),
         generation=f"{md['metadata'].get('generation', '-')} (observed {observed})",
     )
