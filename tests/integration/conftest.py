@@ -80,6 +80,9 @@ def namespace(cluster: Cluster, api_client: client.ApiClient) -> Iterator[str]:
     core.delete_namespace(name)
 
 
+PROMETHEUS_ENDPOINT = "test"
+
+
 def _free_port() -> int:
     import socket
 
@@ -156,13 +159,28 @@ def router() -> Iterator[Router]:
 
 
 @pytest.fixture(scope="session")
+def prometheus_port() -> int:
+    """The loopback port the operator knows as Prometheus endpoint `test` (its default): a
+    module that needs analysis starts its own Prometheus there (PrometheusServer(port=…))."""
+    return _free_port()
+
+
+@pytest.fixture(scope="session")
 def operator(
-    cluster: Cluster, crd_installed: None, router: Router, tmp_path_factory: pytest.TempPathFactory
+    cluster: Cluster,
+    crd_installed: None,
+    router: Router,
+    prometheus_port: int,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorProcess]:
     process = OperatorProcess(
         cluster,
         str(tmp_path_factory.mktemp("operator")),
-        {"MODELROLL_SERVICE_URL_TEMPLATE": router.url_template},
+        {
+            "MODELROLL_SERVICE_URL_TEMPLATE": router.url_template,
+            # Analysis may query only the endpoints the operator names (issue 12).
+            "MODELROLL_PROMETHEUS_ENDPOINTS": f"{PROMETHEUS_ENDPOINT}=http://127.0.0.1:{prometheus_port}",
+        },
     )
     process.start()
     yield process

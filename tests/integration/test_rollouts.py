@@ -19,7 +19,7 @@ import pytest
 from kubernetes import client
 from modelroll.revision import revision_of
 
-from tests.integration.conftest import Cluster, OperatorProcess
+from tests.integration.conftest import PROMETHEUS_ENDPOINT, Cluster, OperatorProcess
 from tests.integration.helpers import condition, eventually, get_json
 from tests.runtime.models import train_sklearn
 from tests.runtime.runtime_process import RuntimeProcess
@@ -57,7 +57,7 @@ def spec(version: str, rollout: Json, replicas: int = 2, **extra: Any) -> Json:
     }
 
 
-def canary_rollout(prometheus: str, deadline: int = 120) -> Json:
+def canary_rollout(deadline: int = 120) -> Json:
     return {
         "strategy": "Canary",
         "progressDeadlineSeconds": deadline,
@@ -65,7 +65,8 @@ def canary_rollout(prometheus: str, deadline: int = 120) -> Json:
             "scaleDownDelaySeconds": 5,
             "steps": [{"weight": 10, "pauseSeconds": 3}, {"weight": 50, "pauseSeconds": 2}],
             "analysis": {
-                "prometheus": {"address": prometheus},
+                # the operator is configured with the test Prometheus as endpoint `test`
+                "prometheus": {"endpoint": PROMETHEUS_ENDPOINT},
                 "intervalSeconds": 5,
                 "maxErrorPercent": 5,
                 "minRequestCount": 10,
@@ -83,7 +84,9 @@ class MetricsWorld:
 
 
 @pytest.fixture(scope="module")
-def world(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MetricsWorld]:
+def world(
+    cluster: Cluster, tmp_path_factory: pytest.TempPathFactory, prometheus_port: int
+) -> Iterator[MetricsWorld]:
     require_prometheus()  # before starting anything for it to scrape
     namespace = f"rollouts-{uuid.uuid4().hex[:6]}"
     cluster.kubectl("create", "namespace", namespace)
@@ -101,9 +104,8 @@ def world(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     )
     healthy.wait_ready()
     overloaded.wait_ready()
-    address = "http://127.0.0.1:1"  # replaced below; revisions do not depend on it
     revisions = {
-        (name, version): revision_of(spec(version, canary_rollout(address)), "unused")
+        (name, version): revision_of(spec(version, canary_rollout()), "unused")
         for name in ("happy", "sad")
         for version in ("1", "2")
     }
@@ -125,7 +127,7 @@ def world(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             {"namespace": namespace, "model": "sad", "revision": revisions[("sad", "2")]},
         ),
     ]
-    prometheus = PrometheusServer(work / "prometheus", targets).start()
+    prometheus = PrometheusServer(work / "prometheus", targets, port=prometheus_port).start()
     prometheus.wait_targets_up([t for t, _ in targets])
     stop = threading.Event()
 
@@ -213,8 +215,8 @@ def deployment_replicas(cluster: Cluster, namespace: str, name: str) -> int | No
 def test_happy_canary_moves_through_steps_and_survives_an_operator_restart(
     cluster: Cluster, operator: OperatorProcess, api_client: client.ApiClient, world: MetricsWorld
 ) -> None:
-    ns, address = world.namespace, world.prometheus.address
-    v1, v2 = spec("1", canary_rollout(address)), spec("2", canary_rollout(address))
+    ns = world.namespace
+    v1, v2 = spec("1", canary_rollout()), spec("2", canary_rollout())
     r1, r2 = revision_of(v1, "unused"), revision_of(v2, "unused")
     apply_md(cluster, ns, "happy", v1)
     eventually(lambda: stable_is(cluster, ns, "happy", r1), timeout=90)
@@ -275,8 +277,8 @@ def test_happy_canary_moves_through_steps_and_survives_an_operator_restart(
 def test_bad_canary_is_rolled_back_by_analysis_and_stable_is_untouched(
     cluster: Cluster, operator: OperatorProcess, api_client: client.ApiClient, world: MetricsWorld
 ) -> None:
-    ns, address = world.namespace, world.prometheus.address
-    v1, v2 = spec("1", canary_rollout(address)), spec("2", canary_rollout(address))
+    ns = world.namespace
+    v1, v2 = spec("1", canary_rollout()), spec("2", canary_rollout())
     r1, r2 = revision_of(v1, "unused"), revision_of(v2, "unused")
     apply_md(cluster, ns, "sad", v1)
     eventually(lambda: stable_is(cluster, ns, "sad", r1), timeout=90)

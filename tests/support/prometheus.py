@@ -64,13 +64,28 @@ class PrometheusServer:
     def log_file(self) -> Path:
         return self.work_dir / "prometheus.log"
 
+    @property
+    def query_log_file(self) -> Path:
+        return self.work_dir / "queries.log"
+
+    def queries(self) -> list[str]:
+        """Every PromQL expression this server was asked to evaluate, oldest first."""
+        if not self.query_log_file.exists():
+            return []
+        lines = self.query_log_file.read_text(errors="replace").splitlines()
+        return [str(json.loads(line)["params"]["query"]) for line in lines if line.strip()]
+
     def client(self, timeout: float = 10) -> PrometheusClient:
         return PrometheusClient(self.address, timeout=timeout)
 
     def config(self) -> dict[str, Any]:
         interval = f"{self.scrape_interval_seconds}s"
         return {
-            "global": {"scrape_interval": interval, "scrape_timeout": interval},
+            "global": {
+                "scrape_interval": interval,
+                "scrape_timeout": interval,
+                "query_log_file": str(self.query_log_file),
+            },
             "scrape_configs": [
                 {
                     "job_name": "modelroll-runtime",
