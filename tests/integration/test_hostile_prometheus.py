@@ -4,6 +4,8 @@ expression the operator sent.
 
 - A free `prometheus.address` is refused at apply time: the spec can only name one of the
   operator's endpoints (the shared invalid cases cover the message; here `kubectl apply`).
+- An endpoint name the operator does not configure aborts the canary once, with reason
+  PrometheusEndpointUnknown and one Event, and is not retried.
 - `customChecks` naming another namespace are refused by an operator that does not allow
   them: the canary is aborted with reason CustomChecksDisabled, and Prometheus was asked
   nothing. An operator started with MODELROLL_ALLOW_CUSTOM_CHECKS=true runs the same check.
@@ -12,6 +14,7 @@ expression the operator sent.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -111,7 +114,9 @@ def ns(cluster: Cluster) -> Iterator[str]:
     cluster.kubectl("delete", "namespace", name, "--wait=false")
 
 
-def test_a_free_prometheus_address_is_refused_at_apply_time(cluster: Cluster, ns: str) -> None:
+def test_a_free_prometheus_address_is_refused_at_apply_time(
+    cluster: Cluster, crd_installed: None, ns: str
+) -> None:
     body = spec("1", custom_checks=False)
     body["rollout"]["canary"]["analysis"]["prometheus"] = {
         "address": "http://169.254.169.254/latest/meta-data#"
@@ -151,6 +156,44 @@ def test_custom_checks_naming_another_namespace_are_refused_and_never_queried(
     # the built-in ones (which all name its namespace).
     sent = prometheus.queries()
     assert not [q for q in sent if ns in q or "victim-team" in q], sent
+
+
+def test_an_endpoint_the_operator_does_not_name_fails_once_and_is_not_retried(
+    cluster: Cluster, operator: OperatorProcess, prometheus: PrometheusServer, ns: str
+) -> None:
+    unknown = spec("1", custom_checks=False)
+    unknown["rollout"]["canary"]["analysis"]["prometheus"] = {"endpoint": "elsewhere"}
+    apply_md(cluster, ns, "lost", unknown)
+    r1 = eventually(lambda: stable(cluster, ns, "lost"), timeout=90)
+    unknown["model"]["version"] = "2"
+    apply_md(cluster, ns, "lost", unknown)
+
+    def refused() -> Json:
+        current = md(cluster, ns, "lost")
+        assert condition(current, "Degraded").get("reason") == "PrometheusEndpointUnknown", current
+        return current
+
+    current = eventually(refused, timeout=120, interval=0.5)
+    message = condition(current, "Degraded")["message"]
+    assert '"elsewhere" is not a Prometheus endpoint of the operator' in message, message
+    assert "configured: test" in message, message
+    assert current["status"]["stableRevision"] == r1
+    aborted = current["status"]["rollout"]["abortedRevision"]
+    eventually(
+        lambda: [
+            e for e in events(cluster, ns, "lost") if e["reason"] == "PrometheusEndpointUnknown"
+        ],
+        timeout=15,
+    )
+    time.sleep(8)  # a few resyncs: the refusal is recorded, not asked again
+    later = md(cluster, ns, "lost")["status"]
+    assert later["rollout"]["abortedRevision"] == aborted and "canaryRevision" not in later
+    warnings = [
+        e for e in events(cluster, ns, "lost") if e["reason"] == "PrometheusEndpointUnknown"
+    ]
+    assert len(warnings) == 1 and warnings[0].get("count", 1) == 1, warnings
+    sent = prometheus.queries()
+    assert not [q for q in sent if ns in q], sent
 
 
 def test_an_operator_that_allows_custom_checks_runs_them(
