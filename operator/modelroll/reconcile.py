@@ -248,6 +248,8 @@ class Reconciler:
             analysis = canary.analysis
             candidate, stable = planned.state.canary, planned.state.stable
             config = self.config
+            # What the operator's configuration refuses is decided here, before a check
+            # starts: such an analysis sends nothing to any Prometheus.
             result = refusal(
                 analysis,
                 config.prometheus_endpoints,
