@@ -182,7 +182,8 @@ class Reconciler:
         spec = parse_spec(body["spec"])
         revision = revision_of(body["spec"], self.config.runtime_image)
         invalid = ""
-        if spec.model.credentials_secret or spec.model.uri.startswith("pvc://"):
+        references = spec.model.credentials_secret or spec.runtime.auth_token
+        if references or spec.model.uri.startswith("pvc://"):
             invalid = await asyncio.to_thread(check_references, self.kube, owner.namespace, spec)
         states = tuple(
             revision_state(d, [p for p in children.pods if _revision(p) == _revision(d)])
