@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from modelroll.cli.main import app
 from modelroll.revision import revision_of
+from typer.testing import CliRunner
 
 from tests.integration.conftest import Cluster, OperatorProcess
 from tests.integration.helpers import condition, eventually, get_json
@@ -151,6 +153,18 @@ def test_with_runtime_auth_a_request_without_the_token_is_refused_and_the_smoke_
     assert post(infer, {}) == 401
     assert post(infer, {"Authorization": "Bearer wrong"}) == 401
     assert post(infer, {"Authorization": f"bearer {TOKEN}"}) == 200
+
+    # `modelroll predict` reads the token with the user's kubeconfig and sends it
+    router.route(namespace, "secured", secured_runtime.port, "iris")
+    service = router.url_template.format(namespace=namespace, service="secured")
+    predicted = CliRunner().invoke(
+        app,
+        ["predict", "secured", "-n", namespace, "--kubeconfig", cluster.kubeconfig,
+         "--url", service, "--data", json.dumps(SETOSA)],
+    )  # fmt: skip
+    assert predicted.exit_code == 0, predicted.output
+    assert json.loads(predicted.output)["outputs"][0]["data"] == [0]
+    assert TOKEN not in predicted.output
 
     apply_md(cluster, namespace, "secured", v2)
     status = eventually(
