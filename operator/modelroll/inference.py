@@ -21,14 +21,19 @@ def post_inference(
     body: Any,
     timeout: float = DEFAULT_DEADLINE_SECONDS,
     max_bytes: int = MAX_BODY_BYTES,
+    token: str | None = None,
 ) -> Answer:
     """The answer of any non-redirect status; a failure to get one raises OSError
-    (`modelroll.outbound.OutboundError`). `timeout` bounds the whole request."""
+    (`modelroll.outbound.OutboundError`). `timeout` bounds the whole request; `token`, when
+    given, goes as `Authorization: Bearer <token>` (the runtime's auth)."""
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     return request(
         "POST",
         base_url.rstrip("/") + infer_path(model, protocol),
         body=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
+        headers=headers,
         deadline=timeout,
         max_bytes=max_bytes,
     )

@@ -12,6 +12,7 @@ from typing import Protocol
 
 from modelroll import GROUP, VERSION
 from modelroll.analysis import analyze, refusal
+from modelroll.bearer import token_of, token_problem
 from modelroll.checks import Checks
 from modelroll.config import OperatorConfig
 from modelroll.drift import foreign_keys_patch, needs_apply, stamp
@@ -30,7 +31,7 @@ from modelroll.render import (
     service_url,
 )
 from modelroll.revision import revision_of
-from modelroll.rollout import ACTIONS, Plan, RolloutInput
+from modelroll.rollout import ACTIONS, Plan, RolloutInput, SmokeResult
 from modelroll.rollout import plan as plan_rollout
 from modelroll.rollout_state import state_from_status
 from modelroll.smoke import run_smoke_tests
@@ -82,12 +83,32 @@ def check_references(kube: Kube, namespace: str, spec: ModelDeploymentSpec) -> s
     secret = spec.model.credentials_secret
     if secret and not kube.exists(f"/api/v1/namespaces/{namespace}/secrets/{secret}"):
         return f"spec.model.credentials.secretRef: Secret {namespace}/{secret} not found"
+    if ref := spec.runtime.auth_token:
+        token_secret = kube.get(f"/api/v1/namespaces/{namespace}/secrets/{ref.name}")
+        if problem := token_problem(token_secret, namespace, ref):
+            return problem
     if spec.model.uri.startswith("pvc://"):
         claim = spec.model.uri.removeprefix("pvc://").split("/", 1)[0]
         path = f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/{claim}"
         if not kube.exists(path):
             return f"spec.model.uri: PersistentVolumeClaim {namespace}/{claim} not found"
     return ""
+
+
+def smoke_test(
+    kube: Kube, namespace: str, spec: ModelDeploymentSpec, url: str, model: str
+) -> SmokeResult:
+    """The smoke tests, sending the runtime's bearer token when auth is on. The token is
+    read here, in the check's thread, and lives only in the request's header."""
+    tests = spec.rollout.blue_green.smoke_tests if spec.rollout.blue_green else ()
+    ref = spec.runtime.auth_token
+    if ref is None:
+        return run_smoke_tests(url, model, tests)
+    secret = kube.get(f"/api/v1/namespaces/{namespace}/secrets/{ref.name}")
+    if problem := token_problem(secret, namespace, ref):
+        return SmokeResult(False, problem)
+    assert secret is not None  # token_problem reports a missing Secret
+    return run_smoke_tests(url, model, tests, token=token_of(secret, ref.key))
 
 
 def products_not_offered(kube: Kube, products: frozenset[str]) -> frozenset[str]:
@@ -161,7 +182,8 @@ class Reconciler:
         spec = parse_spec(body["spec"])
         revision = revision_of(body["spec"], self.config.runtime_image)
         invalid = ""
-        if spec.model.credentials_secret or spec.model.uri.startswith("pvc://"):
+        references = spec.model.credentials_secret or spec.runtime.auth_token
+        if references or spec.model.uri.startswith("pvc://"):
             invalid = await asyncio.to_thread(check_references, self.kube, owner.namespace, spec)
         states = tuple(
             revision_state(d, [p for p in children.pods if _revision(p) == _revision(d)])
@@ -271,9 +293,10 @@ class Reconciler:
         blue_green = spec.rollout.blue_green
         if planned.needs_smoke_test and blue_green:
             url = self.config.service_url(f"{owner.name}-preview", owner.namespace)
-            tests = blue_green.smoke_tests
             smoke = self.checks.result(
-                key, ("smoke", inp.desired), lambda: run_smoke_tests(url, owner.name, tests)
+                key,
+                ("smoke", inp.desired),
+                lambda: smoke_test(self.kube, owner.namespace, spec, url, owner.name),
             )
             if smoke is not None:
                 planned = plan_rollout(replace(inp, smoke=smoke))

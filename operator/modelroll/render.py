@@ -165,7 +165,22 @@ def runtime_env(
     env: list[JSON] = [{"name": k, "value": v} for k, v in values.items() if v]
     secret = spec.model.credentials_secret
     credentials = credential_env(secret) if secret else []
-    return env + credentials + [dict(e) for e in spec.runtime.env]
+    return env + credentials + auth_env(spec) + [dict(e) for e in spec.runtime.env]
+
+
+def auth_env(spec: ModelDeploymentSpec) -> list[JSON]:
+    """The runtime's bearer token, from the Secret key the spec names. Not optional: a pod
+    must not start without auth because the key went missing (the reconcile reports a
+    missing Secret or key as InvalidSpec before it renders)."""
+    ref = spec.runtime.auth_token
+    if ref is None:
+        return []
+    return [
+        {
+            "name": "MODELROLL_AUTH_TOKEN",
+            "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}},
+        }
+    ]
 
 
 def pod_resources(spec: ModelDeploymentSpec, config: OperatorConfig) -> JSON:

@@ -25,16 +25,21 @@ def expectation_met(expected: JSON, answer: JSON) -> bool:
 
 
 def run_smoke_tests(
-    base_url: str, model: str, tests: tuple[JSON, ...], timeout: float = 10
+    base_url: str,
+    model: str,
+    tests: tuple[JSON, ...],
+    timeout: float = 10,
+    token: str | None = None,
 ) -> SmokeResult:
     """Messages name the request and the expectation that failed, never the answer's bytes:
-    the preview runs the tenant's image, and its answer must not reach status or Events."""
+    the preview runs the tenant's image, and its answer must not reach status or Events.
+    `token` is sent as the bearer token (the runtime's auth) and appears in no message."""
     for index, test in enumerate(tests):
         name = test.get("name") or f"request {index + 1}"
         body = test.get("body") or {}
         expected_status = int(test["expectStatus"])  # parse_spec filled in the default
         try:
-            answer = post_inference(base_url, model, protocol_of(body), body, timeout)
+            answer = post_inference(base_url, model, protocol_of(body), body, timeout, token=token)
         except OSError as error:
             return SmokeResult(False, f"{name}: no answer from the preview at {base_url}: {error}")
         if answer.status != expected_status:

@@ -34,6 +34,14 @@ class Batching:
 
 
 @dataclass(frozen=True)
+class SecretKey:
+    """One key of a Secret in the ModelDeployment's namespace."""
+
+    name: str
+    key: str
+
+
+@dataclass(frozen=True)
 class Runtime:
     image: str = ""  # "" when unset: the operator's configured image
     image_pull_policy: str = ""
@@ -41,6 +49,7 @@ class Runtime:
     env: tuple[JSON, ...] = ()
     workers: int | None = None
     batching: Batching = field(default_factory=Batching)
+    auth_token: SecretKey | None = None  # set: the runtime's bearer-token auth is on
 
 
 @dataclass(frozen=True)
@@ -139,6 +148,9 @@ def _runtime(r: api.Runtime) -> Runtime:
         env=tuple(_wire(e) for e in r.env),
         workers=r.workers,
         batching=Batching(max_batch_size=r.batching.max_batch_size),
+        auth_token=SecretKey(r.auth.token_secret_ref.name, r.auth.token_secret_ref.key)
+        if r.auth
+        else None,
     )
 
 

@@ -22,8 +22,14 @@ class Answer:
     error: str = ""
 
 
-def infer(host: str, model: str, rows: np.ndarray, timeout: float = 10) -> Answer:
-    """One V2 request on a new connection, so kube-proxy picks an endpoint for each."""
+def infer(
+    host: str, model: str, rows: np.ndarray, timeout: float = 10, token: str | None = None
+) -> Answer:
+    """One V2 request on a new connection, so kube-proxy picks an endpoint for each;
+    `token` goes as the bearer token (spec.runtime.auth)."""
+    headers = {"Content-Type": "application/json", "Connection": "close"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     body = json.dumps(
         {
             "inputs": [
@@ -43,7 +49,7 @@ def infer(host: str, model: str, rows: np.ndarray, timeout: float = 10) -> Answe
             "POST",
             f"/v2/models/{model}/infer",
             body,
-            {"Content-Type": "application/json", "Connection": "close"},
+            headers,
         )
         response = connection.getresponse()
         payload = response.read()

@@ -138,3 +138,4 @@ def test_health_and_metrics_stay_open(iris: RuntimeProcess) -> None:
     assert iris.get("/v2/health/live").status == 200
     assert iris.get("/v2/health/ready").status == 200
     assert iris.get("/metrics").status == 200
+    assert iris.get("/").status == 200  # KServe's liveness route

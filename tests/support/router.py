@@ -63,12 +63,15 @@ class Router:
                     self.send_error(503, f"no endpoints for {namespace}/{service}")
                     return
                 port, model = target
+                headers = {"Content-Type": "application/json"}
+                if "Authorization" in self.headers:  # the runtime's bearer auth, as a proxy would
+                    headers["Authorization"] = self.headers["Authorization"]
                 upstream = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
                 upstream.request(
                     "POST",
                     MODEL_SEGMENT.sub(f"/models/{model}", "/" + rest),
                     body=body,
-                    headers={"Content-Type": "application/json"},
+                    headers=headers,
                 )
                 answer = upstream.getresponse()
                 payload = answer.read()

@@ -208,6 +208,7 @@ def test_api_field_names() -> None:
         "env",
         "workers",
         "batching",
+        "auth",
     }
     assert set(spec["gpu"]["properties"]) == {"count", "resource", "product"}
     assert set(spec["autoscaling"]["properties"]) == {

@@ -134,6 +134,30 @@ def test_no_secret_no_credential_variables() -> None:
     assert not [e for e in container["env"] if "valueFrom" in e]
 
 
+def test_auth_token_comes_from_the_named_secret_key_and_is_not_optional() -> None:
+    auth = {"tokenSecretRef": {"name": "iris-token", "key": "token"}}
+    spec = {**BASE, "runtime": {"auth": auth}}
+    container = render(spec)[0]["spec"]["template"]["spec"]["containers"][0]
+    tokens = [e for e in container["env"] if e["name"] == "MODELROLL_AUTH_TOKEN"]
+    # no `optional`: a pod whose token key went missing must not start serving without auth
+    assert tokens == [
+        {
+            "name": "MODELROLL_AUTH_TOKEN",
+            "valueFrom": {"secretKeyRef": {"name": "iris-token", "key": "token"}},
+        }
+    ]
+    # the probes keep the paths that the runtime leaves open, so they need no token
+    paths = {
+        container[p]["httpGet"]["path"] for p in ("startupProbe", "readinessProbe", "livenessProbe")
+    }
+    assert paths == {"/v2/health/ready", "/v2/health/live"}
+
+
+def test_no_auth_no_token_variable() -> None:
+    container = render(BASE)[0]["spec"]["template"]["spec"]["containers"][0]
+    assert "MODELROLL_AUTH_TOKEN" not in {e["name"] for e in container["env"]}
+
+
 def test_default_limits_sit_next_to_the_default_requests() -> None:
     resources = render(BASE)[0]["spec"]["template"]["spec"]["containers"][0]["resources"]
     config = OperatorConfig()
@@ -271,6 +295,9 @@ specs = st.fixed_dictionaries(
                     max_size=3,
                 ),
                 "batching": st.fixed_dictionaries({"maxBatchSize": st.integers(1, 1024)}),
+                "auth": st.builds(
+                    lambda n, k: {"tokenSecretRef": {"name": n, "key": k}}, names, names
+                ),
             },
         ),
         "resources": st.fixed_dictionaries(

@@ -14,6 +14,7 @@ from modelroll.spec import (
     Canary,
     CanaryStep,
     Gpu,
+    SecretKey,
     parse_spec,
 )
 
@@ -269,3 +270,19 @@ def test_min_replicas_is_the_hpa_floor_with_autoscaling() -> None:
         "autoscaling": {"minReplicas": 2, "maxReplicas": 9, "targetCPUUtilizationPercentage": 60},
     }
     assert parse_spec(raw).min_replicas == 2
+
+
+def test_runtime_auth_parses_to_its_secret_key() -> None:
+    auth = {"tokenSecretRef": {"name": "iris-token", "key": "token"}}
+    assert parse_spec({"model": MODEL, "runtime": {"auth": auth}}).runtime.auth_token == SecretKey(
+        "iris-token", "token"
+    )
+    assert parse_spec({"model": MODEL}).runtime.auth_token is None
+
+
+@pytest.mark.parametrize(
+    "ref", [{"name": "iris-token"}, {"key": "token"}, {"name": "Bad_Name", "key": "token"}]
+)
+def test_runtime_auth_needs_a_valid_secret_name_and_key(ref: JSON) -> None:
+    with pytest.raises(ValueError):
+        parse_spec({"model": MODEL, "runtime": {"auth": {"tokenSecretRef": ref}}})

@@ -212,6 +212,24 @@ class Batching(ApiModel):
     max_batch_size: int = Field(32, description="Largest batch, in requests.", ge=1, le=1024)
 
 
+class SecretKeyRef(SecretRef):
+    key: str = Field(
+        description="Key of the Secret's data that holds the value.",
+        min_length=1,
+        max_length=253,
+        pattern=r"^[-._a-zA-Z0-9]+$",
+    )
+
+
+class Auth(ApiModel):
+    token_secret_ref: SecretKeyRef = Field(
+        description="""A key of a Secret in the same namespace holding the bearer token. The
+        runtime then answers model endpoints and GET /v2 only with `Authorization: Bearer
+        <token>` (401 otherwise); health endpoints and /metrics stay open. The operator's
+        smoke tests and `modelroll predict` read the token from this Secret and send it."""
+    )
+
+
 class Runtime(ApiModel):
     image: str | None = Field(
         None,
@@ -252,6 +270,11 @@ class Runtime(ApiModel):
         default_factory=Batching,
         description="""Adaptive batching: requests that arrive while a batch runs are grouped,
         up to maxBatchSize; a lone request is never held back to wait for others.""",
+    )
+    auth: Auth | None = Field(
+        None,
+        description="""Bearer-token auth for the inference endpoints. Unset, they are open to
+        every caller that can reach the pods.""",
     )
 
 

@@ -180,7 +180,10 @@ def predict_command(
     ] = None,
     url: Annotated[
         str | None,
-        typer.Option(help="Base URL of a reachable runtime or gateway; skips the port-forward."),
+        typer.Option(
+            help="Base URL of a reachable runtime or gateway; skips the port-forward. With"
+            " --protocol too, the cluster is not read, so no bearer token is sent."
+        ),
     ] = None,
 ) -> None:
     """Send one inference request through a port-forward to a ready pod."""
@@ -219,11 +222,12 @@ def _predict_in_cluster(
                 "protocol", default_of(v1alpha1.Runtime, "protocol")
             )
         )
+        token = predict.auth_token(target, md)
         if url:
-            return predict.send(url, name, chosen, body)
+            return predict.send(url, name, chosen, body, token=token)
         pod = predict.ready_pod(target, md)
         with predict.port_forward(target, pod) as base_url:
-            return predict.send(base_url, name, chosen, body)
+            return predict.send(base_url, name, chosen, body, token=token)
     except (NotFound, ApiError, LookupError, RuntimeError) as error:
         raise _fail(str(error)) from None
 

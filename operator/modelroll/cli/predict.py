@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from modelroll.bearer import token_of, token_problem
 from modelroll.cli.cluster import Target, list_json
 from modelroll.inference import post_inference
 from modelroll.render import DEPLOYMENT_LABEL, REVISION_LABEL
-from modelroll.spec import JSON
+from modelroll.spec import JSON, SecretKey
 
 RUNTIME_PORT = 8080
 # The answer goes to the user's own terminal, so it may be larger than a smoke test's; the
@@ -42,10 +43,36 @@ def load_data(data: str) -> Any:
     return json.loads(text)
 
 
-def send(base_url: str, model: str, protocol: str, body: Any, timeout: float = 30) -> Answer:
+def send(
+    base_url: str,
+    model: str,
+    protocol: str,
+    body: Any,
+    timeout: float = 30,
+    token: str | None = None,
+) -> Answer:
     """The runtime's answer; OSError when there is none (unreachable, redirect, deadline)."""
-    answer = post_inference(base_url, model, protocol, body, timeout, MAX_ANSWER_BYTES)
+    answer = post_inference(base_url, model, protocol, body, timeout, MAX_ANSWER_BYTES, token=token)
     return Answer(answer.status, answer.body)
+
+
+def auth_token(target: Target, md: JSON) -> str | None:
+    """The runtime's bearer token when the ModelDeployment turns auth on, read with the
+    user's own credentials (who may not read the Secret cannot call the model this way).
+    LookupError names the Secret and key when they cannot serve, never the value."""
+    ref = spec_token_ref(md)
+    if ref is None:
+        return None
+    secret = target.kube.get(f"/api/v1/namespaces/{target.namespace}/secrets/{ref.name}")
+    if problem := token_problem(secret, target.namespace, ref):
+        raise LookupError(problem)
+    assert secret is not None  # token_problem reports a missing Secret
+    return token_of(secret, ref.key)
+
+
+def spec_token_ref(md: JSON) -> SecretKey | None:
+    ref = ((md.get("spec") or {}).get("runtime") or {}).get("auth", {}).get("tokenSecretRef")
+    return SecretKey(str(ref["name"]), str(ref["key"])) if ref else None
 
 
 def _ready(pod: JSON) -> bool:
