@@ -88,13 +88,18 @@ class SklearnModel(TabularModel):
     def _features(self, inputs: Mapping[str, Array]) -> Any:
         """What the estimator was fitted on: a DataFrame where it knows its columns' names
         (a ColumnTransformer selects them by name), else the one tensor."""
-        if not self.columns:
-            return self.single_input(inputs)
-        import pandas as pd
-
         if len(self.inputs) > 1:  # one input per column
+            import pandas as pd
+
             return pd.DataFrame({c: inputs[c] for c in self.columns})
-        return pd.DataFrame(self.single_input(inputs), columns=list(self.columns))
+        x = self.single_input(inputs)
+        if not self.columns or x.ndim != 2:
+            return x
+        try:
+            import pandas as pd
+        except ImportError:  # numeric columns, read by position: the matrix does
+            return x
+        return pd.DataFrame(x, columns=list(self.columns))
 
 
 def to_onnx(model: SklearnModel, n_features: int, dtype: str) -> Any:
