@@ -159,13 +159,18 @@ def _try_dtype(
 def compile_model(model_format: str, model_file: Path, out_dir: Path) -> dict[str, Any]:
     model_type = FORMATS[model_format]
     native = model_type.load(model_file)
-    n_features = native.inputs[0].shape[1] if native.inputs else -1
+    n_features = native.inputs[0].shape[-1] if native.inputs else -1
     meta: dict[str, Any] = {
         "backend": "native",
         "format": model_format,
         "verifier": VERIFIER,
         "verdict": NO_CONVERTER,
     }
+    if not _one_float_matrix(native):
+        # text and string columns: skl2onnx's tokenizer and encoders do not match sklearn's
+        # on every input, and no probe of floats could show they do
+        meta["reason"] = "the model takes strings (text or string columns); served natively"
+        return meta
     if n_features < 1:
         meta["reason"] = "the model does not record its number of features"
         return meta
@@ -186,6 +191,15 @@ def compile_model(model_format: str, model_file: Path, out_dir: Path) -> dict[st
     meta.update(verdict=telling[-1]["verdict"], attempts=attempts)
     meta["reason"] = "; ".join(a["reason"] for a in telling)
     return meta
+
+
+def _one_float_matrix(model: Model) -> bool:
+    """Whether the model takes one 2-D float tensor: what an ONNX graph is built for."""
+    return (
+        len(model.inputs) == 1
+        and len(model.inputs[0].shape) == 2
+        and model.inputs[0].dtype.kind == "f"
+    )
 
 
 def main(argv: list[str]) -> int:

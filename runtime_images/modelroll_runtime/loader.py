@@ -214,12 +214,15 @@ def terminate_compilers() -> None:
 
 
 def _warm_up(model: Model, rounds: int = 9) -> tuple[float, dict[str, Array]]:
-    """Predictions on zeros: readiness means the model has answered. Returns the median
-    cost and the last answer."""
-    feed = {}
-    for spec in model.inputs:
-        shape = tuple(1 if d < 0 else d for d in spec.shape) or (1,)
-        feed[spec.name] = np.zeros(shape, dtype=spec.dtype)
+    """Predictions on one row the model accepts (its own example, else zeros): readiness
+    means the model has answered. Returns the median cost and the last answer."""
+    example = getattr(model, "example_inputs", None)
+    feed: dict[str, Array] | None = example() if callable(example) else None
+    if feed is None:
+        feed = {}
+        for spec in model.inputs:
+            shape = tuple(1 if d < 0 else d for d in spec.shape) or (1,)
+            feed[spec.name] = np.zeros(shape, dtype=spec.dtype)
     costs = []
     answered: dict[str, Array] = {}
     for _ in range(rounds):

@@ -43,8 +43,8 @@ def check_shape(name: str, shape: Any) -> tuple[int, ...]:
 
 
 def check_datatype(name: str, datatype: Any) -> np.dtype[Any]:
-    if datatype == "BYTES":
-        raise bad_request(f"input '{name}': datatype BYTES is not supported by this model")
+    if datatype == "BYTES":  # strings, as Python objects; conform() checks the model takes them
+        return np.dtype(object)
     dtype = DATATYPES.get(datatype) if isinstance(datatype, str) else None
     if dtype is None:
         raise bad_request(
@@ -57,6 +57,8 @@ def check_datatype(name: str, datatype: Any) -> np.dtype[Any]:
 def from_json_data(name: str, datatype: str, shape: tuple[int, ...], data: Any) -> Array:
     if not isinstance(data, list):
         raise bad_request(f"input '{name}': 'data' must be a list")
+    if datatype == "BYTES":
+        return strings(name, data, shape)
     try:
         array = np.array(data)
     except ValueError:
@@ -79,7 +81,50 @@ def from_json_data(name: str, datatype: str, shape: tuple[int, ...], data: Any) 
     return array.reshape(shape)
 
 
+def strings(name: str, data: list[Any], shape: tuple[int, ...]) -> Array:
+    """BYTES 'data' (nested lists of strings) as an object array of str."""
+    try:
+        array = np.array(data, dtype=object)
+    except ValueError:
+        raise bad_request(f"input '{name}': 'data' is ragged; nested lists must be even") from None
+    if not all(type(v) is str for v in array.flat):
+        raise bad_request(f"input '{name}': 'data' must hold only strings for BYTES")
+    if array.size != math.prod(shape):
+        raise bad_request(
+            f"input '{name}': shape {list(shape)} needs {math.prod(shape)} values, "
+            f"'data' has {array.size}"
+        )
+    return array.reshape(shape)
+
+
+def strings_from_binary(name: str, shape: tuple[int, ...], raw: bytes) -> Array:
+    """BYTES in the binary tensor data extension: each element a 4-byte little-endian length,
+    then that many bytes (UTF-8 text for the models that take strings)."""
+    values: list[str] = []
+    offset = 0
+    while offset < len(raw):
+        if offset + 4 > len(raw):
+            raise bad_request(f"input '{name}': BYTES data ends inside an element's length")
+        size = int.from_bytes(raw[offset : offset + 4], "little")
+        offset += 4
+        if offset + size > len(raw):
+            raise bad_request(f"input '{name}': BYTES element runs past its binary data")
+        try:
+            values.append(raw[offset : offset + size].decode())
+        except UnicodeDecodeError:
+            raise bad_request(f"input '{name}': BYTES elements must be UTF-8 text") from None
+        offset += size
+    if len(values) != math.prod(shape):
+        raise bad_request(
+            f"input '{name}': shape {list(shape)} needs {math.prod(shape)} values, "
+            f"the binary data has {len(values)}"
+        )
+    return np.array(values, dtype=object).reshape(shape)
+
+
 def from_binary(name: str, dtype: np.dtype[Any], shape: tuple[int, ...], raw: bytes) -> Array:
+    if dtype.kind == "O":
+        return strings_from_binary(name, shape, raw)
     expected = math.prod(shape) * dtype.itemsize
     if len(raw) != expected:
         raise bad_request(
@@ -91,6 +136,11 @@ def from_binary(name: str, dtype: np.dtype[Any], shape: tuple[int, ...], raw: by
 
 def conform(spec: TensorSpec, name: str, array: Array, allow_missing: bool) -> Array:
     """Check the tensor against the model's input and cast it to the model's dtype."""
+    if len(spec.shape) == 1 and array.ndim == 2 and array.shape[1] == 1:
+        array = array[:, 0]  # a column sent as [N, 1], as MLServer's codecs may send it
+    if (spec.dtype.kind == "O") != (array.dtype.kind == "O"):
+        wanted = "strings (BYTES)" if spec.dtype.kind == "O" else "numbers"
+        raise bad_request(f"input '{name}': the model takes {wanted} here")
     if len(spec.shape) != array.ndim:
         raise bad_request(
             f"input '{name}': expected {len(spec.shape)}-D shape {_show(spec.shape)}, "

@@ -18,7 +18,7 @@ import orjson
 
 from . import tensors
 from .errors import bad_request
-from .formats.base import Array, Model
+from .formats.base import Array, Model, TensorSpec
 
 BINARY_HEADER = "inference-header-content-length"
 _OUTPUT_PARAMETERS = {"content_type": "np"}
@@ -66,42 +66,13 @@ def decode_request(
     if not isinstance(raw_inputs, list) or not raw_inputs:
         raise bad_request("'inputs' must be a non-empty list of tensors")
     specs = model.inputs
-    if len(raw_inputs) != len(specs):
-        raise bad_request(
-            f"the model takes {len(specs)} input(s), the request has {len(raw_inputs)}"
-        )
-    by_name = {spec.name: spec for spec in specs}
-    inputs: dict[str, Array] = {}
-    offset = 0
-    for raw in raw_inputs:
-        if not isinstance(raw, dict):
-            raise bad_request("each input must be a JSON object")
-        name = raw.get("name")
-        if not isinstance(name, str):
-            raise bad_request("each input needs a 'name' string")
-        spec = specs[0] if len(specs) == 1 else by_name.get(name)
-        if spec is None:
-            raise bad_request(
-                f"unknown input '{name}'; the model's inputs are {', '.join(by_name)}"
-            )
-        if spec.name in inputs:
-            raise bad_request(f"input '{name}' is given twice")
-        shape = tensors.check_shape(name, raw.get("shape"))
-        dtype = tensors.check_datatype(name, raw.get("datatype"))
-        parameters = raw.get("parameters")
-        binary_size = parameters.get("binary_data_size") if isinstance(parameters, dict) else None
-        if binary_size is not None:
-            if type(binary_size) is not int or binary_size < 0:
-                raise bad_request(f"input '{name}': binary_data_size must be an integer >= 0")
-            if offset + binary_size > len(raw_tail):
-                raise bad_request(f"input '{name}': binary data runs past the end of the body")
-            array = tensors.from_binary(name, dtype, shape, raw_tail[offset : offset + binary_size])
-            offset += binary_size
-        elif "data" in raw:
-            array = tensors.from_json_data(name, raw["datatype"], shape, raw["data"])
-        else:
-            raise bad_request(f"input '{name}' has neither 'data' nor binary_data_size")
-        inputs[spec.name] = tensors.conform(spec, name, array, allow_missing)
+    parameters = request.get("parameters")
+    pandas = isinstance(parameters, dict) and parameters.get("content_type") == "pd"
+    if pandas and len(raw_inputs) > 1 and len(specs) == 1 and len(specs[0].shape) == 2:
+        # MLServer's PandasCodec on a one-matrix model: one input per column, stacked
+        inputs, offset = _columns_as_matrix(raw_inputs, raw_tail, model, allow_missing)
+    else:
+        inputs, offset = _tensors(raw_inputs, raw_tail, specs, allow_missing)
     if offset != len(raw_tail):
         raise bad_request(f"{len(raw_tail) - offset} bytes of binary data belong to no input")
     rows = {a.shape[0] for a in inputs.values()}
@@ -115,6 +86,86 @@ def decode_request(
         outputs,
         binary_outputs,
     )
+
+
+def _tensors(
+    raw_inputs: list[Any], raw_tail: bytes, specs: tuple[TensorSpec, ...], allow_missing: bool
+) -> tuple[dict[str, Array], int]:
+    """Each input as the model's input of its name (or its only one); the binary bytes read."""
+    if len(raw_inputs) != len(specs):
+        raise bad_request(
+            f"the model takes {len(specs)} input(s), the request has {len(raw_inputs)}"
+        )
+    by_name = {spec.name: spec for spec in specs}
+    inputs: dict[str, Array] = {}
+    offset = 0
+    for raw in raw_inputs:
+        name, array, offset = _tensor(raw, raw_tail, offset)
+        spec = specs[0] if len(specs) == 1 else by_name.get(name)
+        if spec is None:
+            raise bad_request(
+                f"unknown input '{name}'; the model's inputs are {', '.join(by_name)}"
+            )
+        if spec.name in inputs:
+            raise bad_request(f"input '{name}' is given twice")
+        inputs[spec.name] = tensors.conform(spec, name, array, allow_missing)
+    return inputs, offset
+
+
+def _columns_as_matrix(
+    raw_inputs: list[Any], raw_tail: bytes, model: Model, allow_missing: bool
+) -> tuple[dict[str, Array], int]:
+    """Numeric columns ([N] or [N, 1] each) as the model's one [N, columns] matrix: in the
+    model's column order where it knows its columns' names, else in the request's order."""
+    (spec,) = model.inputs
+    known: tuple[str, ...] = getattr(model, "columns", ())
+    columns: dict[str, Array] = {}
+    offset = 0
+    for raw in raw_inputs:
+        name, array, offset = _tensor(raw, raw_tail, offset)
+        if array.ndim == 2 and array.shape[1] == 1:
+            array = array[:, 0]
+        if array.ndim != 1:
+            raise bad_request(f"input '{name}': a column must be [N] or [N, 1]")
+        if name in columns:
+            raise bad_request(f"input '{name}' is given twice")
+        columns[name] = array
+    if known:
+        missing = [c for c in known if c not in columns]
+        if missing or len(columns) != len(known):
+            raise bad_request(
+                f"the model's columns are {', '.join(known)}; the request has {', '.join(columns)}"
+            )
+        columns = {c: columns[c] for c in known}
+    if len({a.shape[0] for a in columns.values()}) != 1:
+        raise bad_request("all inputs must have the same batch size (first dimension)")
+    if any(a.dtype.kind == "O" for a in columns.values()):
+        raise bad_request("the model takes numbers; a BYTES column was given")
+    matrix = np.column_stack(list(columns.values()))
+    return {spec.name: tensors.conform(spec, "inputs", matrix, allow_missing)}, offset
+
+
+def _tensor(raw: Any, raw_tail: bytes, offset: int) -> tuple[str, Array, int]:
+    """One request input: its name, its values as sent, and the binary bytes read so far."""
+    if not isinstance(raw, dict):
+        raise bad_request("each input must be a JSON object")
+    name = raw.get("name")
+    if not isinstance(name, str):
+        raise bad_request("each input needs a 'name' string")
+    shape = tensors.check_shape(name, raw.get("shape"))
+    dtype = tensors.check_datatype(name, raw.get("datatype"))
+    parameters = raw.get("parameters")
+    binary_size = parameters.get("binary_data_size") if isinstance(parameters, dict) else None
+    if binary_size is not None:
+        if type(binary_size) is not int or binary_size < 0:
+            raise bad_request(f"input '{name}': binary_data_size must be an integer >= 0")
+        if offset + binary_size > len(raw_tail):
+            raise bad_request(f"input '{name}': binary data runs past the end of the body")
+        array = tensors.from_binary(name, dtype, shape, raw_tail[offset : offset + binary_size])
+        return name, array, offset + binary_size
+    if "data" in raw:
+        return name, tensors.from_json_data(name, raw["datatype"], shape, raw["data"]), offset
+    raise bad_request(f"input '{name}' has neither 'data' nor binary_data_size")
 
 
 def _requested_outputs(

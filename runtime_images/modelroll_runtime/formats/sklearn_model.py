@@ -1,4 +1,11 @@
-"""scikit-learn estimators saved with joblib or pickle."""
+"""scikit-learn estimators saved with joblib or pickle.
+
+Three input shapes, read off the fitted estimator: a 2-D float matrix (the default); text,
+where the first step takes strings (TfidfVectorizer, CountVectorizer: a 1-D string tensor);
+and a DataFrame, where the estimator was fitted on named columns of which some hold strings
+(a ColumnTransformer with a OneHotEncoder): one 1-D input per column, in
+`feature_names_in_` order, as MLServer's PandasCodec sends them.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +13,24 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .base import PREDICT, PREDICT_PROBA, Array, ModelFileError, ModelFormat, TabularModel
+from .base import (
+    PREDICT,
+    PREDICT_PROBA,
+    Array,
+    ModelFileError,
+    ModelFormat,
+    TabularModel,
+    TensorSpec,
+)
+from .sklearn_inputs import column_examples, first_step, takes_text
 
 
 class SklearnModel(TabularModel):
     def __init__(self) -> None:
         super().__init__()
         self.estimator: Any = None
+        self.columns: tuple[str, ...] = ()  # feature_names_in_: a DataFrame is built of them
+        self._examples: dict[str, Array] | None = None
 
     def load(self, model_file: Path) -> None:
         import joblib
@@ -23,15 +41,42 @@ class SklearnModel(TabularModel):
         if not hasattr(self.estimator, "predict"):
             raise ModelFileError(f"{model_file.name} holds no estimator with predict()")
         self._set_inputs(getattr(self.estimator, "n_features_in_", None))
+        self._read_input_shape()
         if hasattr(self.estimator, "predict_proba"):
             self.output_names = (PREDICT, PREDICT_PROBA)
+
+    def _read_input_shape(self) -> None:
+        import numpy as np
+
+        names = getattr(self.estimator, "feature_names_in_", None)
+        self.columns = () if names is None else tuple(str(n) for n in names)
+        if takes_text(first_step(self.estimator)):
+            self.inputs = (TensorSpec("input-0", np.dtype(object), (-1,)),)
+            self._examples = {"input-0": np.array([""], dtype=object)}
+            return
+        examples = column_examples(self.estimator, self.columns)
+        if any(isinstance(v, str) for v in examples.values()):
+            # a string column: no 2-D tensor holds the row, so one input per column
+            self.inputs = tuple(
+                TensorSpec(c, np.dtype(object if isinstance(v, str) else np.float64), (-1,))
+                for c, v in examples.items()
+            )
+            self._examples = {
+                c: np.array([v], dtype=s.dtype) for (c, v), s in zip(
+                    examples.items(), self.inputs, strict=True
+                )
+            }  # fmt: skip
+
+    def example_inputs(self) -> dict[str, Array] | None:
+        """One row the model accepts, for the warm-up; None where zeros do."""
+        return self._examples
 
     @property
     def is_classifier(self) -> bool:
         return PREDICT_PROBA in self.output_names
 
     def predict(self, inputs: Mapping[str, Array], outputs: Sequence[str]) -> dict[str, Array]:
-        x = self.single_input(inputs)
+        x = self._features(inputs)
         result: dict[str, Array] = {}
         for name in outputs:
             if name == PREDICT:
@@ -39,6 +84,22 @@ class SklearnModel(TabularModel):
             elif name == PREDICT_PROBA:
                 result[name] = self.estimator.predict_proba(x)
         return result
+
+    def _features(self, inputs: Mapping[str, Array]) -> Any:
+        """What the estimator was fitted on: a DataFrame where it knows its columns' names
+        (a ColumnTransformer selects them by name), else the one tensor."""
+        if len(self.inputs) > 1:  # one input per column
+            import pandas as pd
+
+            return pd.DataFrame({c: inputs[c] for c in self.columns})
+        x = self.single_input(inputs)
+        if not self.columns or x.ndim != 2:
+            return x
+        try:
+            import pandas as pd
+        except ImportError:  # numeric columns, read by position: the matrix does
+            return x
+        return pd.DataFrame(x, columns=list(self.columns))
 
 
 def to_onnx(model: SklearnModel, n_features: int, dtype: str) -> Any:
