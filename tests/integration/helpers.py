@@ -57,3 +57,17 @@ def model_deployment(name: str, **spec: Any) -> dict[str, Any]:
 
 def apply(cluster: Cluster, namespace: str, body: dict[str, Any]) -> None:
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(body))
+
+
+def apply_md(cluster: Cluster, namespace: str, name: str, spec: dict[str, Any]) -> None:
+    """A ModelDeployment written by server-side apply, as GitOps tools write it."""
+    body = {
+        "apiVersion": "modelroll.io/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
+    cluster.kubectl(
+        "apply", "--server-side", "--force-conflicts", "--field-manager=test", "-f", "-",
+        input=json.dumps(body),
+    )  # fmt: skip

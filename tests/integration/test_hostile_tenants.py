@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import pytest
 
 from tests.integration.conftest import Cluster, OperatorProcess
-from tests.integration.helpers import condition, eventually, get_json
+from tests.integration.helpers import apply_md, condition, eventually, get_json
 from tests.support.router import Router
 
 pytestmark = pytest.mark.integration
@@ -47,18 +47,6 @@ def blue_green() -> Json:
         "strategy": "BlueGreen",
         "blueGreen": {"autoPromote": True, "smokeTest": {"requests": [request]}},
     }
-
-
-def apply_md(cluster: Cluster, namespace: str, name: str, body_spec: Json) -> None:
-    body = {
-        "apiVersion": "modelroll.io/v1alpha1",
-        "kind": "ModelDeployment",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": body_spec,
-    }
-    cluster.kubectl(
-        "apply", "--server-side", "--field-manager=test", "-f", "-", input=json.dumps(body)
-    )
 
 
 def md(cluster: Cluster, namespace: str, name: str) -> Json:

@@ -20,7 +20,7 @@ from kubernetes import client
 from modelroll.revision import revision_of
 
 from tests.integration.conftest import PROMETHEUS_ENDPOINT, Cluster, OperatorProcess
-from tests.integration.helpers import condition, eventually, get_json
+from tests.integration.helpers import apply_md, condition, eventually, get_json
 from tests.runtime.models import train_sklearn
 from tests.runtime.runtime_process import RuntimeProcess
 from tests.support.endpoints import EndpointWatcher
@@ -158,24 +158,6 @@ def world(
         healthy.stop()
         overloaded.stop()
         cluster.kubectl("delete", "namespace", namespace, "--wait=false")
-
-
-def apply_md(cluster: Cluster, namespace: str, name: str, body_spec: Json) -> None:
-    body = {
-        "apiVersion": "modelroll.io/v1alpha1",
-        "kind": "ModelDeployment",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": body_spec,
-    }
-    cluster.kubectl(
-        "apply",
-        "--server-side",
-        "--force-conflicts",
-        "--field-manager=test",
-        "-f",
-        "-",
-        input=json.dumps(body),
-    )
 
 
 def md(cluster: Cluster, namespace: str, name: str) -> Json:

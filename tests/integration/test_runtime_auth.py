@@ -22,7 +22,7 @@ from modelroll.revision import revision_of
 from typer.testing import CliRunner
 
 from tests.integration.conftest import Cluster, OperatorProcess
-from tests.integration.helpers import condition, eventually, get_json
+from tests.integration.helpers import apply_md, condition, eventually, get_json
 from tests.runtime.models import train_sklearn
 from tests.runtime.runtime_process import RuntimeProcess
 from tests.support.prometheus import start_runtime
@@ -74,19 +74,6 @@ def spec(version: str, key: str = "token") -> Json:
             "blueGreen": {"autoPromote": True, "smokeTest": {"requests": [smoke]}},
         },
     }
-
-
-def apply_md(cluster: Cluster, namespace: str, name: str, body_spec: Json) -> None:
-    body = {
-        "apiVersion": "modelroll.io/v1alpha1",
-        "kind": "ModelDeployment",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": body_spec,
-    }
-    cluster.kubectl(
-        "apply", "--server-side", "--force-conflicts", "--field-manager=test", "-f", "-",
-        input=json.dumps(body),
-    )  # fmt: skip
 
 
 def create_token_secret(cluster: Cluster, namespace: str) -> None:
