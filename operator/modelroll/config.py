@@ -27,6 +27,10 @@ class OperatorConfig:
     # sizeLimit of /tmp (HOME, metrics files of the workers, libraries' scratch files).
     tmp_volume_size: str = "1Gi"
     metrics_port: int = 8000
+    # Where the metrics listen. The installs set the pod's IP (the downward API) so they are
+    # not on every interface; a NetworkPolicy admits only the monitoring namespace. Run
+    # outside a cluster, the loopback address keeps them off the network.
+    metrics_address: str = "127.0.0.1"
     timer_interval_seconds: float = 15.0
     watch_stall_seconds: float = 120.0
     namespaces: tuple[str, ...] = ()
@@ -45,6 +49,15 @@ class OperatorConfig:
         return self.service_url_template.format(
             service=service, namespace=namespace, cluster_domain=self.cluster_domain, port=port
         )
+
+    def namespace_patterns(self) -> bool:
+        """Whether a watched namespace is a pattern (a glob), found by listing namespaces."""
+        return any(set(pattern) & set("*?[!") for pattern in self.namespaces)
+
+    def exact_namespaces(self) -> bool:
+        """Whether the operator watches named namespaces only (no pattern, not all): then it
+        needs, and a namespaced install grants, access to those namespaces alone."""
+        return bool(self.namespaces) and not self.namespace_patterns()
 
     def max_model_bytes(self) -> int:
         """The runtime's download cap: 95% of the volume, so the download fails with a reason
@@ -137,6 +150,7 @@ def config_from_env(env: dict[str, str] | None = None) -> OperatorConfig:
         ),
         cluster_domain=env.get("MODELROLL_CLUSTER_DOMAIN", defaults.cluster_domain),
         metrics_port=int(env.get("MODELROLL_METRICS_PORT", defaults.metrics_port)),
+        metrics_address=env.get("MODELROLL_METRICS_ADDRESS") or defaults.metrics_address,
         timer_interval_seconds=float(
             env.get("MODELROLL_TIMER_INTERVAL_SECONDS", defaults.timer_interval_seconds)
         ),

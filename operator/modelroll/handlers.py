@@ -63,9 +63,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     # Our resources are known up front; scanning would need list/watch on every CRD. Only
     # namespace patterns (globs) need it, to discover the namespaces that match.
     operator_config = config_from_env()
-    settings.scanning.disabled = not any(
-        set(pattern) & set("*?[!") for pattern in operator_config.namespaces
-    )
+    settings.scanning.disabled = not operator_config.namespace_patterns()
     # Every watch event runs a handler; kopf's per-object "succeeded" lines would flood the log.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     kube = Kube(connect())
@@ -76,7 +74,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     memo.reconciler = reconciler
     memo.config = operator_config
     memo.stale_since = None
-    start_http_server(operator_config.metrics_port)
+    start_http_server(operator_config.metrics_port, addr=operator_config.metrics_address)
 
 
 def _crd_exists(kube: Kube, name: str) -> bool:
@@ -299,17 +297,22 @@ def export_condition_counts(model_deployments: kopf.Index[Any, Any]) -> dict[str
 @kopf.on.probe(id="watch")
 async def watch_is_fresh(memo: kopf.Memo, model_deployments: kopf.Index[Any, Any], **_: Any) -> str:
     """Fails when the apiserver holds ModelDeployment versions the watch never delivered."""
-    try:
-        listed = await asyncio.to_thread(
-            memo.reconciler.kube.request,
-            "GET",
-            f"/apis/{GROUP}/{VERSION}/{PLURAL}",
-            None,
-            [("limit", "100")],
-        )
-    except ApiError as error:
-        # Fail the probe at once (no retries): a restart re-discovers a late-installed CRD.
-        raise kopf.PermanentError(f"cannot list ModelDeployments: {error}") from error
+    # Named namespaces are listed one by one: a namespaced install grants nothing cluster-wide.
+    paths = (
+        [f"/apis/{GROUP}/{VERSION}/namespaces/{n}/{PLURAL}" for n in memo.config.namespaces]
+        if memo.config.exact_namespaces()
+        else [f"/apis/{GROUP}/{VERSION}/{PLURAL}"]
+    )
+    items: list[JSON] = []
+    for path in paths:
+        try:
+            listed = await asyncio.to_thread(
+                memo.reconciler.kube.request, "GET", path, None, [("limit", "100")]
+            )
+        except ApiError as error:
+            # Fail the probe at once (no retries): a restart re-discovers a late-installed CRD.
+            raise kopf.PermanentError(f"cannot list ModelDeployments: {error}") from error
+        items += listed.get("items", [])
     cached = {
         (b["metadata"]["namespace"], b["metadata"]["name"]): b["metadata"]["resourceVersion"]
         for key in model_deployments
@@ -318,7 +321,7 @@ async def watch_is_fresh(memo: kopf.Memo, model_deployments: kopf.Index[Any, Any
     patterns = memo.config.namespaces or ("*",)
     missing = [
         item["metadata"]["name"]
-        for item in listed.get("items", [])
+        for item in items
         if any(fnmatch.fnmatch(item["metadata"]["namespace"], p) for p in patterns)
         if cached.get((item["metadata"]["namespace"], item["metadata"]["name"]))
         != item["metadata"]["resourceVersion"]

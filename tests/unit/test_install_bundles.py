@@ -32,7 +32,10 @@ CORE_KINDS = (
     "ServiceAccount",
     "Deployment",
     "Service",
+    "NetworkPolicy",
 )
+# The tenants' aggregated ClusterRoles, beside the operator's.
+TENANT_ROLES = ("modelroll-edit", "modelroll-view")
 # Labels only Helm adds (release bookkeeping); everything else must match.
 HELM_ONLY_LABELS = (
     "helm.sh/chart",
@@ -162,7 +165,7 @@ def one(objects: list[JSON], kind: str) -> JSON:
 
 def env_of(deployment: JSON) -> dict[str, str]:
     container = deployment["spec"]["template"]["spec"]["containers"][0]
-    return {e["name"]: e["value"] for e in container["env"]}
+    return {e["name"]: e["value"] for e in container["env"] if "value" in e}
 
 
 # --- dist/install.yaml ----------------------------------------------------------------------
@@ -217,7 +220,9 @@ def test_helm_kustomize_and_dist_render_identical_core_objects() -> None:
     kustomized = by_key(kustomize(REPO / "config" / "default"))
     dist = by_key(documents((REPO / "dist" / "install.yaml").read_text()))
     helm = by_key(helm_template())
-    assert sorted(kind for kind, _, _ in kustomized) == sorted(CORE_KINDS)
+    assert sorted(kind for kind, _, _ in kustomized) == sorted(
+        [*CORE_KINDS, *["ClusterRole"] * len(TENANT_ROLES)]
+    )
     assert dist == kustomized
     assert set(helm) == set(kustomized)
     for object_key, expected in kustomized.items():

@@ -8,6 +8,11 @@ app.kubernetes.io/component: operator
 
 {{- define "modelroll.labels" -}}
 {{ include "modelroll.selectorLabels" . }}
+{{ include "modelroll.releaseLabels" . }}
+{{- end -}}
+
+{{/* Helm's bookkeeping labels only (the tenants' ClusterRoles are not the operator's). */}}
+{{- define "modelroll.releaseLabels" -}}
 app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}

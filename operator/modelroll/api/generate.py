@@ -1,10 +1,11 @@
-"""Writes the files generated from the typed API into a checkout.
+"""Writes the files generated from the typed API and the RBAC rules into a checkout.
 
     python -m modelroll.api.generate            # rewrite them
     python -m modelroll.api.generate --check    # write nothing; exit 1 naming each stale file
 
-crds/ and docs/api-reference.md come from here; hack/render-install.sh runs this first and
-then copies the CRD into the chart and dist/install.yaml.
+crds/, docs/api-reference.md and the RBAC files (modelroll.api.rbac_files) come from here;
+hack/render-install.sh runs this first and then copies the CRD into the chart and renders
+dist/ with kustomize.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from modelroll.api.crd import crd
+from modelroll.api.rbac_files import generated_files as rbac_files
 from modelroll.api.reference import render
 
 CRD_FILE = Path("crds/modelroll.io_modeldeployments.yaml")
@@ -35,7 +37,7 @@ def crd_yaml() -> str:
 
 def generated() -> dict[Path, str]:
     """Each generated file, relative to the checkout, and its content."""
-    return {CRD_FILE: crd_yaml(), REFERENCE_FILE: render(crd())}
+    return {CRD_FILE: crd_yaml(), REFERENCE_FILE: render(crd()), **rbac_files()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"stale: {relative} (run make generate)", file=sys.stderr)
             stale = 1
         else:
+            target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text)
             print(f"wrote {relative}", file=sys.stderr)
     return stale
