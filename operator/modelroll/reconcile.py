@@ -46,8 +46,9 @@ from modelroll.status import (
 )
 from modelroll.status_changes import existed_before, ignoring_times, status_patch, transition_events
 
+# The shared children a plan can stop wanting, pruned then. Not the ServiceAccount: every
+# plan wants it, so the operator has no delete on ServiceAccounts (modelroll.api.rbac).
 SHARED_KINDS = (
-    "ServiceAccount",
     "Service",
     "HorizontalPodAutoscaler",
     "PodDisruptionBudget",

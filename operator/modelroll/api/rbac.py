@@ -55,9 +55,15 @@ CHILDREN = (
     ),
     Rule(
         ("",),
-        ("services", "serviceaccounts"),
+        ("services",),
         ("get", "list", "watch", "create", "patch", "delete"),
-        "Services and the pods' ServiceAccount: watched, applied, pruned",
+        "Services (main, preview, per revision): watched, applied, pruned",
+    ),
+    Rule(
+        ("",),
+        ("serviceaccounts",),
+        ("get", "list", "watch", "create", "patch"),
+        "the pods' ServiceAccount: watched and applied; every plan wants it, so never pruned",
     ),
     Rule(
         ("autoscaling",),
@@ -188,9 +194,7 @@ def _binding(kind: str, role_kind: str, namespace: str | None = None) -> JSON:
         "kind": kind,
         "metadata": _metadata(OPERATOR, namespace),
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": OPERATOR},
-        "subjects": [
-            {"kind": "ServiceAccount", "name": OPERATOR, "namespace": OPERATOR_NAMESPACE}
-        ],
+        "subjects": [{"kind": "ServiceAccount", "name": OPERATOR, "namespace": OPERATOR_NAMESPACE}],
     }
 
 

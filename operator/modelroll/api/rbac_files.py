@@ -67,9 +67,7 @@ def generated_files() -> dict[Path, str]:
         + yaml.safe_dump(rbac.chart_values(), sort_keys=False, width=100)
     )
     return {
-        CLUSTER_ROLE_FILE: _operator_role(
-            rbac.cluster_role(rbac.rules()), rbac.operator_rules()
-        ),
+        CLUSTER_ROLE_FILE: _operator_role(rbac.cluster_role(rbac.rules()), rbac.operator_rules()),
         NAMESPACED_CLUSTER_ROLE_FILE: _operator_role(
             rbac.cluster_role(rbac.rules(namespaced=False)),
             rbac.operator_rules(namespaced=False),
