@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from tests.support.cluster import Cluster
@@ -71,3 +74,29 @@ def apply_md(cluster: Cluster, namespace: str, name: str, spec: dict[str, Any]) 
         "apply", "--server-side", "--force-conflicts", "--field-manager=test", "-f", "-",
         input=json.dumps(body),
     )  # fmt: skip
+
+
+def service_account_kubeconfig(cluster: Cluster, namespace: str, name: str, path: Path) -> Cluster:
+    """The cluster as ServiceAccount namespace/name sees it: a kubeconfig with its token."""
+    token = cluster.kubectl("create", "token", name, "-n", namespace).stdout.strip()
+    config = json.loads(cluster.kubectl("config", "view", "--raw", "--minify", "-o", "json").stdout)
+    config["users"] = [{"name": name, "user": {"token": token}}]
+    config["contexts"][0]["context"]["user"] = name
+    path.write_text(json.dumps(config))
+    os.chmod(path, 0o600)
+    return Cluster(str(path), cluster.bin_dir)
+
+
+def can_i_list(cluster: Cluster, user: str, namespace: str) -> dict[tuple[str, str], set[str]]:
+    """`kubectl auth can-i --list` as `user` in `namespace`: (resource, resource names) ->
+    verbs, for resources only (the non-resource URLs every user has are left out)."""
+    listed = cluster.kubectl("auth", "can-i", "--list", "--as", user, "-n", namespace).stdout
+    print(f"kubectl auth can-i --list --as {user} -n {namespace}:\n{listed}")
+    rows: dict[tuple[str, str], set[str]] = {}
+    for line in listed.splitlines()[1:]:
+        resource, urls, names, verbs = re.fullmatch(
+            r"(\S*)\s+(\[.*?\])\s+(\[.*?\])\s+\[(.*)\]", line.strip()
+        ).groups()  # type: ignore[union-attr]
+        if resource and urls == "[]":
+            rows.setdefault((resource, names), set()).update(verbs.split())
+    return rows

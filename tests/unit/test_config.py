@@ -1,4 +1,5 @@
-"""The operator's Prometheus settings: named endpoints, one default, customChecks gated."""
+"""The operator's settings: Prometheus endpoints (named, one default, customChecks gated),
+the metrics address and the watched namespaces."""
 
 from __future__ import annotations
 
@@ -72,3 +73,28 @@ def test_invalid_prometheus_settings_stop_the_operator(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         config_from_env(variables)
+
+
+def test_metrics_listen_on_loopback_unless_an_address_is_given() -> None:
+    # The installs pass the pod's IP (downward API); an empty value (no IP yet) is the default.
+    assert config_from_env({}).metrics_address == "127.0.0.1"
+    assert config_from_env({"MODELROLL_METRICS_ADDRESS": ""}).metrics_address == "127.0.0.1"
+    pod_ip = config_from_env({"MODELROLL_METRICS_ADDRESS": "10.244.0.7"})
+    assert pod_ip.metrics_address == "10.244.0.7"
+
+
+@pytest.mark.parametrize(
+    ("namespaces", "patterns", "exact"),
+    [
+        ("", False, False),  # all namespaces
+        ("team-a,team-b", False, True),  # a namespaced install
+        ("team-*", True, False),  # found by listing namespaces
+        ("team-a,ml-?", True, False),
+    ],
+)
+def test_named_namespaces_are_exact_and_globs_are_patterns(
+    namespaces: str, patterns: bool, exact: bool
+) -> None:
+    config = config_from_env({"MODELROLL_NAMESPACES": namespaces})
+    assert config.namespace_patterns() is patterns
+    assert config.exact_namespaces() is exact

@@ -418,3 +418,135 @@ def test_service_monitor_selects_the_operator_metrics_service() -> None:
     ports = {p["name"] for p in service["spec"]["ports"]}
     assert {e["port"] for e in monitor["spec"]["endpoints"]} <= ports
     assert all(e.get("honorLabels") is True for e in monitor["spec"]["endpoints"])
+
+
+# --- the namespaced install, the tenants' roles, the metrics fence --------------------------
+
+NAMESPACED_KINDS = (*CORE_KINDS, "Role", "RoleBinding")
+
+
+def test_dist_install_namespaced_yaml_holds_exactly_the_objects_of_config_namespaced() -> None:
+    dist = documents((REPO / "dist" / "install-namespaced.yaml").read_text())
+    assert {key(o): o for o in dist} == {
+        key(o): o for o in kustomize(REPO / "config" / "namespaced")
+    }, "run: make dist"
+
+
+def test_helm_watch_namespaces_renders_the_namespaced_install_of_kustomize() -> None:
+    kustomized = by_key(kustomize(REPO / "config" / "namespaced"), NAMESPACED_KINDS)
+    helm = by_key(helm_template("watchNamespaces={models}"), NAMESPACED_KINDS)
+    assert set(helm) == set(kustomized)
+    for object_key, expected in kustomized.items():
+        assert helm[object_key] == expected, f"helm and kustomize differ on {object_key}"
+    roles = [o for o in kustomized.values() if o["kind"] in ("Role", "RoleBinding")]
+    assert {(o["kind"], o["metadata"]["namespace"]) for o in roles} == {
+        ("Role", "models"),
+        ("RoleBinding", "models"),
+    }
+    assert env_of(helm[("Deployment", NAMESPACE, "modelroll-operator")])[
+        "MODELROLL_NAMESPACES"
+    ] == ("models")
+
+
+def test_a_namespaced_install_grants_only_the_cluster_scoped_reads_cluster_wide() -> None:
+    for objects in (
+        kustomize(REPO / "config" / "namespaced"),
+        helm_template("watchNamespaces={team-a,team-b}"),
+    ):
+        operator_role = next(
+            o
+            for o in objects
+            if o["kind"] == "ClusterRole" and o["metadata"]["name"] == "modelroll-operator"
+        )
+        assert {r["resources"][0] for r in operator_role["rules"]} == {
+            "nodes",
+            "customresourcedefinitions",
+        }
+        bindings = [o for o in objects if o["kind"] == "ClusterRoleBinding"]
+        assert [b["roleRef"]["name"] for b in bindings] == ["modelroll-operator"]
+    helm = helm_template("watchNamespaces={team-a,team-b}")
+    role_namespaces = sorted(o["metadata"]["namespace"] for o in helm if o["kind"] == "Role")
+    assert role_namespaces == ["team-a", "team-b"]
+    for role in (o for o in helm if o["kind"] == "Role"):
+        assert "nodes" not in {r["resources"][0] for r in role["rules"]}
+
+
+def test_helm_refuses_a_namespace_pattern_it_cannot_write_a_role_for() -> None:
+    result = subprocess.run(
+        [helm_binary(), "template", "modelroll", str(CHART), "--set", "watchNamespaces={team-*}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert '"team-*" is a pattern' in result.stderr
+
+
+@pytest.mark.parametrize("bundle", ["kustomize", "helm", "kustomize-namespaced"])
+def test_tenant_roles_are_aggregated_into_edit_admin_and_view(bundle: str) -> None:
+    objects = {
+        "kustomize": lambda: kustomize(REPO / "config" / "default"),
+        "helm": helm_template,
+        "kustomize-namespaced": lambda: kustomize(REPO / "config" / "namespaced"),
+    }[bundle]()
+    roles = {
+        o["metadata"]["name"]: o
+        for o in objects
+        if o["kind"] == "ClusterRole" and o["metadata"]["name"] in TENANT_ROLES
+    }
+    assert set(roles) == set(TENANT_ROLES)
+    aggregate = "rbac.authorization.k8s.io/aggregate-to-"
+    assert roles["modelroll-edit"]["metadata"]["labels"][f"{aggregate}edit"] == "true"
+    assert roles["modelroll-edit"]["metadata"]["labels"][f"{aggregate}admin"] == "true"
+    assert roles["modelroll-view"]["metadata"]["labels"][f"{aggregate}view"] == "true"
+    for role in roles.values():
+        assert all(
+            not resource.endswith("/status")
+            for rule in role["rules"]
+            for resource in rule["resources"]
+        )
+
+
+@pytest.mark.parametrize("bundle", ["kustomize", "helm"])
+def test_metrics_listen_on_the_pod_ip_and_only_monitoring_reaches_them(bundle: str) -> None:
+    objects = kustomize(REPO / "config" / "default") if bundle == "kustomize" else helm_template()
+    container = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    address = next(e for e in container["env"] if e["name"] == "MODELROLL_METRICS_ADDRESS")
+    assert address["valueFrom"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+    policy = one(objects, "NetworkPolicy")["spec"]
+    assert policy["podSelector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "modelroll",
+        "app.kubernetes.io/component": "operator",
+    }
+    assert policy["policyTypes"] == ["Ingress"]
+    assert policy["ingress"] == [
+        {
+            "from": [
+                {
+                    "namespaceSelector": {
+                        "matchLabels": {"kubernetes.io/metadata.name": "monitoring"}
+                    }
+                }
+            ],
+            "ports": [{"port": "metrics", "protocol": "TCP"}],
+        }
+    ]
+
+
+def test_helm_names_the_monitoring_namespace_or_drops_the_policy() -> None:
+    policy = one(helm_template("metrics.networkPolicy.monitoringNamespace=obs"), "NetworkPolicy")
+    selector = policy["spec"]["ingress"][0]["from"][0]["namespaceSelector"]
+    assert selector == {"matchLabels": {"kubernetes.io/metadata.name": "obs"}}
+    assert not [
+        o
+        for o in helm_template("metrics.networkPolicy.enabled=false")
+        if o["kind"] == "NetworkPolicy"
+    ]
+
+
+def test_every_namespaced_install_object_is_valid_against_the_kubernetes_schema() -> None:
+    for obj in [
+        *kustomize(REPO / "config" / "namespaced"),
+        *helm_template("watchNamespaces={team-a,team-b}"),
+    ]:
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
