@@ -17,8 +17,14 @@ from tests.e2e.conftest import (
     model_deployment_from_example,
     wait_ready,
 )
-from tests.integration.helpers import apply, eventually, get_json
+from tests.integration.helpers import apply, can_i_list, eventually, get_json
 from tests.support.cluster import Cluster
+from tests.support.operator_access import (
+    CLUSTER_READS,
+    IN_WATCHED_NAMESPACE,
+    OPERATOR_SA,
+    SELF_REVIEWS,
+)
 from tests.support.prerequisites import VENV_FIX, require
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("installed_operator")]
@@ -101,3 +107,41 @@ def test_model_deployment_reconciles_as_rendered_and_drift_is_put_back(
         real_cluster, "-n", ns, "events", "--field-selector", "involvedObject.kind=ModelDeployment"
     )["items"]
     assert any(e["reason"] == "ChildRestored" for e in events), [e["reason"] for e in events]
+
+
+def test_the_service_account_has_exactly_the_reduced_rbac(real_cluster: Cluster) -> None:
+    # Cluster-wide install: the namespaced rules hold in every namespace, plus the two reads.
+    expected = {**SELF_REVIEWS, **CLUSTER_READS, **IN_WATCHED_NAMESPACE}
+    for namespace in ("default", "modelroll-system"):
+        assert can_i_list(real_cluster, OPERATOR_SA, namespace) == expected
+
+
+def test_metrics_listen_on_the_pod_ip_only(real_cluster: Cluster) -> None:
+    (pod,) = get_json(
+        real_cluster, "-n", "modelroll-system", "pods", "-l", "app.kubernetes.io/name=modelroll"
+    )["items"]
+    pod_ip = pod["status"]["podIP"]
+    probe = (
+        "import sys, urllib.request\n"
+        "for host in sys.argv[1:]:\n"
+        "    try:\n"
+        "        urllib.request.urlopen(f'http://{host}:8000/metrics', timeout=5).read()\n"
+        "        print(host, 'open')\n"
+        "    except OSError as error:\n"
+        "        print(host, 'closed', error)\n"
+    )
+    result = real_cluster.kubectl(
+        "-n",
+        "modelroll-system",
+        "exec",
+        pod["metadata"]["name"],
+        "--",
+        "python",
+        "-c",
+        probe,
+        pod_ip,
+        "127.0.0.1",
+    )
+    lines = dict(line.split(" ", 1) for line in result.stdout.splitlines())
+    assert lines[pod_ip] == "open", result.stdout
+    assert lines["127.0.0.1"].startswith("closed"), result.stdout

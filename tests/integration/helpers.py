@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -92,11 +91,14 @@ def can_i_list(cluster: Cluster, user: str, namespace: str) -> dict[tuple[str, s
     verbs, for resources only (the non-resource URLs every user has are left out)."""
     listed = cluster.kubectl("auth", "can-i", "--list", "--as", user, "-n", namespace).stdout
     print(f"kubectl auth can-i --list --as {user} -n {namespace}:\n{listed}")
+    header, *lines = listed.splitlines()
+    # Columns are padded to the header's positions; the resource column is blank for URLs.
+    starts = [header.index(c) for c in ("Non-Resource URLs", "Resource Names", "Verbs")]
     rows: dict[tuple[str, str], set[str]] = {}
-    for line in listed.splitlines()[1:]:
-        resource, urls, names, verbs = re.fullmatch(
-            r"(\S*)\s+(\[.*?\])\s+(\[.*?\])\s+\[(.*)\]", line.strip()
-        ).groups()  # type: ignore[union-attr]
+    for line in lines:
+        resource, urls, names, verbs = (
+            line[a:b].strip() for a, b in zip([0, *starts], [*starts, None], strict=True)
+        )
         if resource and urls == "[]":
-            rows.setdefault((resource, names), set()).update(verbs.split())
+            rows.setdefault((resource, names), set()).update(verbs.strip("[]").split())
     return rows

@@ -27,46 +27,16 @@ from tests.integration.helpers import (
     model_deployment,
     service_account_kubeconfig,
 )
+from tests.support.operator_access import (
+    CLUSTER_READS,
+    IN_WATCHED_NAMESPACE,
+    OPERATOR_SA,
+    SELF_REVIEWS,
+)
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
-OPERATOR_SA = "system:serviceaccount:modelroll-system:modelroll-operator"
 WATCHED = "models"
-# What every authenticated user may do (system:basic-user), beside what we grant.
-SELF_REVIEWS = {
-    ("selfsubjectreviews.authentication.k8s.io", "[]"): {"create"},
-    ("selfsubjectaccessreviews.authorization.k8s.io", "[]"): {"create"},
-    ("selfsubjectrulesreviews.authorization.k8s.io", "[]"): {"create"},
-}
-CLUSTER_READS = {
-    ("nodes", "[]"): {"list"},
-    ("customresourcedefinitions.apiextensions.k8s.io", "[servicemonitors.monitoring.coreos.com]"): {
-        "get"
-    },
-}
-IN_WATCHED_NAMESPACE = {
-    ("modeldeployments.modelroll.io", "[]"): {"list", "watch", "patch"},
-    ("modeldeployments.modelroll.io/status", "[]"): {"patch"},
-    ("modeldeployments.modelroll.io/finalizers", "[]"): {"update"},
-    ("deployments.apps", "[]"): {"get", "list", "watch", "create", "patch", "delete"},
-    ("services", "[]"): {"get", "list", "watch", "create", "patch", "delete"},
-    ("serviceaccounts", "[]"): {"get", "list", "watch", "create", "patch"},
-    ("horizontalpodautoscalers.autoscaling", "[]"): {
-        "get",
-        "list",
-        "watch",
-        "create",
-        "patch",
-        "delete",
-    },
-    ("poddisruptionbudgets.policy", "[]"): {"get", "list", "watch", "create", "patch", "delete"},
-    ("httproutes.gateway.networking.k8s.io", "[]"): {"get", "list", "watch", "create", "patch"},
-    ("servicemonitors.monitoring.coreos.com", "[]"): {"get", "create", "patch"},
-    ("pods", "[]"): {"list", "watch"},
-    ("secrets", "[]"): {"get"},
-    ("persistentvolumeclaims", "[]"): {"get"},
-    ("events", "[]"): {"create"},
-}
 
 
 def create_namespace(cluster: Cluster, name: str) -> None:
@@ -161,7 +131,8 @@ def test_the_operator_works_in_the_watched_namespace_with_exactly_that_rbac(
         with urllib.request.urlopen(health, timeout=10) as answer:
             assert json.loads(answer.read())["watch"] == "fresh"
         untouched = get_json(cluster, "-n", namespaced_install, "md", name)
-        assert "status" not in untouched
+        # The schema's default status only ({observedGeneration: 0}): nobody reconciled it.
+        assert untouched.get("status", {}) == {"observedGeneration": 0}, untouched["status"]
         assert not get_json(cluster, "-n", namespaced_install, "deployments")["items"]
         apply(
             cluster,
