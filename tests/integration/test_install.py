@@ -86,7 +86,6 @@ def test_rbac_grants_no_verb_the_operator_does_not_use(cluster: Cluster, install
         ("update", "deployments.apps"),
         ("update", "modeldeployments.modelroll.io"),
         ("get", "modeldeployments.modelroll.io"),
-        ("update", "modeldeployments.modelroll.io/status"),
         ("get", "pods"),
         ("delete", "serviceaccounts"),
         ("delete", "httproutes.gateway.networking.k8s.io"),
@@ -98,6 +97,20 @@ def test_rbac_grants_no_verb_the_operator_does_not_use(cluster: Cluster, install
         assert not can(cluster, verb, resource), f"operator must not {verb} {resource}"
     crd = "customresourcedefinitions.apiextensions.k8s.io/servicemonitors.monitoring.coreos.com"
     assert can(cluster, "get", crd)
+    for verb, allowed in (("patch", "yes"), ("update", "no"), ("get", "no")):
+        status = cluster.kubectl(
+            "auth",
+            "can-i",
+            verb,
+            "modeldeployments.modelroll.io",
+            "--subresource=status",
+            "--as",
+            OPERATOR_SA,
+            "-n",
+            "default",
+            check=False,
+        )
+        assert status.stdout.strip() == allowed, f"{verb} modeldeployments/status"
 
 
 def test_operator_works_with_exactly_the_installed_rbac(

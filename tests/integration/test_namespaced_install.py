@@ -191,14 +191,16 @@ def test_tenants_with_edit_manage_model_deployments_but_never_their_status(
     eventually(lambda: can(cluster, editor, "create", md, "-n", namespace), timeout=60)
     for verb in ("get", "list", "watch", "create", "update", "patch", "delete"):
         assert can(cluster, editor, verb, md, "-n", namespace), verb
-    assert not can(cluster, editor, "patch", f"{md}/status", "-n", namespace)
-    assert not can(cluster, editor, "update", f"{md}/status", "-n", namespace)
+    status = ("--subresource=status", "-n", namespace)
+    assert not can(cluster, editor, "patch", md, *status)
+    assert not can(cluster, editor, "update", md, *status)
+    assert can(cluster, OPERATOR_SA, "patch", md, "--subresource=status", "-n", WATCHED)
     assert not can(cluster, editor, "create", md, "-n", WATCHED)  # only where bound
     eventually(lambda: can(cluster, viewer, "list", md, "-n", namespace), timeout=60)
     assert can(cluster, viewer, "get", md, "-n", namespace)
     for verb in ("create", "patch", "delete"):
         assert not can(cluster, viewer, verb, md, "-n", namespace), verb
-    assert not can(cluster, viewer, "patch", f"{md}/status", "-n", namespace)
+    assert not can(cluster, viewer, "patch", md, *status)
 
     # And the apiserver agrees: the editor creates one, and cannot write its status.
     as_editor = service_account_kubeconfig(

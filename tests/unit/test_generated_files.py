@@ -45,7 +45,7 @@ def test_the_chart_and_dist_carry_the_generated_crd() -> None:
 def test_check_names_a_hand_edited_generated_file_and_writing_restores_it(
     tmp_path: Path, relative: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    for path in (generate.CRD_FILE, generate.REFERENCE_FILE):
+    for path in generate.generated():  # the RBAC files too (modelroll.api.rbac_files)
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / path, tmp_path / path)
     assert generate.main(["--check", "--root", str(tmp_path)]) == 0
@@ -94,3 +94,17 @@ def test_the_listed_analysis_reasons_are_the_ones_analysis_emits() -> None:
         analysis.CUSTOM_CHECKS_DISABLED,
     }
     assert emitted == set(get_args(v1alpha1.AnalysisReason))
+
+
+def test_a_hand_edited_rbac_file_is_stale_and_writing_restores_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for path in generate.generated():
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / path, tmp_path / path)
+    role = tmp_path / "config" / "rbac" / "role.yaml"
+    role.write_text(role.read_text().replace("verbs: [list, watch]}", "verbs: [get, list, watch]}"))
+    assert generate.main(["--check", "--root", str(tmp_path)]) == 1
+    assert "stale: config/rbac/role.yaml" in capsys.readouterr().err
+    assert generate.main(["--root", str(tmp_path)]) == 0
+    assert role.read_text() == (REPO / "config" / "rbac" / "role.yaml").read_text()
