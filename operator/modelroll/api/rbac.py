@@ -45,7 +45,9 @@ class Rule:
 
 # Watched through kopf (indexes and event handlers: list, watch), looked up by name before
 # the first write (get), written by server-side apply (patch; create when the apply creates)
-# and pruned (delete).
+# and pruned (delete). A new child kind is one more Rule here, with the verbs its code uses
+# (tests/unit/test_rbac.py derives them from kube.PLURALS, handlers.CHILD_KINDS and
+# reconcile.SHARED_KINDS), then `make generate`.
 CHILDREN = (
     Rule(
         ("apps",),
@@ -180,19 +182,16 @@ def rules(*, namespaced: bool | None = None) -> list[JSON]:
     return [rule.manifest() for rule in operator_rules(namespaced=namespaced)]
 
 
-def _metadata(name: str, namespace: str | None = None) -> JSON:
-    metadata: JSON = {"name": name}
-    if namespace is not None:
-        metadata["namespace"] = namespace
-    metadata["labels"] = dict(LABELS)
-    return metadata
+def _metadata(name: str) -> JSON:
+    # No namespace: the operator's is the install's, a watched one is set by the overlay.
+    return {"name": name, "labels": dict(LABELS)}
 
 
-def _binding(kind: str, role_kind: str, namespace: str | None = None) -> JSON:
+def _binding(kind: str, role_kind: str) -> JSON:
     return {
         "apiVersion": RBAC_API,
         "kind": kind,
-        "metadata": _metadata(OPERATOR, namespace),
+        "metadata": _metadata(OPERATOR),
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": OPERATOR},
         "subjects": [{"kind": "ServiceAccount", "name": OPERATOR, "namespace": OPERATOR_NAMESPACE}],
     }
@@ -224,11 +223,10 @@ def tenant_roles() -> list[JSON]:
     """The aggregated ClusterRoles that give tenants ModelDeployments in edit/admin/view."""
     roles = []
     for name, (aggregate_to, role_rules) in TENANT_ROLES.items():
-        metadata = _metadata(name)
-        metadata["labels"] = {
-            "app.kubernetes.io/name": "modelroll",
-            **{f"{AGGREGATE}{role}": "true" for role in aggregate_to},
-        }
+        # Not the operator's component label: these are the tenants' roles.
+        labels = {"app.kubernetes.io/name": "modelroll"}
+        labels |= {f"{AGGREGATE}{role}": "true" for role in aggregate_to}
+        metadata = {"name": name, "labels": labels}
         roles.append(
             {
                 "apiVersion": RBAC_API,
@@ -246,8 +244,11 @@ def chart_values() -> JSON:
         "namespaced": rules(namespaced=True),
         "cluster": rules(namespaced=False),
         "tenants": [
-            {"name": role["metadata"]["name"], "labels": role["metadata"]["labels"]}
-            | {"rules": role["rules"]}
+            {
+                "name": role["metadata"]["name"],
+                "labels": role["metadata"]["labels"],
+                "rules": role["rules"],
+            }
             for role in tenant_roles()
         ],
     }
