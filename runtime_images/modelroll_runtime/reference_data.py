@@ -111,7 +111,10 @@ def _read_parquet(path: Path) -> Table:
             f"reading {path.name} needs pyarrow, which is not installed: pip install pyarrow, "
             "or give the reference data as .csv or .npy"
         ) from None
-    data = pq.read_table(path)
+    try:
+        data = pq.read_table(path)
+    except Exception as exc:  # pyarrow's ArrowInvalid and friends
+        raise ReferenceError(f"cannot read {path.name} as Parquet: {exc}") from None
     columns = []
     for column in data.columns:
         values = column.to_numpy(zero_copy_only=False)

@@ -13,9 +13,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-
 from modelroll_runtime import packager
+from prometheus_client.parser import text_string_to_metric_families
 
 from .conftest import StartRuntime
 from .models import TrainedModel, iris
@@ -82,8 +81,14 @@ def ready_line(runtime: RuntimeProcess) -> dict[str, Any]:
 
 def infer(runtime: RuntimeProcess, rows: np.ndarray, outputs: list[str] | None = None) -> Any:
     document: dict[str, Any] = {
-        "inputs": [{"name": "input-0", "shape": list(rows.shape), "datatype": "FP64",
-                    "data": rows.ravel().tolist()}]  # fmt: skip
+        "inputs": [
+            {
+                "name": "input-0",
+                "shape": list(rows.shape),
+                "datatype": "FP64",
+                "data": rows.ravel().tolist(),
+            }
+        ]
     }
     if outputs is not None:
         document["outputs"] = [{"name": name} for name in outputs]
@@ -160,7 +165,9 @@ def _tamper_onnx(directory: Path) -> None:
 
 
 def _tamper_native(directory: Path) -> None:
-    flip_byte(directory / "model.joblib")  # never loaded when the graph is there: refused all the same
+    flip_byte(
+        directory / "model.joblib"
+    )  # never loaded when the graph is there: refused all the same
 
 
 def _tamper_profile(directory: Path) -> None:
@@ -287,7 +294,10 @@ def scraped_counts(runtime: RuntimeProcess) -> dict[Any, float]:
             labels = sample.labels
             if sample.name in ("modelroll_feature_values_total",):
                 key: tuple[Any, ...] = (sample.name, labels["feature"], labels["bin"])
-            elif sample.name in ("modelroll_feature_missing_total", "modelroll_feature_out_of_range_total"):
+            elif sample.name in (
+                "modelroll_feature_missing_total",
+                "modelroll_feature_out_of_range_total",
+            ):
                 key = (sample.name, labels["feature"])
             elif sample.name == "modelroll_prediction_values_total":
                 key = (sample.name, labels["bin"])

@@ -9,11 +9,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from prometheus_client import CollectorRegistry
-
 from modelroll_runtime import profile
 from modelroll_runtime.profile import OTHER, OVERFLOW, UNDERFLOW, Layout, Profile
 from modelroll_runtime.telemetry import DriftTelemetry
+from prometheus_client import CollectorRegistry
 
 
 def naive_numeric_bin(edges: list[float], x: float) -> str | None:
@@ -41,7 +40,9 @@ def test_quantile_edges_are_the_reference_quantiles_without_duplicates() -> None
 
 def test_numeric_bins_follow_the_documented_rules_at_every_edge() -> None:
     edges = [0.0, 1.0, 2.0, 4.0]
-    feature = profile.Feature("x", 0, profile.NUMERIC, tuple(profile.numeric_bins(edges)), tuple(edges))
+    feature = profile.Feature(
+        "x", 0, profile.NUMERIC, tuple(profile.numeric_bins(edges)), tuple(edges)
+    )
     layout = Layout([feature])
     x = np.array([-1.0, 0.0, 0.5, 1.0, 3.9, 4.0, 4.0001, np.inf, -np.inf, np.nan, np.nan])
     counts = layout.count({}, x.reshape(-1, 1))
@@ -98,7 +99,9 @@ def test_vectorised_numeric_counts_equal_the_naive_rules(
 ) -> None:
     # two features with different edge counts share one padded edge matrix
     first = profile.numeric_feature("a", 0, np.asarray(reference), bins)
-    second = profile.numeric_feature("b", 1, np.asarray(reference[: max(1, len(reference) // 3)]), 3)
+    second = profile.numeric_feature(
+        "b", 1, np.asarray(reference[: max(1, len(reference) // 3)]), 3
+    )
     layout = Layout([first, second])
     matrix = np.column_stack([np.asarray(sent, dtype=float)] * 2) if sent else np.zeros((0, 2))
     split = layout.split(layout.count({}, matrix))
@@ -182,7 +185,9 @@ def test_telemetry_counts_each_batch_once_at_flush_and_publishes_the_reference()
     telemetry.flush()  # a second flush adds nothing
     value = registry.get_sample_value
     assert value("modelroll_drift_rows_total", labels) == 2
-    assert value("modelroll_feature_values_total", {**labels, "feature": "a", "bin": UNDERFLOW}) == 1
+    assert (
+        value("modelroll_feature_values_total", {**labels, "feature": "a", "bin": UNDERFLOW}) == 1
+    )
     assert value("modelroll_feature_values_total", {**labels, "feature": "a", "bin": OVERFLOW}) == 1
     assert value("modelroll_feature_out_of_range_total", {**labels, "feature": "a"}) == 2
     assert value("modelroll_feature_missing_total", {**labels, "feature": "b"}) == 1
@@ -206,7 +211,9 @@ def test_above_the_row_rate_the_rest_of_the_second_is_skipped_and_counted_as_ski
     labels = {"model": "m", "version": "v1"}
     assert registry.get_sample_value("modelroll_drift_rows_total", labels) == 9
     assert registry.get_sample_value("modelroll_drift_skipped_rows_total", labels) == 3
-    predicted = registry.get_sample_value("modelroll_prediction_values_total", {**labels, "bin": "0"})
+    predicted = registry.get_sample_value(
+        "modelroll_prediction_values_total", {**labels, "bin": "0"}
+    )
     assert predicted == 9
 
 
@@ -214,4 +221,7 @@ def test_a_batch_telemetry_cannot_read_never_fails_the_prediction() -> None:
     telemetry, registry = _telemetry(0, [0.0])
     telemetry.observe({"x": np.zeros((2, 1))}, None)  # one column short: logged, not raised
     telemetry.flush()
-    assert registry.get_sample_value("modelroll_drift_rows_total", {"model": "m", "version": "v1"}) == 0
+    assert (
+        registry.get_sample_value("modelroll_drift_rows_total", {"model": "m", "version": "v1"})
+        == 0
+    )
