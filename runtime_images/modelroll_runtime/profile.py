@@ -173,16 +173,24 @@ class Layout:
         numeric = [i for i, f in enumerate(self.features) if f.kind == NUMERIC]
         self._numeric = np.asarray(numeric, dtype=np.intp)
         widest = max((len(self.features[i].edges) for i in numeric), default=2)
-        # lower edges of each inner bin, padded with +inf: a value's bin is the number of
-        # lower edges at or below it (x >= +inf is true only for +inf, overflow anyway)
-        self._lower = np.full((len(numeric), widest - 1), np.inf)
-        for row, i in enumerate(numeric):
+        # The lower edges of each feature's inner bins, one plane per edge rank ([edge,
+        # 1, feature]: comparing a batch with a plane is one contiguous operation, and the
+        # planes sum up fast). A value's bin is the number of lower edges at or below it,
+        # plus one above the upper edge (overflow). Padding is NaN, which no value reaches.
+        lower = np.full((widest - 1, 1, len(numeric)), np.nan)
+        for column, i in enumerate(numeric):
             edges = self.features[i].edges
-            self._lower[row, : len(edges) - 1] = edges[:-1]
-        self._upper = np.asarray([self.features[i].edges[-1] for i in numeric])
-        self._overflow = np.asarray([len(self.features[i].edges) for i in numeric], dtype=np.intp)
-        self._missing_slot = self._overflow + 1
+            lower[: len(edges) - 1, 0, column] = edges[:-1]
+        self._lower = lower
+        self._upper = np.asarray([self.features[i].edges[-1] for i in numeric], dtype=np.float64)
+        self._missing_slot = np.asarray(
+            [len(self.features[i].edges) + 1 for i in numeric], dtype=np.intp
+        )
         self._numeric_offsets = self.offsets[self._numeric]
+        columns = np.asarray([self.features[i].index for i in numeric], dtype=np.intp)
+        self._matrix_columns = columns
+        # the common case: the numeric features are the matrix's columns, in order
+        self._whole_matrix = bool((columns == np.arange(len(numeric))).all())
         self._categories = {
             i: _Categories(f.values) for i, f in enumerate(self.features) if f.kind != NUMERIC
         }
@@ -194,11 +202,17 @@ class Layout:
             parts = [self.numeric_slots(matrix[i : i + step]) for i in range(0, len(matrix), step)]
             return np.concatenate(parts)
         x = matrix.astype(np.float64, copy=False)
-        position = (x[:, :, None] >= self._lower[None, :, :]).sum(axis=2)
-        position = np.where(x > self._upper, self._overflow, position)
-        position = np.where(np.isnan(x), self._missing_slot, position)
-        slots: Array = (position + self._numeric_offsets).ravel()
-        return slots
+        # counts of at most 32 edges: uint8 sums are 3x faster than numpy's default intp
+        position = (x >= self._lower).sum(axis=0, dtype=np.uint8)
+        position += x > self._upper
+        slots = position + self._numeric_offsets  # intp from here
+        missing = np.isnan(x)
+        if missing.any():
+            slots[missing] = np.broadcast_to(self._missing_slot + self._numeric_offsets, x.shape)[
+                missing
+            ]
+        flat: Array = slots.ravel()
+        return flat
 
     def category_slots(self, i: int, column: Array) -> Array:
         positions, missing = self._categories[i].positions(column)
@@ -211,7 +225,8 @@ class Layout:
         parts = []
         if self._numeric.size:
             if matrix is not None:
-                numeric = matrix[:, [self.features[i].index for i in self._numeric]]
+                wide = self._whole_matrix and matrix.shape[1] == self._numeric.size
+                numeric = matrix if wide else matrix[:, self._matrix_columns]
             else:
                 numeric = np.column_stack(
                     [columns[int(i)].astype(np.float64) for i in self._numeric]

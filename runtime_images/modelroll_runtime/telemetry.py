@@ -1,10 +1,12 @@
 """Drift telemetry: what the model is asked and what it answers, binned as its reference
 profile bins them, as Prometheus counters (metric names: docs/drift.md).
 
-Counting must cost next to nothing per request, so a batch is binned by a few vectorised
-numpy calls into in-process count arrays (profile.Layout); those are moved into the
-Prometheus counters only when someone looks: on every /metrics scrape, and once a second
-when several workers share the multiprocess files (another worker may answer the scrape).
+Counting must cost next to nothing per request, and numpy's cost is per call, not per
+row: so an answered batch is only set aside (a list append), and the batches set aside are
+binned together, in a few vectorised calls over all their rows (profile.Layout), into
+in-process count arrays when PENDING_ROWS have gathered or when someone looks. The counts
+reach the Prometheus counters only then: on every /metrics scrape, and once a second when
+several workers share the multiprocess files (another worker may answer the scrape).
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from .profile import NUMERIC, OVERFLOW, UNDERFLOW, Profile
 log = logging.getLogger("modelroll.telemetry")
 
 FLUSH_EVERY_S = 1.0
+# rows set aside before they are binned on the spot: bounds the memory held (4096 rows of
+# 64 float64 features: 2 MiB) while the binning still runs over many batches at once
+PENDING_ROWS = 4096
 
 
 class DriftTelemetry:
@@ -40,6 +45,9 @@ class DriftTelemetry:
         self._max_rows = max_rows_per_second
         self._clock = clock
         self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()  # one flush at a time: deltas are read and moved
+        self._pending: list[tuple[Mapping[str, Array], Array | None]] = []
+        self._pending_rows = 0
         layout = profile.features
         self._counts = np.zeros(layout.size, dtype=np.int64)
         self._flushed = np.zeros(layout.size, dtype=np.int64)
@@ -118,9 +126,12 @@ class DriftTelemetry:
         try:
             self._observe(inputs, predictions)
         except Exception:
-            if not self._warned:
-                self._warned = True
-                log.exception("drift telemetry could not count a batch; counting goes on")
+            self._failed()
+
+    def _failed(self) -> None:
+        if not self._warned:
+            self._warned = True
+            log.exception("drift telemetry could not count a batch; counting goes on")
 
     def _observe(self, inputs: Mapping[str, Array], predictions: Array | None) -> None:
         rows = len(next(iter(inputs.values())))
@@ -132,11 +143,32 @@ class DriftTelemetry:
                 self._skipped += rows
                 return
             self._rows_this_second += rows
-        counts = self._feature_counts(inputs) if self.profile.features.size else None
-        predicted = None
-        if predictions is not None:
-            column = np.asarray(predictions).reshape(rows, -1)[:, 0]
-            predicted = self.profile.prediction.count({0: column})
+            self._pending.append((inputs, predictions))
+            self._pending_rows += rows
+            full = self._pending_rows >= PENDING_ROWS
+        if full:
+            self._bin_pending()
+
+    def _bin_pending(self) -> None:
+        """Bin every batch set aside, all at once, into the count arrays."""
+        with self._lock:
+            pending, self._pending, self._pending_rows = self._pending, [], 0
+        if not pending:
+            return
+        try:
+            self._bin(pending)
+        except Exception:  # batches the profile does not fit: dropped, never a failed request
+            self._failed()
+
+    def _bin(self, pending: list[tuple[Mapping[str, Array], Array | None]]) -> None:
+        rows = sum(len(next(iter(inputs.values()))) for inputs, _ in pending)
+        counts = None
+        if self.profile.features.size:
+            names = pending[0][0].keys()
+            merged = {n: _joined([inputs[n] for inputs, _ in pending]) for n in names}
+            counts = self._feature_counts(merged)
+        answered = [np.asarray(p).reshape(len(p), -1)[:, 0] for _, p in pending if p is not None]
+        predicted = self.profile.prediction.count({0: _joined(answered)}) if answered else None
         with self._lock:
             if counts is not None:
                 self._counts += counts
@@ -154,7 +186,13 @@ class DriftTelemetry:
         return layout.count(columns)
 
     def flush(self) -> None:
-        """Move what was counted since the last flush into the Prometheus counters."""
+        """Bin what was set aside, and move what was counted since the last flush into the
+        Prometheus counters."""
+        with self._flush_lock:
+            self._bin_pending()
+            self._publish()
+
+    def _publish(self) -> None:
         with self._lock:
             counts, predicted = self._counts.copy(), self._predicted.copy()
             rows, skipped = self._rows, self._skipped
@@ -185,6 +223,10 @@ class DriftTelemetry:
         thread = threading.Thread(target=loop, name="drift-flush", daemon=True)
         thread.start()
         return thread
+
+
+def _joined(arrays: list[Array]) -> Array:
+    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
 
 
 class ObservedModel:
