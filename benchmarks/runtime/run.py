@@ -137,6 +137,24 @@ def rss_kib(pid: int) -> int:
     return total
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) of a process and its descendants, those it has waited for
+    included: a load-independent view of what a start costs on a busy machine."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rpartition(")")[2].split()
+            total += sum(int(v) for v in fields[11:15]) / ticks  # utime stime cutime cstime
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError):
+            continue
+    return total
+
+
 def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 120) -> float:
     started = time.monotonic()
     while time.monotonic() - started < timeout:
