@@ -56,70 +56,104 @@ class DriftTelemetry:
         self._predicted_flushed = np.zeros_like(self._predicted)
         self._rows = self._rows_flushed = self._skipped = self._skipped_flushed = 0
         self._second, self._rows_this_second = -1, 0
-        self._matrix_index = {i: f.index for i, f in enumerate(layout.features)}
         self._warned = False
         labels = ["model", "version"]
-        values = Counter("modelroll_feature_values", "Rows per feature and reference bin.",
-                         [*labels, "feature", "bin"], registry=registry)  # fmt: skip
-        missing = Counter("modelroll_feature_missing", "Rows with no value for the feature.",
-                          [*labels, "feature"], registry=registry)  # fmt: skip
-        out_of_range = Counter(
+        # the metric families are attributes: tests/unit/test_observability.py reads them
+        self.feature_values = Counter(
+            "modelroll_feature_values",
+            "Rows per feature and reference bin.",
+            [*labels, "feature", "bin"],
+            registry=registry,
+        )
+        self.feature_missing = Counter(
+            "modelroll_feature_missing",
+            "Rows with no value for the feature.",
+            [*labels, "feature"],
+            registry=registry,
+        )
+        self.feature_out_of_range = Counter(
             "modelroll_feature_out_of_range",
             "Numeric rows below or above the reference's range (its underflow and overflow bins).",
-            [*labels, "feature"], registry=registry,
-        )  # fmt: skip
-        predictions = Counter("modelroll_prediction_values", "Answered rows per class or bin.",
-                              [*labels, "bin"], registry=registry)  # fmt: skip
-        rows = Counter("modelroll_drift_rows", "Rows counted by the drift telemetry.",
-                       labels, registry=registry)  # fmt: skip
-        skipped = Counter(
+            [*labels, "feature"],
+            registry=registry,
+        )
+        self.prediction_values = Counter(
+            "modelroll_prediction_values",
+            "Answered rows per class or bin.",
+            [*labels, "bin"],
+            registry=registry,
+        )
+        self.drift_rows = Counter(
+            "modelroll_drift_rows",
+            "Rows counted by the drift telemetry.",
+            labels,
+            registry=registry,
+        )
+        self.drift_skipped_rows = Counter(
             "modelroll_drift_skipped_rows",
             "Rows answered but not counted: above MODELROLL_DRIFT_MAX_ROWS_PER_SECOND.",
-            labels, registry=registry,
-        )  # fmt: skip
+            labels,
+            registry=registry,
+        )
         # one child per slot, resolved once: a flush is then only inc() calls
         self._slot_children: list[Any] = []
         self._range_slots: list[tuple[Any, int, int]] = []
         for i, feature in enumerate(layout.features):
             for name in feature.bins:
-                self._slot_children.append(values.labels(model, version, feature.name, name))
-            self._slot_children.append(missing.labels(model, version, feature.name))
+                self._slot_children.append(
+                    self.feature_values.labels(model, version, feature.name, name)
+                )
+            self._slot_children.append(self.feature_missing.labels(model, version, feature.name))
             if feature.kind == NUMERIC:
                 start = int(layout.offsets[i])
                 self._range_slots.append(
                     (
-                        out_of_range.labels(model, version, feature.name),
+                        self.feature_out_of_range.labels(model, version, feature.name),
                         start + feature.bins.index(UNDERFLOW),
                         start + feature.bins.index(OVERFLOW),
                     )
                 )
         self._prediction_children = [
-            predictions.labels(model, version, name) for name in predicted.bins
+            self.prediction_values.labels(model, version, name) for name in predicted.bins
         ]
-        self._rows_child = rows.labels(model, version)
-        self._skipped_child = skipped.labels(model, version)
+        self._rows_child = self.drift_rows.labels(model, version)
+        self._skipped_child = self.drift_skipped_rows.labels(model, version)
         self._publish_reference(model, version, registry)
 
     def _publish_reference(
         self, model: str, version: str, registry: CollectorRegistry | None
     ) -> None:
         labels = ["model", "version"]
-        feature_ref = Gauge("modelroll_feature_reference", "Reference rows per feature and bin.",
-                            [*labels, "feature", "bin"], registry=registry,
-                            multiprocess_mode="max")  # fmt: skip
-        prediction_ref = Gauge("modelroll_prediction_reference", "Reference rows per prediction bin.",
-                               [*labels, "bin"], registry=registry, multiprocess_mode="max")  # fmt: skip
-        reference_rows = Gauge("modelroll_reference_rows", "Rows of the reference profile.",
-                               labels, registry=registry, multiprocess_mode="max")  # fmt: skip
+        self.feature_reference = Gauge(
+            "modelroll_feature_reference",
+            "Reference rows per feature and bin.",
+            [*labels, "feature", "bin"],
+            registry=registry,
+            multiprocess_mode="max",
+        )
+        self.prediction_reference = Gauge(
+            "modelroll_prediction_reference",
+            "Reference rows per prediction bin.",
+            [*labels, "bin"],
+            registry=registry,
+            multiprocess_mode="max",
+        )
+        self.reference_rows = Gauge(
+            "modelroll_reference_rows",
+            "Rows of the reference profile.",
+            labels,
+            registry=registry,
+            multiprocess_mode="max",
+        )
         profile = self.profile
         for feature, counts in zip(profile.features.features, profile.feature_counts, strict=True):
             for name, count in zip(feature.bins, counts, strict=False):
-                feature_ref.labels(model, version, feature.name, name).set(count)
+                self.feature_reference.labels(model, version, feature.name, name).set(count)
         for name, count in zip(
             profile.prediction.features[0].bins, profile.prediction_counts, strict=False
         ):
-            prediction_ref.labels(model, version, name).set(count)
-        reference_rows.labels(model, version).set(profile.rows)
+            self.prediction_reference.labels(model, version, name).set(count)
+        self.reference_rows.labels(model, version).set(profile.rows)
 
     def observe(self, inputs: Mapping[str, Array], predictions: Array | None) -> None:
         """Count one answered batch; never raises (telemetry must not fail a prediction)."""

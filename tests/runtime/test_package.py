@@ -354,3 +354,23 @@ def test_telemetry_can_be_turned_off_and_old_layouts_have_none(
         infer(single_file, sklearn_model.x)["predict"].ravel(),
         sklearn_model.expected_predict(sklearn_model.x),
     )
+
+
+def test_with_several_workers_a_scrape_sums_every_workers_counts(
+    start_runtime: StartRuntime, packages: dict[str, Path], sklearn_model: TrainedModel
+) -> None:
+    """Each worker moves its counts into the shared multiprocess files at least once a
+    second, so whichever worker answers the scrape reports them all, a second late at most."""
+    runtime = start_runtime(
+        MODELROLL_MODEL_URI=str(packages["sklearn"]), MODELROLL_MODEL_FORMAT="sklearn",
+        MODELROLL_MODEL_VERSION="7", MODELROLL_WORKERS="2",
+    )  # fmt: skip
+    x, _ = iris()
+    batches = [x[i : i + 3] for i in range(0, 150, 3)]
+    with ThreadPoolExecutor(8) as pool:  # one connection per request: both workers answer
+        list(pool.map(lambda rows: infer(runtime, rows), batches))
+    expected = expected_counts(packages["sklearn"], x, sklearn_model.native.predict(x))
+    deadline = time.monotonic() + 10
+    while scraped_counts(runtime) != expected and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert scraped_counts(runtime) == expected
