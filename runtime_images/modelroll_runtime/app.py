@@ -163,7 +163,7 @@ class RuntimeApp:
 
         try:
             profile = Profile.from_document(loaded.profile)
-        except ProfileError as exc:  # served all the same, only not counted
+        except (ProfileError, ValueError, TypeError, KeyError) as exc:  # served, not counted
             log.warning("drift telemetry off: %s", exc, extra={"reason": "ProfileUnusable"})
             return model
         self.telemetry = DriftTelemetry(
