@@ -5,7 +5,9 @@ rows as the reference, then alternate servers with telemetry counting every row
 (MODELROLL_DRIFT_MAX_ROWS_PER_SECOND=0: the full cost, no sampling) and with telemetry off
 (MODELROLL_DRIFT_TELEMETRY=false), round after round, so that drifting machine load hits both
 alike. Also the in-process cost of counting one batch (DriftTelemetry.observe, binning
-and a flush every 1000 batches included), which load blurs less. Prints a markdown table: median req/s of each and their ratio.
+and a flush every 1000 batches included). Prints markdown tables: median req/s of each and
+their ratio, and the server's CPU time per request (its CPU seconds during the wrk run /
+requests answered), which a busy machine blurs less than req/s.
 
 usage: .venv/bin/python benchmarks/runtime/drift_telemetry.py [--rounds 3] [--duration 5]
            [--concurrency 1,64] [--rows 1,32]
@@ -25,7 +27,18 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import run
-from run import BENCH, bodies, free_port, lua_script, package, start_server, stop, train, wrk
+from run import (
+    BENCH,
+    bodies,
+    cpu_seconds,
+    free_port,
+    lua_script,
+    package,
+    start_server,
+    stop,
+    train,
+    wrk,
+)
 
 SERVERS = ("ours-telemetry", "ours-no-telemetry")
 
@@ -63,6 +76,7 @@ def main() -> None:
     logs.mkdir(parents=True, exist_ok=True)
     packages = package(train(BENCH / "models"), BENCH / "packages")
     rps: dict[tuple[str, int, int, str], list[float]] = {}
+    cpu_us: dict[tuple[str, int, int, str], list[float]] = {}
     costs = {
         (model, rows): observe_cost_us(directory, width, rows)
         for model, (directory, width) in packages.items()
@@ -83,21 +97,30 @@ def main() -> None:
                             logs / f"drift-{model}-{rows}.lua", bodies(model, width, rows)["v2"]
                         )
                         for concurrency in (int(c) for c in args.concurrency.split(",")):
+                            before = cpu_seconds(process.pid)
                             got, _, _, errors = wrk(url, script, concurrency, args.duration)
+                            used = cpu_seconds(process.pid) - before
                             assert errors == 0, f"{server} {model}: {errors} errors"
-                            rps.setdefault((model, rows, concurrency, server), []).append(got)
+                            key = (model, rows, concurrency, server)
+                            rps.setdefault(key, []).append(got)
+                            cpu_us.setdefault(key, []).append(used / (got * args.duration) * 1e6)
                             print(f"round {round_} {server} {model} rows={rows} c={concurrency}: "
-                                  f"{got:.0f} req/s", file=sys.stderr, flush=True)  # fmt: skip
+                                  f"{got:.0f} req/s, {cpu_us[key][-1]:.0f} CPU µs/request",
+                                  file=sys.stderr, flush=True)  # fmt: skip
                 finally:
                     stop(process)
-    print("| model | rows | conc | telemetry on, req/s | off, req/s | on / off |")
-    print("|---|---|---|---|---|---|")
+    print("| model | rows | conc | telemetry on, req/s | off, req/s | on / off "
+          "| server CPU µs per request, on | off | on / off |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
     for model, rows, concurrency, server in sorted(rps):
         if server != SERVERS[0]:
             continue
-        on = statistics.median(rps[(model, rows, concurrency, SERVERS[0])])
-        off = statistics.median(rps[(model, rows, concurrency, SERVERS[1])])
-        print(f"| {model} | {rows} | {concurrency} | {on:.0f} | {off:.0f} | {on / off:.3f} |")
+        on, off = (statistics.median(rps[(model, rows, concurrency, s)]) for s in SERVERS)
+        cpu_on, cpu_off = (
+            statistics.median(cpu_us[(model, rows, concurrency, s)]) for s in SERVERS
+        )
+        print(f"| {model} | {rows} | {concurrency} | {on:.0f} | {off:.0f} | {on / off:.3f} "
+              f"| {cpu_on:.0f} | {cpu_off:.0f} | {cpu_on / cpu_off:.3f} |")  # fmt: skip
     print("\n| model | rows per batch | counting one batch (in process) |")
     print("|---|---|---|")
     for (model, rows), cost in costs.items():
