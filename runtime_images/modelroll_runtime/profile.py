@@ -54,6 +54,8 @@ def label(value: Any) -> str:
     """A category's `bin` label: strings as they are, integral numbers as integers."""
     if isinstance(value, str):
         return value
+    if isinstance(value, bool | np.bool_):
+        return "true" if value else "false"
     number = float(value)
     return str(int(number)) if number.is_integer() else repr(number)
 
@@ -129,6 +131,12 @@ class _Categories:
             self.sorted = floats[self.order]
         self.lookup = {v: i for i, v in enumerate(values)}
 
+    def _find(self, value: Any) -> int:
+        try:
+            return self.lookup.get(value, self.other)
+        except TypeError:  # an unhashable value (a list in a BYTES tensor): never a category
+            return self.other
+
     def positions(self, column: Array) -> tuple[Array, Array]:
         """Each value's bin position, and which values are missing."""
         if self.numeric and column.dtype.kind in "fiub":
@@ -146,8 +154,7 @@ class _Categories:
             lookup = {float(v): i for v, i in self.lookup.items()}
             found_at = [lookup.get(k, self.other) if k is not None else self.other for k in keyed]
         else:
-            found_at = [self.lookup.get(v, self.other) if isinstance(v, str) else self.other
-                        for v in items]  # fmt: skip
+            found_at = [self._find(v) for v in items]
         return np.asarray(found_at, dtype=np.intp), np.asarray(absent, dtype=bool)
 
 

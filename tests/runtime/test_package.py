@@ -367,10 +367,82 @@ def test_with_several_workers_a_scrape_sums_every_workers_counts(
     )  # fmt: skip
     x, _ = iris()
     batches = [x[i : i + 3] for i in range(0, 150, 3)]
+
+    def infer_once_ready(rows: np.ndarray) -> None:
+        # readiness is the first worker's; a 503 from the other, still loading, is never
+        # counted, so sending again is what keeps the totals exact
+        document = {"inputs": [{"name": "input-0", "shape": list(rows.shape),
+                                "datatype": "FP64", "data": rows.ravel().tolist()}]}  # fmt: skip
+        deadline = time.monotonic() + 30
+        while (status := runtime.post_json("/v2/models/model/infer", document).status) == 503:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert status == 200
+
     with ThreadPoolExecutor(8) as pool:  # one connection per request: both workers answer
-        list(pool.map(lambda rows: infer(runtime, rows), batches))
+        list(pool.map(infer_once_ready, batches))
     expected = expected_counts(packages["sklearn"], x, sklearn_model.native.predict(x))
     deadline = time.monotonic() + 10
     while scraped_counts(runtime) != expected and time.monotonic() < deadline:
         time.sleep(0.2)
     assert scraped_counts(runtime) == expected
+
+
+@pytest.fixture(scope="module")
+def frame_package(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
+    """A ColumnTransformer pipeline on string and numeric columns, packaged with a CSV of its
+    training frame: no graph (the model takes strings), string columns profiled by value."""
+    import joblib
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    from .test_inputs import frame
+
+    root = tmp_path_factory.mktemp("frame-package")
+    x = frame()
+    y = (x["spend"] > 5000) ^ (x["city"] == "oslo")
+    columns = ColumnTransformer([
+        ("categories", OneHotEncoder(handle_unknown="ignore"), ["city", "plan"]),
+        ("numbers", StandardScaler(), ["age", "spend"]),
+    ])  # fmt: skip
+    model = make_pipeline(columns, LogisticRegression(max_iter=1000)).fit(x, y)
+    joblib.dump(model, root / "model.joblib")
+    x.to_csv(root / "frame.csv", index=False)
+    result = packager.build(root / "model.joblib", root / "frame.csv", root / "package")
+    assert result.backend == "native" and "strings" in result.reason
+    return result.directory, model
+
+
+def test_a_dataframe_package_counts_string_columns_by_value(
+    start_runtime: StartRuntime, frame_package: tuple[Path, Any]
+) -> None:
+    from .test_inputs import frame, pandas_request
+
+    directory, model = frame_package
+    document = json.loads((directory / "profile.json").read_text())
+    kinds = {f["name"]: f["kind"] for f in document["features"]}
+    assert kinds == {"city": "categorical", "age": "numeric", "plan": "categorical",
+                     "spend": "numeric"}  # fmt: skip
+    city = next(f for f in document["features"] if f["name"] == "city")
+    assert sorted(city["values"]) == ["lima", "oslo", "paris"] and sum(city["counts"]) == 60
+    assert document["prediction"]["bins"][-1] == "__other__"
+    assert sorted(document["prediction"]["bins"][:-1]) == ["false", "true"]
+    runtime = start_runtime(
+        MODELROLL_MODEL_URI=str(directory), MODELROLL_MODEL_FORMAT="sklearn",
+        MODELROLL_MODEL_VERSION="7",
+    )  # fmt: skip
+    rows = frame().iloc[:20].astype({"city": object, "plan": object})
+    rows.loc[rows.index[:3], "city"] = "rome"  # never seen: counted as other
+    response = runtime.post_json("/v2/models/model/infer", pandas_request(rows))
+    assert response.status == 200, response.body
+    counts = scraped_counts(runtime)
+    sent_cities = rows["city"].tolist()
+    for value in ("lima", "oslo", "paris"):
+        assert counts[("modelroll_feature_values_total", "city", value)] == sent_cities.count(value)
+    assert counts[("modelroll_feature_values_total", "city", "__other__")] == 3
+    predicted = model.predict(rows).tolist()
+    assert counts[("modelroll_prediction_values_total", "true")] == predicted.count(True)
+    assert counts[("modelroll_prediction_values_total", "false")] == predicted.count(False)
+    assert counts[("modelroll_drift_rows_total",)] == 20
