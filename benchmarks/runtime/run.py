@@ -66,12 +66,28 @@ def train(models: Path) -> dict[str, tuple[Path, int]]:
     x_rf, y_rf = make_classification(n_samples=2000, n_features=64, random_state=0)
     rf = RandomForestClassifier(n_estimators=100, random_state=0, n_jobs=1).fit(x_rf, y_rf)
     out: dict[str, tuple[Path, int]] = {}
-    for name, model, width in (("iris", iris, 4), ("rf", rf, 64)):
+    for name, model, width, rows in (("iris", iris, 4, x), ("rf", rf, 64, x_rf)):
         directory = models / name
         directory.mkdir(parents=True, exist_ok=True)
         joblib.dump(model, directory / "model.joblib")
+        np.save(models / f"{name}.reference.npy", rows)  # outside: peers read the directory
         out[name] = (directory, width)
     return out
+
+
+def package(models: dict[str, tuple[Path, int]], out: Path) -> dict[str, tuple[Path, int]]:
+    """`modelroll package` of each trained model, its training rows as the reference."""
+    from modelroll_runtime import packager
+
+    packages: dict[str, tuple[Path, int]] = {}
+    for name, (directory, width) in models.items():
+        target = out / name
+        shutil.rmtree(target, ignore_errors=True)
+        reference = directory.parent / f"{name}.reference.npy"
+        result = packager.build(directory / "model.joblib", reference, target)
+        print(f"packaged {name}: backend {result.backend} ({result.verdict})", file=sys.stderr)
+        packages[name] = (target, width)
+    return packages
 
 
 def in_process_cost(model_file: Path, width: int) -> dict[str, float]:
@@ -121,6 +137,24 @@ def rss_kib(pid: int) -> int:
     return total
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) of a process and its descendants, those it has waited for
+    included: a load-independent view of what a start costs on a busy machine."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rpartition(")")[2].split()
+            total += sum(int(v) for v in fields[11:15]) / ticks  # utime stime cutime cstime
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError):
+            continue
+    return total
+
+
 def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 120) -> float:
     started = time.monotonic()
     while time.monotonic() - started < timeout:
@@ -141,13 +175,18 @@ def start_server(
 ) -> tuple[subprocess.Popen[bytes], float]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODELROLL_")}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    if server == "ours":
+    if server.startswith("ours"):
         command = [str(REPO / ".venv/bin/modelroll-runtime")]
         env.update(
             MODELROLL_MODEL_NAME=model, MODELROLL_MODEL_URI=str(directory),
             MODELROLL_MODEL_FORMAT="sklearn", MODELROLL_HTTP_PORT=str(port),
             MODELROLL_WORKERS="1", MODELROLL_CACHE_DIR=str(cache), MODELROLL_LOG_LEVEL="WARNING",
         )  # fmt: skip
+        # a package's drift telemetry: counting every row (no sampling), or off
+        if server == "ours-telemetry":
+            env["MODELROLL_DRIFT_MAX_ROWS_PER_SECOND"] = "0"
+        elif server == "ours-no-telemetry":
+            env["MODELROLL_DRIFT_TELEMETRY"] = "false"
         ready = f"http://127.0.0.1:{port}/v2/models/{model}/ready"
     elif server == "kserve":
         command = [str(BENCH / "kserve/bin/python"), str(HERE / "kserve_sklearn.py"), model,

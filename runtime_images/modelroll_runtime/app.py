@@ -11,6 +11,7 @@ import asyncio
 import hmac
 import logging
 import os
+import sys
 import threading
 import time
 from typing import Any, Protocol
@@ -27,6 +28,11 @@ from .formats.base import TensorSpec
 from .loader import LoadedModel, ModelLoadError, load
 from .metrics import RuntimeMetrics
 from .source import display_uri
+from .telemetry import DriftTelemetry
+
+# the model libraries a packaged ONNX model is served without: the "model ready" log line
+# says which of them are imported (tests/runtime/test_package.py reads it)
+NATIVE_MODULES = ("sklearn", "xgboost", "lightgbm", "scipy")
 
 log = logging.getLogger("modelroll.runtime")
 
@@ -83,6 +89,8 @@ class RuntimeApp:
         )
         self._decoder: decoder.Decoder | None = None  # for large bodies, once the model is here
         self._loader: threading.Thread | None = None
+        self.telemetry: DriftTelemetry | None = None
+        self._stop_flushing = threading.Event()
 
     # -- lifecycle (granian calls these in each worker) --
 
@@ -92,6 +100,9 @@ class RuntimeApp:
 
     def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
         loader.terminate_compilers()  # a stop during the first compile must not orphan the child
+        self._stop_flushing.set()
+        if self.telemetry is not None:
+            self.telemetry.flush()  # the last counts reach the multiprocess files
         self._bodies.close()
         if self._decoder is not None:
             self._decoder.close()
@@ -119,8 +130,9 @@ class RuntimeApp:
             return
         model = loaded.model
         inline = loaded.predict_seconds < INLINE_PREDICT_BELOW_S
+        served = self._observed(model, loaded)
         self.batcher = AdaptiveBatcher(
-            model, _batch_rows(model, settings.max_batch_size), self.metrics.observe_batch,
+            served, _batch_rows(model, settings.max_batch_size), self.metrics.observe_batch,
             inline=inline,
         )  # fmt: skip
         self.backend = model.backend
@@ -136,8 +148,31 @@ class RuntimeApp:
             "model ready",
             extra={"model": self.name, "version": self.version, "backend": model.backend,
                    "sha256": loaded.sha256, "load_seconds": round(loaded.load_seconds, 3),
-                   "predict_us": round(loaded.predict_seconds * 1e6, 1), "inline": inline},
+                   "predict_us": round(loaded.predict_seconds * 1e6, 1), "inline": inline,
+                   "drift_telemetry": self.telemetry is not None,
+                   "native_modules": [m for m in NATIVE_MODULES if m in sys.modules]},
         )  # fmt: skip
+
+    def _observed(self, model: Model, loaded: LoadedModel) -> Model:
+        """The model the batcher calls: counted by the drift telemetry where a profile says
+        how, and the settings allow it; else the model itself."""
+        if loaded.profile is None or not self.settings.drift_telemetry:
+            return model
+        from .profile import Profile, ProfileError
+        from .telemetry import ObservedModel
+
+        try:
+            profile = Profile.from_document(loaded.profile)
+        except (ProfileError, ValueError, TypeError, KeyError) as exc:  # served, not counted
+            log.warning("drift telemetry off: %s", exc, extra={"reason": "ProfileUnusable"})
+            return model
+        self.telemetry = DriftTelemetry(
+            profile, self.name, self.version, self.metrics.target_registry,
+            self.settings.drift_max_rows_per_second,
+        )  # fmt: skip
+        if self.metrics.multiprocess:  # another worker may answer the scrape
+            self.telemetry.flush_periodically(self._stop_flushing)
+        return ObservedModel(model, self.telemetry)
 
     def _load_failed(self, reason: str) -> None:
         if loader.stopping():  # a stop ended the load: no failure to report, nor to exit for
@@ -198,6 +233,8 @@ class RuntimeApp:
             ready = self.model is not None and self.inflight < self.settings.max_inflight
             self._json(proto, 200 if ready else 503, {"ready": ready})
         else:
+            if self.telemetry is not None:
+                self.telemetry.flush()
             body, content_type = self.metrics.exposition()
             proto.response_bytes(200, [("content-type", content_type)], body)
 

@@ -157,8 +157,15 @@ def _try_dtype(
 
 
 def compile_model(model_format: str, model_file: Path, out_dir: Path) -> dict[str, Any]:
+    return compile_native(model_format, FORMATS[model_format].load(model_file), out_dir)
+
+
+def compile_native(
+    model_format: str, native: Model, out_dir: Path, reference: Array | None = None
+) -> dict[str, Any]:
+    """Convert a loaded native model and check it on the probe rows, plus `reference`
+    rows where given (`modelroll package` passes the user's reference data)."""
     model_type = FORMATS[model_format]
-    native = model_type.load(model_file)
     n_features = native.inputs[0].shape[-1] if native.inputs else -1
     meta: dict[str, Any] = {
         "backend": "native",
@@ -177,6 +184,9 @@ def compile_model(model_format: str, model_file: Path, out_dir: Path) -> dict[st
     notable = model_type.notable_values(native) if model_type.notable_values else {}
     probe = probe_rows(n_features, notable)
     meta["probe_rows"] = len(probe)
+    if reference is not None:
+        meta["reference_rows"] = len(reference)
+        probe = np.concatenate([probe, reference.astype(np.float64)])
     out_dir.mkdir(parents=True, exist_ok=True)
     attempts = []
     for dtype in model_type.onnx_input_dtypes:
@@ -184,6 +194,8 @@ def compile_model(model_format: str, model_file: Path, out_dir: Path) -> dict[st
         attempts.append({k: v for k, v in attempt.items() if k != "aliases"})
         if attempt["verdict"] == EXACT:
             meta.update(attempt, backend="onnx", attempts=attempts)
+            if reference is not None:
+                meta["reason"] += f", {len(reference)} of them the reference rows"
             return meta
     (out_dir / ONNX_FILE).unlink(missing_ok=True)
     # the most telling failure: a graph that ran and differed, over one that never built

@@ -62,6 +62,9 @@ class Settings:
     log_level: str
     exit_on_load_failure: bool
     termination_log: Path
+    # drift telemetry, for a package with a reference profile (docs/drift.md)
+    drift_telemetry: bool = True
+    drift_max_rows_per_second: int = 1000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -123,6 +126,10 @@ class Settings:
             log_level=_choice(env, "MODELROLL_LOG_LEVEL", "INFO", LOG_LEVELS),
             exit_on_load_failure=_bool(env, "MODELROLL_EXIT_ON_LOAD_FAILURE"),
             termination_log=Path(env.get("MODELROLL_TERMINATION_LOG", "/dev/termination-log")),
+            drift_telemetry=_bool(env, "MODELROLL_DRIFT_TELEMETRY", default=True),
+            drift_max_rows_per_second=_int(
+                env, "MODELROLL_DRIFT_MAX_ROWS_PER_SECOND", 1000, 0, 1_000_000_000
+            ),
         )
 
 
@@ -216,10 +223,12 @@ def _choice(env: Mapping[str, str], key: str, default: str, choices: tuple[str, 
     return value
 
 
-def _bool(env: Mapping[str, str], key: str) -> bool:
+def _bool(env: Mapping[str, str], key: str, default: bool = False) -> bool:
     raw = env.get(key, "").strip().lower()
+    if raw == "":
+        return default
     if raw in ("1", "true", "yes", "on"):
         return True
-    if raw in ("", "0", "false", "no", "off"):
+    if raw in ("0", "false", "no", "off"):
         return False
     raise ConfigError(f"{key} must be true or false, got {raw!r}")

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from . import source
+from . import package, source
 from .compiler import META_FILE, NO_CONVERTER, ONNX_FILE, VERIFIER
 from .config import Settings
 from .formats import FORMATS, Model, ModelFormat
@@ -54,6 +54,8 @@ class LoadedModel:
     outputs: tuple[TensorSpec, ...]
     # the compiler's verdict and its evidence (meta.json), shown in the model's metadata
     compilation: dict[str, Any]
+    # a package's reference profile (profile.json), the drift telemetry's bins
+    profile: dict[str, Any] | None = None
 
 
 def load(settings: Settings) -> LoadedModel:
@@ -61,28 +63,20 @@ def load(settings: Settings) -> LoadedModel:
     model_format = FORMATS[settings.model_format]
     try:
         path = source.local_path(settings.model_uri, settings.model_dir, settings.max_model_bytes)
-        model_file = model_format.find_model_file(path)
+        model_file = path if package.is_package(path) else model_format.find_model_file(path)
     except source.SourceError as exc:  # says what went wrong with which (displayed) URI
         raise ModelLoadError(str(exc)) from exc
     except Exception as exc:
         raise ModelLoadError(f"model not found: {exc}") from exc
+    if package.is_package(path):
+        return _load_package(settings, model_format, path, started)
     digest = source.sha256_of(model_file)
     if settings.model_sha256 is not None and digest != settings.model_sha256:
         raise ModelLoadError(
             f"sha256 mismatch for {model_file.name}: expected {settings.model_sha256}, "
             f"got {digest}; refusing to load"
         )
-    if (
-        model_format.runs_code
-        and settings.model_sha256 is None
-        and source.is_remote(settings.model_uri)
-        and not settings.allow_unpinned_pickle
-    ):
-        raise ModelLoadError(
-            f"refusing to unpickle {model_file.name} from remote URI without a sha256 pin: "
-            "loading a pickle runs code; set MODELROLL_MODEL_SHA256 "
-            "(or MODELROLL_ALLOW_UNPINNED_PICKLE=true to accept the risk)"
-        )
+    _refuse_unpinned_pickle(settings, model_format, model_file.name)
     try:
         model, compilation = _load_fastest(settings, model_format, model_file, digest)
         predict_seconds, answered = _warm_up(model)
@@ -94,6 +88,91 @@ def load(settings: Settings) -> LoadedModel:
     return LoadedModel(
         model, digest, time.monotonic() - started, predict_seconds, outputs, compilation
     )
+
+
+def _refuse_unpinned_pickle(
+    settings: Settings, model_format: ModelFormat[Any], file_name: str
+) -> None:
+    if (
+        model_format.runs_code
+        and settings.model_sha256 is None
+        and source.is_remote(settings.model_uri)
+        and not settings.allow_unpinned_pickle
+    ):
+        raise ModelLoadError(
+            f"refusing to unpickle {file_name} from remote URI without a sha256 pin: "
+            "loading a pickle runs code; set MODELROLL_MODEL_SHA256 "
+            "(or MODELROLL_ALLOW_UNPINNED_PICKLE=true to accept the risk)"
+        )
+
+
+def _load_package(
+    settings: Settings, model_format: ModelFormat[Any], directory: Path, started: float
+) -> LoadedModel:
+    """A packaged model: every file verified first, then its ONNX graph (no model library
+    is imported) or, without one, its original model; warmed up on its reference rows."""
+    try:
+        manifest = package.verify(directory, settings.model_sha256)
+    except (package.PackageError, OSError) as exc:
+        raise ModelLoadError(str(exc)) from exc
+    if manifest.model_format != model_format.name:
+        raise ModelLoadError(
+            f"the package holds a {manifest.model_format} model, "
+            f"MODELROLL_MODEL_FORMAT is {model_format.name}"
+        )
+    try:
+        compilation = _read_json(manifest, package.COMPILATION_FILE) or {}
+        profile = _read_json(manifest, package.PROFILE_FILE)
+        if manifest.onnx is not None:
+            from .formats.onnx_model import OnnxModel
+
+            aliases = compilation.get("aliases")
+            model: Model = OnnxModel(aliases if isinstance(aliases, dict) else {})
+            model.load(directory / manifest.onnx)
+            compilation["backend"] = "onnx"
+        else:
+            _refuse_unpinned_pickle(settings, model_format, manifest.model)
+            model = model_format.load(directory / manifest.model)
+            compilation["backend"] = model.backend
+        compilation.setdefault("verdict", NO_CONVERTER)
+        compilation["package"] = manifest.digest
+        predict_seconds, answered = _warm_up(model, _reference_feed(model, manifest))
+    except ModelLoadError:
+        raise
+    except Exception as exc:
+        raise ModelLoadError(f"{type(exc).__name__}: {exc}") from exc
+    log.info(
+        "package verified",
+        extra={"package": manifest.digest, "files": len(manifest.files),
+               "backend": model.backend, "profile": profile is not None},
+    )  # fmt: skip
+    outputs = tuple(_output_spec(name, answered[name]) for name in model.output_names)
+    return LoadedModel(
+        model, manifest.digest, time.monotonic() - started, predict_seconds, outputs,
+        compilation, profile,
+    )  # fmt: skip
+
+
+def _read_json(manifest: package.Manifest, name: str) -> dict[str, Any] | None:
+    path = manifest.path(name)
+    if path is None:
+        return None
+    document = json.loads(path.read_text())
+    if not isinstance(document, dict):
+        raise ModelLoadError(f"package file {name} is not a JSON object")
+    return document
+
+
+def _reference_feed(model: Model, manifest: package.Manifest) -> dict[str, Array] | None:
+    """The package's first reference row, as the model's one input matrix takes it."""
+    path = manifest.path(package.REFERENCE_FILE)
+    if path is None or len(model.inputs) != 1 or len(model.inputs[0].shape) != 2:
+        return None
+    rows = np.load(path, allow_pickle=False)
+    spec = model.inputs[0]
+    if rows.ndim != 2 or len(rows) == 0 or rows.shape[1] != spec.shape[1]:
+        return None
+    return {spec.name: rows[:1].astype(spec.dtype)}
 
 
 def _load_fastest(
@@ -213,11 +292,15 @@ def terminate_compilers() -> None:
             child.wait()
 
 
-def _warm_up(model: Model, rounds: int = 9) -> tuple[float, dict[str, Array]]:
-    """Predictions on one row the model accepts (its own example, else zeros): readiness
-    means the model has answered. Returns the median cost and the last answer."""
+def _warm_up(
+    model: Model, feed: dict[str, Array] | None = None, rounds: int = 9
+) -> tuple[float, dict[str, Array]]:
+    """Predictions on one row the model accepts (a package's reference row, the model's own
+    example, else zeros): readiness means the model has answered. Returns the median cost
+    and the last answer."""
     example = getattr(model, "example_inputs", None)
-    feed: dict[str, Array] | None = example() if callable(example) else None
+    if feed is None and callable(example):
+        feed = example()
     if feed is None:
         feed = {}
         for spec in model.inputs:

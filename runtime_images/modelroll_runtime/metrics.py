@@ -34,6 +34,9 @@ class RuntimeMetrics:
         self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
         self.registry = CollectorRegistry()
         registry = None if self.multiprocess else self.registry
+        # where other metrics (the drift telemetry's) register: none in multiprocess mode,
+        # whose collector reads every worker's files
+        self.target_registry = registry
         self.requests = Counter(
             "modelroll_requests",
             "Inference requests by protocol and HTTP status code.",

@@ -20,9 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import modelroll.metrics as operator_metrics
+import numpy as np
 import pytest
 import yaml
 from modelroll_runtime.metrics import RuntimeMetrics
+from modelroll_runtime.profile import Profile, build
+from modelroll_runtime.telemetry import DriftTelemetry
+from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 
 JSON = dict[str, Any]
@@ -178,8 +182,11 @@ def _series(collector: MetricWrapperBase) -> dict[str, set[str]]:
 
 def exported_runtime_series() -> dict[str, set[str]]:
     metrics = RuntimeMetrics("model", "1")
+    # the drift telemetry's families, as a packaged model with a profile exports them
+    profile = Profile.from_document(build([("x", 0, np.arange(4.0), False)], np.zeros(4), True))
+    telemetry = DriftTelemetry(profile, "model", "1", CollectorRegistry(), 0)
     series: dict[str, set[str]] = {}
-    for value in vars(metrics).values():
+    for value in [*vars(metrics).values(), *vars(telemetry).values()]:
         if isinstance(value, MetricWrapperBase):
             series.update(_series(value))
     return {name: labels | RUNTIME_TARGET_LABELS for name, labels in series.items()}
@@ -291,6 +298,9 @@ def test_exported_names_come_from_the_collectors() -> None:
     assert "modelroll_operator_reconcile_total" in operator
     assert "modelroll_operator_reconcile_duration_seconds_bucket" in operator
     assert "modelroll_operator_traffic_weight" in operator
+    assert {"model", "version", "feature", "bin"} <= runtime["modelroll_feature_values_total"]
+    assert {"model", "version", "bin"} <= runtime["modelroll_prediction_values_total"]
+    assert "modelroll_feature_reference" in runtime and "modelroll_drift_rows_total" in runtime
 
 
 def test_not_yet_exported_metrics_are_really_missing() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -10,7 +11,7 @@ from rich.console import Console
 
 from modelroll.api import v1alpha1
 from modelroll.api.v1alpha1 import default_of
-from modelroll.cli import actions, dashboard_server, predict
+from modelroll.cli import actions, dashboard_server, package_command, predict
 from modelroll.cli.cluster import NotFound, Target, connect, get_model_deployment
 from modelroll.cli.lint import lint_object
 from modelroll.cli.manifest_yaml import dump_manifests
@@ -204,6 +205,37 @@ def predict_command(
         typer.echo(answer.body.decode(errors="replace"))
     if answer.status >= 300:
         raise _fail(f"the runtime answered HTTP {answer.status}")
+
+
+@app.command(name="package")
+def package(
+    model_file: Annotated[Path, typer.Argument(help="The model file (joblib, XGBoost, ...).")],
+    reference: Annotated[
+        Path, typer.Option(help="Reference rows: CSV with a header, Parquet (pyarrow) or .npy.")
+    ],
+    output: Annotated[Path, typer.Option(help="The package directory (new or empty).")],
+    model_format: Annotated[
+        str | None,
+        typer.Option("--format", help="The model's format, when its name does not tell."),
+    ] = None,
+    categorical: Annotated[
+        list[str] | None, typer.Option(help="A numeric column to profile as categorical.")
+    ] = None,
+    target: Annotated[
+        str | None, typer.Option(help="A reference column that is not a feature (the label).")
+    ] = None,
+    bins: Annotated[int, typer.Option(help="Quantile bins per numeric feature.")] = 10,
+    top_k: Annotated[int, typer.Option(help="Values kept per categorical feature.")] = 10,
+) -> None:
+    """Package a model for the runtime: ONNX verified on the reference rows, schema, reference
+    profile and a sha256 manifest (docs/drift.md)."""
+    try:
+        lines = package_command.run(
+            model_file, reference, output, model_format, categorical or [], target, bins, top_k
+        )
+    except package_command.PackageFailed as error:
+        raise _fail(str(error)) from None
+    typer.echo("\n".join(lines))
 
 
 def _predict_in_cluster(
