@@ -1,4 +1,5 @@
-"""A small client for the Prometheus HTTP API: one instant query, one number back.
+"""A small client for the Prometheus HTTP API: one instant query, one number back (or, with
+`query_by`, one number per value of a label, for counts per bin).
 
 Requests go through `modelroll.outbound` (no redirects, a capped body, a total deadline).
 Every failure (connection, timeout, HTTP status, a body that is not a Prometheus answer, a
@@ -18,6 +19,8 @@ from modelroll.prometheus_error import PrometheusError
 __all__ = ["PrometheusClient", "PrometheusError"]
 
 DEFAULT_TIMEOUT_SECONDS = 10.0
+# query_by: more series than this is not a bounded set of bins (the body cap bounds it too).
+MAX_SERIES = 1000
 
 
 class PrometheusClient:
@@ -37,6 +40,43 @@ class PrometheusClient:
         yields NaN for 0/0 and for histogram_quantile over no observations); callers decide
         what they mean.
         """
+        data = self._data(promql)
+        result_type, result = data.get("resultType"), data.get("result")
+        if result_type == "scalar":
+            return _sample_value(self.address, result)
+        samples = _vector(self.address, result_type, result)
+        if not samples:
+            return None
+        if len(samples) > 1:
+            raise PrometheusError(
+                f"query returned {len(samples)} series from Prometheus at {self.address}; it "
+                "must return one (aggregate it, for example with sum() or max())"
+            )
+        return _sample_value(self.address, samples[0].get("value"))
+
+    def query_by(self, promql: str, label: str) -> dict[str, float]:
+        """Evaluates `promql` now; the value of each sample by its `label` (for example
+        `sum by (bin) (...)`). Every sample must carry the label, once."""
+        data = self._data(promql)
+        samples = _vector(self.address, data.get("resultType"), data.get("result"))
+        if len(samples) > MAX_SERIES:
+            raise PrometheusError(
+                f"query returned {len(samples)} series from Prometheus at {self.address}; "
+                f"at most {MAX_SERIES} are read"
+            )
+        values: dict[str, float] = {}
+        for sample in samples:
+            metric = sample.get("metric")
+            key = metric.get(label) if isinstance(metric, dict) else None
+            if not isinstance(key, str) or key in values:
+                raise PrometheusError(
+                    f"Prometheus at {self.address} answered a series without a unique "
+                    f"{_short(label, 40)} label"
+                )
+            values[key] = _sample_value(self.address, sample.get("value"))
+        return values
+
+    def _data(self, promql: str) -> dict[str, Any]:
         scheme = urllib.parse.urlsplit(self.address).scheme
         if scheme not in ("http", "https"):
             raise PrometheusError(
@@ -76,7 +116,8 @@ def _short(text: str, limit: int) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
-def _parse(address: str, raw: bytes) -> float | None:
+def _parse(address: str, raw: bytes) -> dict[str, Any]:
+    """The `data` object of a successful answer."""
     try:
         document: Any = json.loads(raw)
     except ValueError as exc:
@@ -90,25 +131,18 @@ def _parse(address: str, raw: bytes) -> float | None:
     data = document.get("data")
     if not isinstance(data, dict):
         raise PrometheusError(f"Prometheus at {address} answered without data")
-    result_type, result = data.get("resultType"), data.get("result")
-    if result_type == "scalar":
-        return _sample_value(address, result)
+    return data
+
+
+def _vector(address: str, result_type: Any, result: Any) -> list[dict[str, Any]]:
     if result_type != "vector" or not isinstance(result, list):
         raise PrometheusError(
             f"Prometheus at {address} answered a {_short(str(result_type), 20)}; the query must give an "
             "instant vector or a scalar"
         )
-    if not result:
-        return None
-    if len(result) > 1:
-        raise PrometheusError(
-            f"query returned {len(result)} series from Prometheus at {address}; it must "
-            "return one (aggregate it, for example with sum() or max())"
-        )
-    sample = result[0]
-    if not isinstance(sample, dict):
+    if not all(isinstance(sample, dict) for sample in result):
         raise PrometheusError(f"Prometheus at {address} answered a malformed sample")
-    return _sample_value(address, sample.get("value"))
+    return result
 
 
 def _sample_value(address: str, pair: Any) -> float:

@@ -19,6 +19,7 @@ from modelroll.drift import foreign_keys_patch, needs_apply, stamp
 from modelroll.kube import ApiError, Kube, object_path
 from modelroll.metrics import CONDITION, ROLLOUT_ABORTS, TRAFFIC_WEIGHT
 from modelroll.ownership import conflict_message, controlled_by
+from modelroll.prediction_shift import BIN_LABEL
 from modelroll.problems import GPU_PRODUCT_LABEL
 from modelroll.prometheus import PrometheusClient
 from modelroll.render import (
@@ -283,9 +284,17 @@ class Reconciler:
                 prometheus = PrometheusClient(url)
                 result = self.checks.result(
                     key,
-                    ("analysis", candidate, planned.state.step),
+                    # The step's start time tells a retried (or restarted) step from the one
+                    # before it: a result of the aborted attempt is never read by the new one.
+                    ("analysis", candidate, planned.state.step, planned.state.step_started_at),
                     lambda: analyze(
-                        analysis, owner.namespace, owner.name, candidate, stable, prometheus.query
+                        analysis,
+                        owner.namespace,
+                        owner.name,
+                        candidate,
+                        stable,
+                        prometheus.query,
+                        lambda promql: prometheus.query_by(promql, BIN_LABEL),
                     ),
                 )
             if result is not None:

@@ -74,6 +74,13 @@ class CanaryStep:
 
 
 @dataclass(frozen=True)
+class PredictionShift:
+    enabled: bool = default_of(api.PredictionShift, "enabled")
+    significance: str = default_of(api.PredictionShift, "significance")
+    min_samples: int = default_of(api.PredictionShift, "min_samples")
+
+
+@dataclass(frozen=True)
 class Analysis:
     prometheus_endpoint: str = ""  # a name from the operator's configuration; "": its default
     interval_seconds: int = default_of(api.Analysis, "interval_seconds")
@@ -82,6 +89,7 @@ class Analysis:
     max_p99_latency_increase_percent: int | None = None
     min_request_count: int = default_of(api.Analysis, "min_request_count")
     custom_checks: tuple[JSON, ...] = ()
+    prediction_shift: PredictionShift = field(default_factory=PredictionShift)
 
 
 @dataclass(frozen=True)
@@ -165,6 +173,11 @@ def _analysis(a: api.Analysis | None) -> Analysis | None:
         max_p99_latency_increase_percent=a.max_p99_latency_increase_percent,
         min_request_count=a.min_request_count,
         custom_checks=tuple(_wire(c) for c in a.custom_checks),
+        prediction_shift=PredictionShift(
+            a.prediction_shift.enabled,
+            a.prediction_shift.significance,
+            a.prediction_shift.min_samples,
+        ),
     )
 
 

@@ -239,7 +239,10 @@ def test_api_field_names() -> None:
         "maxP99LatencyIncreasePercent",
         "minRequestCount",
         "customChecks",
+        "predictionShift",
     }
+    shift = rollout["canary"]["properties"]["analysis"]["properties"]["predictionShift"]
+    assert set(shift["properties"]) == {"enabled", "significance", "minSamples"}
     assert set(rollout["blueGreen"]["properties"]) == {
         "autoPromote",
         "scaleDownDelaySeconds",
@@ -435,6 +438,7 @@ def test_documented_defaults() -> None:
         "intervalSeconds": 30,
         "maxErrorPercent": 1,
         "minRequestCount": 20,
+        "predictionShift": {"enabled": True, "significance": "0.01", "minSamples": 100},
     }
     blue_green = rollout["properties"]["blueGreen"]
     assert apply_defaults({}, blue_green) == {"autoPromote": True, "scaleDownDelaySeconds": 30}

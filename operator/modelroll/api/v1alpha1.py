@@ -87,9 +87,12 @@ AnalysisReason = Literal[
     "AnalysisUnavailable",
     "PrometheusEndpointUnknown",
     "CustomChecksDisabled",
+    "PredictionShift",
 ]
 AbortReason = Literal[
     "CanaryAnalysisFailed",
+    "PredictionShift",
+    "AnalysisInconclusive",
     "ProgressDeadlineExceeded",
     "Aborted",
     "SmokeTestFailed",
@@ -509,6 +512,34 @@ class CustomCheck(ApiModel):
     )
 
 
+class PredictionShift(ApiModel):
+    """Compares the canary's distribution of predictions with the stable revision's over the
+    analysis window (a chi-square test on the runtime's prediction counters, which a model
+    packaged with a reference profile exports). Models without those counters skip it."""
+
+    enabled: bool = Field(True, description="Run the check; on unless set to false.")
+    significance: str = Field(
+        "0.01",
+        description="""False-alarm rate of the check: the canary fails when a chi-square test
+        rejects "same distribution" at this level. A decimal string in (0, 0.5].""",
+        max_length=8,
+        pattern=r"^0\.[0-9]{1,6}$",
+        json_schema_extra=rules(
+            rule(
+                "double(self) > 0.0 && double(self) <= 0.5",
+                "spec.rollout.canary.analysis.predictionShift.significance must lie in (0, 0.5]",
+            )
+        ),
+    )
+    min_samples: int = Field(
+        100,
+        description="""Fewest predictions each revision must have made in the window for the
+        check to decide; with fewer it is inconclusive and the step waits.""",
+        ge=10,
+        le=1000000000,
+    )
+
+
 class Analysis(ApiModel):
     prometheus: Prometheus = Field(
         description="""The Prometheus server that scrapes the runtime pods, chosen by name
@@ -551,6 +582,12 @@ class Analysis(ApiModel):
         them (MODELROLL_ALLOW_CUSTOM_CHECKS).""",
         max_length=10,
         json_schema_extra=map_list("name"),
+    )
+    prediction_shift: PredictionShift = Field(
+        default_factory=PredictionShift,
+        description="""The canary's predictions against the stable revision's; aborts with
+        reason PredictionShift when they differ.""",
+        json_schema_extra=EMPTY_DEFAULT,
     )
 
 
