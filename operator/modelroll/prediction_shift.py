@@ -25,7 +25,7 @@ from modelroll.distribution_test import FAIL, NOT_ENOUGH_DATA, compare, parse_si
 from modelroll.spec import PredictionShift
 
 # The runtime's prediction counter (docs/drift.md): one series per model, version and bin.
-PREDICTION_METRIC = "modelroll_prediction_bin_total"
+PREDICTION_METRIC = "modelroll_prediction_values_total"
 BIN_LABEL = "bin"
 
 REASON = "PredictionShift"

@@ -39,7 +39,7 @@ SHIFTED_BINS = {"setosa": 100.0, "versicolor": 150.0, "virginica": 250.0}
 
 def test_the_query_counts_per_bin_without_extrapolation_and_reads_one_revision() -> None:
     matcher = 'namespace="ns",model="iris",revision="c1"'
-    series = f"modelroll_prediction_bin_total{{{matcher}}}"
+    series = f"modelroll_prediction_values_total{{{matcher}}}"
     assert bins_query(matcher, 30) == (
         f"sum by (bin) (clamp_min({series} - {series} offset 30s, 0) or {series})"
     )
@@ -187,7 +187,7 @@ def test_analyze_aborts_a_shifted_canary_reading_only_its_own_series() -> None:
         ANALYSIS, "team-a", "iris", "c1", "s1", prometheus.query, prometheus.query_bins
     )
     assert (result.passed, result.reason) == (False, PREDICTION_SHIFT)
-    shift_queries = [q for q in prometheus.asked if "modelroll_prediction_bin_total" in q]
+    shift_queries = [q for q in prometheus.asked if "modelroll_prediction_values_total" in q]
     assert len(shift_queries) == 2
     for promql in shift_queries:
         for selector in re.findall(r"[a-z_]+\{([^}]*)\}", promql):
@@ -206,7 +206,7 @@ def test_analyze_skips_a_disabled_check() -> None:
     disabled = replace(ANALYSIS, prediction_shift=PredictionShift(enabled=False))
     result = analyze(disabled, "ns", "iris", "c1", "s1", prometheus.query, prometheus.query_bins)
     assert result.passed is True
-    assert not any("modelroll_prediction_bin_total" in q for q in prometheus.asked)
+    assert not any("modelroll_prediction_values_total" in q for q in prometheus.asked)
 
 
 def test_analyze_turns_a_prometheus_error_into_unavailable() -> None:
