@@ -73,6 +73,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     reconciler.service_monitor_available = await asyncio.to_thread(
         _crd_exists, kube, "servicemonitors.monitoring.coreos.com"
     )
+    reconciler.prometheus_rule_available = await asyncio.to_thread(
+        _crd_exists, kube, "prometheusrules.monitoring.coreos.com"
+    )
     memo.reconciler = reconciler
     memo.config = operator_config
     memo.stale_since = None
@@ -240,12 +243,14 @@ async def start_resync(memo: kopf.Memo, **kwargs: Any) -> None:
         task.add_done_callback(woken.discard)
 
     memo.reconciler.checks.wake = wake
+    memo.reconciler.drift_checks.wake = wake
 
 
 @kopf.on.cleanup()
 async def stop_resync(memo: kopf.Memo, **_: Any) -> None:
     memo.resync.cancel()
     memo.reconciler.checks.shutdown()
+    memo.reconciler.drift_checks.shutdown()
 
 
 async def _on_child_event(

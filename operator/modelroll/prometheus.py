@@ -13,14 +13,16 @@ import json
 import urllib.parse
 from typing import Any
 
-from modelroll.outbound import request
+from modelroll.outbound import MAX_BODY_BYTES, request
 from modelroll.prometheus_error import PrometheusError
 
 __all__ = ["PrometheusClient", "PrometheusError"]
 
 DEFAULT_TIMEOUT_SECONDS = 10.0
-# query_by: more series than this is not a bounded set of bins (the body cap bounds it too).
-MAX_SERIES = 1000
+# query_by: more series than this is not a bounded set of bins (the body cap bounds it too);
+# the runtime's cap is 1024 feature bins per model (docs/drift.md).
+MAX_SERIES = 2048
+SERIES_BODY_BYTES = MAX_SERIES * 512  # room for that many samples with long label values
 
 
 class PrometheusClient:
@@ -57,26 +59,32 @@ class PrometheusClient:
     def query_by(self, promql: str, label: str) -> dict[str, float]:
         """Evaluates `promql` now; the value of each sample by its `label` (for example
         `sum by (bin) (...)`). Every sample must carry the label, once."""
-        data = self._data(promql)
+        return {key[0]: value for key, value in self.query_by_labels(promql, (label,)).items()}
+
+    def query_by_labels(self, promql: str, labels: tuple[str, ...]) -> dict[tuple[str, ...], float]:
+        """As query_by, keyed by the values of several labels (`sum by (feature, bin)`)."""
+        data = self._data(promql, SERIES_BODY_BYTES)
         samples = _vector(self.address, data.get("resultType"), data.get("result"))
         if len(samples) > MAX_SERIES:
             raise PrometheusError(
                 f"query returned {len(samples)} series from Prometheus at {self.address}; "
                 f"at most {MAX_SERIES} are read"
             )
-        values: dict[str, float] = {}
+        values: dict[tuple[str, ...], float] = {}
         for sample in samples:
             metric = sample.get("metric")
-            key = metric.get(label) if isinstance(metric, dict) else None
-            if not isinstance(key, str) or key in values:
+            key = tuple(metric.get(label) if isinstance(metric, dict) else None for label in labels)
+            if not all(isinstance(part, str) for part in key) or key in values:
                 raise PrometheusError(
                     f"Prometheus at {self.address} answered a series without a unique "
-                    f"{_short(label, 40)} label"
+                    f"{_short(', '.join(labels), 60)} label"
                 )
-            values[key] = _sample_value(self.address, sample.get("value"))
+            values[tuple(str(part) for part in key)] = _sample_value(
+                self.address, sample.get("value")
+            )
         return values
 
-    def _data(self, promql: str) -> dict[str, Any]:
+    def _data(self, promql: str, max_bytes: int = MAX_BODY_BYTES) -> dict[str, Any]:
         scheme = urllib.parse.urlsplit(self.address).scheme
         if scheme not in ("http", "https"):
             raise PrometheusError(
@@ -85,7 +93,11 @@ class PrometheusClient:
         url = f"{self.address}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
         try:
             answer = request(
-                "GET", url, headers={"Accept": "application/json"}, deadline=self.timeout
+                "GET",
+                url,
+                headers={"Accept": "application/json"},
+                deadline=self.timeout,
+                max_bytes=max_bytes,
             )
         except OSError as exc:
             raise PrometheusError(f"Prometheus at {self.address} is unreachable: {exc}") from exc

@@ -120,6 +120,15 @@ class Rollout:
 
 
 @dataclass(frozen=True)
+class Drift:
+    prometheus_endpoint: str = ""  # a name from the operator's configuration; "": its default
+    window_seconds: int = default_of(api.Drift, "window_seconds")
+    interval_seconds: int = default_of(api.Drift, "interval_seconds")
+    significance: str = default_of(api.Drift, "significance")
+    min_samples: int = default_of(api.Drift, "min_samples")
+
+
+@dataclass(frozen=True)
 class ModelDeploymentSpec:
     model: Model
     runtime: Runtime = field(default_factory=Runtime)
@@ -131,6 +140,7 @@ class ModelDeploymentSpec:
     replicas: int = default_of(api.ModelDeploymentSpec, "replicas")
     autoscaling: Autoscaling | None = None
     rollout: Rollout = field(default_factory=Rollout)
+    drift: Drift | None = None  # spec.monitoring.drift
 
     @property
     def min_replicas(self) -> int:
@@ -235,4 +245,17 @@ def parse_spec(raw: JSON) -> ModelDeploymentSpec:
         if scaling
         else None,
         rollout=_rollout(s.rollout),
+        drift=_drift(s.monitoring.drift if s.monitoring else None),
+    )
+
+
+def _drift(d: api.Drift | None) -> Drift | None:
+    if d is None:
+        return None
+    return Drift(
+        d.prometheus.endpoint or "",
+        d.window_seconds,
+        d.interval_seconds,
+        d.significance,
+        d.min_samples,
     )

@@ -1,4 +1,5 @@
-"""The three outcomes of canary analysis, and predictionShift, on the real control plane.
+"""The three outcomes of canary analysis, predictionShift and drift as status, on the real
+control plane.
 
 A real Prometheus scrapes one scrape target per revision with the target labels the
 operator's ServiceMonitor attaches (namespace, revision); each target is a counter exporter
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 from modelroll.analysis import revision_matcher
+from modelroll.feature_drift import FEATURE_METRIC, FEATURE_REFERENCE
 from modelroll.prediction_shift import BIN_LABEL, PREDICTION_METRIC, bins_query, evaluate
 from modelroll.revision import revision_of
 from modelroll.spec import PredictionShift
@@ -60,11 +62,37 @@ def spec(version: str, deadline: int = 300, pause: int = 2) -> Json:
     }
 
 
+# Rows per tick by (feature, bin), and the reference profile's counts, for drift.
+REFERENCE_ROWS = {("petal_length", b): 100.0 for b in "0123"} | {
+    ("sepal_width", b): 100.0 for b in "0123"
+}
+SHIFTED_ROWS = {("petal_length", "0"): 1, ("petal_length", "3"): 7} | {
+    ("sepal_width", b): 2 for b in "0123"
+}
+
+
+def drift_spec() -> Json:
+    return {
+        "model": {"format": "sklearn", "uri": "https://models.example.com/iris/", "version": "1"},
+        "runtime": {"image": IMAGE},
+        "monitoring": {
+            "drift": {
+                "prometheus": {"endpoint": PROMETHEUS_ENDPOINT},
+                "windowSeconds": 60,
+                "intervalSeconds": 30,
+                "minSamples": 100,
+            }
+        },
+    }
+
+
 @dataclass
 class Traffic:
-    """Every 0.2 s, each running target gets one request per prediction of its shares."""
+    """Every 0.2 s, each running target gets one request per prediction of its shares, and
+    the rows of its feature shares."""
 
     shares: dict[int, dict[str, int]] = field(default_factory=dict)  # exporter port → shares
+    features: dict[int, dict[tuple[str, str], int]] = field(default_factory=dict)
     stop: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -102,12 +130,19 @@ MODELS = {
     "shifty": {"1": spec("1"), "2": spec("2")},
     "quiet": {"1": spec("1"), "2": spec("2")},
     "late": {"1": spec("1"), "2": spec("2", deadline=20, pause=0)},
+    "drifty": {"1": drift_spec()},
 }
 
 
 def _tick(world_targets: dict[int, Target], traffic: Traffic) -> None:
     with traffic.lock:
         running = dict(traffic.shares)
+        rows = dict(traffic.features)
+    for port, features in rows.items():
+        target = world_targets[port]
+        for (feature, label), count in features.items():
+            labels = {"model": target.model, "version": target.version}
+            target.exporter.add(FEATURE_METRIC, {**labels, "feature": feature, "bin": label}, count)
     for port, shares in running.items():
         target = world_targets[port]
         base = {"model": target.model, "version": target.version}
@@ -132,6 +167,13 @@ def world(
             for key, exporter in zip(keys, started, strict=True)
         }
         by_port = {t.exporter.port: t for t in targets.values()}
+        drifty = targets[("drifty", "1")]
+        for (feature, label), count in REFERENCE_ROWS.items():
+            drifty.exporter.set(
+                FEATURE_REFERENCE,
+                {"model": "drifty", "version": "1", "feature": feature, "bin": label},
+                count,
+            )
         prometheus = PrometheusServer(
             tmp_path_factory.mktemp("outcomes") / "prometheus",
             [
@@ -289,3 +331,35 @@ def test_a_canary_without_traffic_fails_at_its_progress_deadline(
     ), message
     assert aborted["status"]["stableRevision"] == stable.revision
     assert aborted["status"]["rollout"]["abortedRevision"] == canary.revision
+
+
+def test_a_stable_model_fed_shifted_inputs_gets_drift_detected_naming_the_feature(
+    cluster: Cluster, operator: OperatorProcess, world: World
+) -> None:
+    """No rows yet: Unknown, NotEnoughData. Then rows whose petal_length is shifted (and
+    whose sepal_width is as in the reference): DriftDetected=True naming petal_length only."""
+    ns, target = world.namespace, world.target("drifty", "1")
+    apply_md(cluster, ns, "drifty", MODELS["drifty"]["1"])
+
+    def drift(status: str, reason: str) -> Json:
+        current = md(cluster, ns, "drifty")
+        found = condition(current, "DriftDetected")
+        assert (found.get("status"), found.get("reason")) == (status, reason), current.get("status")
+        return found
+
+    unknown = eventually(lambda: drift("Unknown", "NotEnoughData"), timeout=120)
+    assert unknown["message"] == (
+        f"revision {target.revision} over the last 60s: not enough data for any of 2 features "
+        "(0 rows, minSamples 100)"
+    ), unknown
+    with world.traffic.lock:
+        world.traffic.features[target.exporter.port] = dict(SHIFTED_ROWS)
+    detected = eventually(lambda: drift("True", "DriftDetected"), timeout=120, interval=1)
+    message = detected["message"]
+    assert message.startswith(
+        f"revision {target.revision} over the last 60s: drift in 1 of 2 features at "
+        "significance 0.01: petal_length (chi-square "
+    ), message
+    assert "sepal_width" not in message, message
+    current = md(cluster, ns, "drifty")
+    assert condition(current, "Ready").get("status") == "True"  # drift never stops serving

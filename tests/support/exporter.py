@@ -2,7 +2,8 @@
 where the test must decide what they report (which predictions, how much traffic), and a
 real Prometheus scrapes it like any runtime.
 
-It serves the Prometheus text format on /metrics. Counters only grow, as real ones do.
+It serves the Prometheus text format on /metrics. Counters only grow, as real ones do;
+gauges are set.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ def _escape(value: str) -> str:
 class CounterExporter:
     port: int = field(default_factory=free_port)
     _counters: dict[str, dict[Labels, float]] = field(default_factory=dict)
+    _gauges: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: http.server.ThreadingHTTPServer | None = None
 
@@ -45,6 +47,11 @@ class CounterExporter:
             key = _labels(labels)
             series[key] = series.get(key, 0.0) + amount
 
+    def set(self, name: str, labels: Mapping[str, str], value: float) -> None:
+        with self._lock:
+            self._gauges.add(name)
+            self._counters.setdefault(name, {})[_labels(labels)] = value
+
     def value(self, name: str, labels: Mapping[str, str]) -> float:
         with self._lock:
             return self._counters.get(name, {}).get(_labels(labels), 0.0)
@@ -53,7 +60,8 @@ class CounterExporter:
         lines: list[str] = []
         with self._lock:
             for name, series in sorted(self._counters.items()):
-                lines.append(f"# TYPE {name} counter")
+                kind = "gauge" if name in self._gauges else "counter"
+                lines.append(f"# TYPE {name} {kind}")
                 for labels, value in sorted(series.items()):
                     text = ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
                     lines.append(f"{name}{{{text}}} {value!r}")

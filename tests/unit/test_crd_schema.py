@@ -199,6 +199,15 @@ def test_api_field_names() -> None:
         "replicas",
         "autoscaling",
         "rollout",
+        "monitoring",
+    }
+    drift = spec["monitoring"]["properties"]["drift"]["properties"]
+    assert set(drift) == {
+        "prometheus",
+        "windowSeconds",
+        "intervalSeconds",
+        "significance",
+        "minSamples",
     }
     assert set(spec["model"]["properties"]) == {"format", "uri", "version", "sha256", "credentials"}
     assert set(spec["runtime"]["properties"]) == {

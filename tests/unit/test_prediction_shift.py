@@ -278,5 +278,5 @@ def test_query_by_rejects_series_that_are_not_one_per_bin(
 
 def test_query_by_reads_a_bounded_number_of_series(stub: str) -> None:
     _Stub.answer = _vector(*(({"bin": str(i)}, "1") for i in range(prometheus.MAX_SERIES + 1)))
-    with pytest.raises(PrometheusError, match="at most 1000 are read"):
+    with pytest.raises(PrometheusError, match="at most 2048 are read"):
         PrometheusClient(stub).query_by("x", "bin")
