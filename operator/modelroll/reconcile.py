@@ -300,7 +300,13 @@ class Reconciler:
                     key,
                     # The step's start time tells a retried (or restarted) step from the one
                     # before it: a result of the aborted attempt is never read by the new one.
-                    ("analysis", candidate, planned.state.step, planned.state.step_started_at),
+                    # Whole seconds, as the status stores it.
+                    (
+                        "analysis",
+                        candidate,
+                        planned.state.step,
+                        int(planned.state.step_started_at),
+                    ),
                     lambda: analyze(
                         analysis,
                         owner.namespace,
