@@ -9,6 +9,9 @@ Three layers, the first two pure:
 - `analyze` runs the queries through any `query(promql) -> float | None` callable (normally
   `PrometheusClient(address).query`) and never raises for an unreachable Prometheus.
 
+The predictionShift check (`modelroll.prediction_shift`) joins the verdict in
+`with_prediction_shift`: it reads counts per bin (`query_bins`), not one number.
+
 Before any of it, `refusal` says whether the operator's configuration allows the analysis
 at all: the Prometheus endpoint must be one the operator names, and custom checks must be
 enabled there.
@@ -27,6 +30,8 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
+from . import prediction_shift
+from .prediction_shift import ShiftVerdict
 from .prometheus_error import PrometheusError
 from .spec import Analysis
 
@@ -41,6 +46,9 @@ CANARY_REQUESTS = "canaryRequests"
 CANARY_ERRORS = "canaryErrors"
 CANARY_P99_SECONDS = "canaryP99Seconds"
 STABLE_P99_SECONDS = "stableP99Seconds"
+CANARY_PREDICTIONS = "canaryPredictions"
+STABLE_PREDICTIONS = "stablePredictions"
+PREDICTION_SHIFT_STATISTIC = "predictionShiftStatistic"
 CUSTOM_PREFIX = "custom:"
 
 # AnalysisResult.reason values
@@ -51,8 +59,14 @@ UNAVAILABLE = "AnalysisUnavailable"
 # ... and those of an analysis the operator's configuration refuses (nothing is queried)
 ENDPOINT_UNKNOWN = "PrometheusEndpointUnknown"
 CUSTOM_CHECKS_DISABLED = "CustomChecksDisabled"
+PREDICTION_SHIFT = prediction_shift.REASON
 
 Query = Callable[[str], float | None]
+BinsQuery = Callable[[str], dict[str, float]]  # promql -> value by bin label
+NO_PREDICTION_COUNTERS = (
+    "prediction shift not checked: neither revision exports prediction counters "
+    "(their models carry no reference profile)"
+)
 
 
 @dataclass(frozen=True)
@@ -248,6 +262,36 @@ def evaluate(analysis: Analysis, measurements: Mapping[str, float | None]) -> An
     return AnalysisResult(True, PASSED, "; ".join(notes), measured)
 
 
+def _joined(*messages: str) -> str:
+    return "; ".join(m for m in messages if m)
+
+
+def with_prediction_shift(base: AnalysisResult, shift: ShiftVerdict | None) -> AnalysisResult:
+    """The verdict of the built-in and custom checks joined with the predictionShift one
+    (None: nothing to compare). A failure of either fails; otherwise an inconclusive one
+    holds the step; a pass needs both."""
+    if shift is None:
+        return AnalysisResult(
+            base.passed, base.reason, _joined(base.message, NO_PREDICTION_COUNTERS),
+            base.measurements,
+        )  # fmt: skip
+    measured = {
+        **base.measurements,
+        CANARY_PREDICTIONS: shift.canary_count,
+        STABLE_PREDICTIONS: shift.stable_count,
+        PREDICTION_SHIFT_STATISTIC: shift.statistic,
+    }
+    if base.passed is False:
+        return AnalysisResult(False, base.reason, base.message, measured)
+    if shift.passed is False:
+        return AnalysisResult(False, PREDICTION_SHIFT, shift.message, measured)
+    if base.passed is None:
+        return AnalysisResult(None, base.reason, _joined(base.message, shift.message), measured)
+    if shift.passed is None:
+        return AnalysisResult(None, INSUFFICIENT_REQUESTS, shift.message, measured)
+    return AnalysisResult(True, PASSED, _joined(base.message, shift.message), measured)
+
+
 def analyze(
     analysis: Analysis,
     namespace: str,
@@ -255,18 +299,18 @@ def analyze(
     canary_rev: str,
     stable_rev: str,
     query: Query,
+    query_bins: BinsQuery | None = None,
 ) -> AnalysisResult:
-    """Queries the metrics of both revisions and evaluates them.
+    """Queries the metrics of both revisions and evaluates them; the predictionShift check
+    runs when it is enabled and `query_bins` is given.
 
     A PrometheusError (unreachable, timeout, bad answer) gives an inconclusive result with
     reason AnalysisUnavailable instead of an exception.
     """
-    queries = build_queries(
-        analysis,
-        analysis_window(analysis),
-        revision_matcher(namespace, name, canary_rev),
-        revision_matcher(namespace, name, stable_rev),
-    )
+    window = analysis_window(analysis)
+    canary = revision_matcher(namespace, name, canary_rev)
+    stable = revision_matcher(namespace, name, stable_rev)
+    queries = build_queries(analysis, window, canary, stable)
     measurements: dict[str, float | None] = {}
     for key, promql in queries.items():
         try:
@@ -275,4 +319,19 @@ def analyze(
             return AnalysisResult(
                 None, UNAVAILABLE, f"metrics unavailable ({key}): {exc}", measurements
             )
-    return evaluate(analysis, measurements)
+    base = evaluate(analysis, measurements)
+    settings = analysis.prediction_shift
+    if query_bins is None or not settings.enabled or base.passed is False:
+        return base
+    if base.reason == INSUFFICIENT_REQUESTS:
+        return base  # too little traffic for any check, this one included
+    try:
+        canary_bins = query_bins(prediction_shift.bins_query(canary, window))
+        stable_bins = query_bins(prediction_shift.bins_query(stable, window))
+    except PrometheusError as exc:
+        return AnalysisResult(
+            None, UNAVAILABLE, f"metrics unavailable (predictionShift): {exc}", measurements
+        )
+    return with_prediction_shift(
+        base, prediction_shift.evaluate(settings, canary_bins, stable_bins)
+    )

@@ -10,7 +10,7 @@ from modelroll.spec import JSON
 @dataclass(frozen=True)
 class Condition:
     type: str
-    status: bool
+    status: bool | None  # None: Unknown
     reason: str
     message: str
 
@@ -22,7 +22,7 @@ def merge_conditions(
     before = {c.get("type"): c for c in previous}
     merged = []
     for condition in wanted:
-        status = "True" if condition.status else "False"
+        status = {True: "True", False: "False", None: "Unknown"}[condition.status]
         old = before.get(condition.type)
         since = old["lastTransitionTime"] if old and old.get("status") == status else now
         merged.append(

@@ -14,6 +14,7 @@ import kopf
 from prometheus_client import start_http_server
 
 from modelroll import GROUP, PLURAL, VERSION
+from modelroll.api import rbac
 from modelroll.config import config_from_env
 from modelroll.kube import ApiError, Kube, connect
 from modelroll.metrics import (
@@ -69,7 +70,10 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     kube = Kube(connect())
     reconciler = Reconciler(kube, operator_config, emit=_event_poster(kube))
     reconciler.service_monitor_available = await asyncio.to_thread(
-        _crd_exists, kube, "servicemonitors.monitoring.coreos.com"
+        _crd_exists, kube, rbac.SERVICE_MONITOR_CRD
+    )
+    reconciler.prometheus_rule_available = await asyncio.to_thread(
+        _crd_exists, kube, rbac.PROMETHEUS_RULE_CRD
     )
     memo.reconciler = reconciler
     memo.config = operator_config
@@ -238,12 +242,14 @@ async def start_resync(memo: kopf.Memo, **kwargs: Any) -> None:
         task.add_done_callback(woken.discard)
 
     memo.reconciler.checks.wake = wake
+    memo.reconciler.drift_checks.wake = wake
 
 
 @kopf.on.cleanup()
 async def stop_resync(memo: kopf.Memo, **_: Any) -> None:
     memo.resync.cancel()
     memo.reconciler.checks.shutdown()
+    memo.reconciler.drift_checks.shutdown()
 
 
 async def _on_child_event(

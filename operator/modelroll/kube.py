@@ -23,6 +23,7 @@ PLURALS = {
     ("autoscaling/v2", "HorizontalPodAutoscaler"): "horizontalpodautoscalers",
     ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitors",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): "prometheusrules",
     ("gateway.networking.k8s.io/v1", "HTTPRoute"): "httproutes",
     (f"{GROUP}/{VERSION}", "ModelDeployment"): PLURAL,
 }

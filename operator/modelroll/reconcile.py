@@ -6,19 +6,24 @@ import asyncio
 import datetime
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import Protocol, cast
 
 from modelroll import GROUP, VERSION
 from modelroll.analysis import analyze, refusal
 from modelroll.bearer import token_of, token_problem
 from modelroll.checks import Checks
+from modelroll.conditions import Condition
 from modelroll.config import OperatorConfig
 from modelroll.drift import foreign_keys_patch, needs_apply, stamp
+from modelroll.feature_drift import measure as measure_drift
+from modelroll.feature_drift import previous as previous_drift
+from modelroll.feature_drift import refused as drift_refused
 from modelroll.kube import ApiError, Kube, object_path
 from modelroll.metrics import CONDITION, ROLLOUT_ABORTS, TRAFFIC_WEIGHT
 from modelroll.ownership import conflict_message, controlled_by
+from modelroll.prediction_shift import BIN_LABEL
 from modelroll.problems import GPU_PRODUCT_LABEL
 from modelroll.prometheus import PrometheusClient
 from modelroll.render import (
@@ -134,6 +139,7 @@ class Reconciler:
         self.config = config
         self.emit = emit
         self.service_monitor_available = False
+        self.prometheus_rule_available = False
         self.clock: Callable[[], float] = time.time
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._pending: set[tuple[str, str]] = set()
@@ -143,6 +149,10 @@ class Reconciler:
         self._newest: dict[tuple[str, str], JSON] = {}
         self._weights_reported: dict[tuple[str, str], set[tuple[str, str]]] = {}
         self.checks = Checks()
+        # Drift evaluations, in a pool of their own so that they never hold up an analysis;
+        # the last evaluation asked for per ModelDeployment (revision, period, settings).
+        self.drift_checks = Checks(workers=2)
+        self._drift_done: dict[tuple[str, str], Hashable] = {}
 
     async def trigger(
         self, key: tuple[str, str], load: Callable[[], tuple[JSON | None, Children]]
@@ -159,6 +169,8 @@ class Reconciler:
                 self._locks.pop(key, None)
                 self._newest.pop(key, None)
                 self.checks.forget(key)
+                self.drift_checks.forget(key)
+                self._drift_done.pop(key, None)
                 return False
             body = self._prefer_newest(key, body)
             await self.reconcile(body, children)
@@ -206,7 +218,9 @@ class Reconciler:
         if invalid:
             # Keep serving what runs; change nothing until the spec can be realized.
             inp = replace(inp, annotations=frozenset())
-        context = RenderContext(self.config, self.service_monitor_available)
+        context = RenderContext(
+            self.config, self.service_monitor_available, self.prometheus_rule_available
+        )
         planned = plan_rollout(inp)
         looked_up: dict[tuple[str, str], JSON | None] = {}
         conflict = ""
@@ -238,6 +252,7 @@ class Reconciler:
             previous_status=dict(body.get("status") or {}),
             invalid_spec=invalid,
             child_conflict=conflict,
+            drift=self.drift(owner, spec, plan.state.stable, body.get("status") or {}),
         )
         # Record the decision before acting on it, so a restart resumes from it.
         written = await self.report_status(body, owner, spec, observed, plan)
@@ -284,9 +299,23 @@ class Reconciler:
                 prometheus = PrometheusClient(url)
                 result = self.checks.result(
                     key,
-                    ("analysis", candidate, planned.state.step),
+                    # The step's start time tells a retried (or restarted) step from the one
+                    # before it: a result of the aborted attempt is never read by the new one.
+                    # Whole seconds, as the status stores it.
+                    (
+                        "analysis",
+                        candidate,
+                        planned.state.step,
+                        int(planned.state.step_started_at),
+                    ),
                     lambda: analyze(
-                        analysis, owner.namespace, owner.name, candidate, stable, prometheus.query
+                        analysis,
+                        owner.namespace,
+                        owner.name,
+                        candidate,
+                        stable,
+                        prometheus.query,
+                        lambda promql: prometheus.query_by(promql, BIN_LABEL),
                     ),
                 )
             if result is not None:
@@ -385,6 +414,36 @@ class Reconciler:
                     await asyncio.to_thread(
                         self.kube.delete, child["apiVersion"], kind, owner.namespace, name
                     )
+
+    def drift(
+        self, owner: Owner, spec: ModelDeploymentSpec, stable: str, status: JSON
+    ) -> Condition | None:
+        """The DriftDetected condition (None without spec.monitoring.drift): a new evaluation
+        once per intervalSeconds, run beside the reconciles; the last one meanwhile."""
+        settings = spec.drift
+        if settings is None:
+            return None
+        if not stable:
+            return None  # nothing serves yet: the condition comes with the first stable revision
+        endpoint = settings.prometheus_endpoint or self.config.prometheus_default
+        url = self.config.prometheus_url(settings.prometheus_endpoint)
+        if endpoint not in self.config.prometheus_endpoints or url is None:
+            return drift_refused(endpoint, sorted(self.config.prometheus_endpoints))
+        key = (owner.namespace, owner.name)
+        what = ("drift", stable, int(self.clock() // settings.interval_seconds), settings)
+        if self._drift_done.get(key) != what:
+            prometheus = PrometheusClient(url)
+            result = self.drift_checks.result(
+                key,
+                what,
+                lambda: measure_drift(
+                    settings, owner.namespace, owner.name, stable, prometheus.query_by_labels
+                ),
+            )
+            if result is not None:
+                self._drift_done[key] = what
+                return cast(Condition, result)
+        return previous_drift(status, stable)
 
     async def report_status(
         self, body: JSON, owner: Owner, spec: ModelDeploymentSpec, observed: Observed, plan: Plan

@@ -12,6 +12,7 @@ import yaml
 
 from modelroll import GROUP, KIND, VERSION
 from modelroll.config import OperatorConfig
+from modelroll.feature_drift import recording_rules
 from modelroll.quantity import parse_quantity
 from modelroll.rollout import Plan
 from modelroll.spec import JSON, ModelDeploymentSpec, parse_spec
@@ -60,6 +61,7 @@ class Owner:
 class RenderContext:
     config: OperatorConfig
     service_monitor_available: bool = False
+    prometheus_rule_available: bool = False
 
 
 def _template_source(name: str) -> str | None:
@@ -361,6 +363,9 @@ def render_shared_children(
                 },
             )
         )
+    if context.prometheus_rule_available and spec.drift:
+        rules = recording_rules(owner.namespace, owner.name, spec.drift.window_seconds)
+        children.append(render_template("prometheusrule.yaml.j2", **base, rules=rules))
     return children
 
 

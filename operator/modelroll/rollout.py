@@ -403,11 +403,20 @@ def _canary_step(draft: _Draft, canary: Canary, phase: Progressing) -> Plan:
         return _next_step(draft, canary, phase, say.NO_ANALYSIS)
     interval = canary.analysis.interval_seconds
     last = phase.analysis if phase.analysis and phase.analysis.step == phase.step else None
+    # Inconclusive results hold the step, but no longer than the progress deadline, counted
+    # from when the step's analysis became due (the end of its pause).
+    deadline = draft.inp.spec.rollout.progress_deadline_seconds
+    deadline_left = phase.started_at + steps[phase.step].pause_seconds + deadline - draft.now
     result, draft.analysis = draft.analysis, None
     if result is None:
         left = interval - (draft.now - last.time) if last else 0
+        if last is not None and last.passed is None and deadline_left < 0:
+            return _abort(draft, phase, "AnalysisInconclusive", say.inconclusive_too_long(
+                phase.step, len(steps), deadline, last.message
+            ))  # fmt: skip
         if last is not None and left > 0:
-            return _canary_hold(draft, canary, phase, wanted, Inconclusive(last.message, left))
+            wait = Inconclusive(last.message, left, deadline_left)
+            return _canary_hold(draft, canary, phase, wanted, wait)
         return _canary_hold(draft, canary, phase, wanted, AnalysisDue())
     record = AnalysisRecord(phase.step, result.passed, result.reason, result.message, draft.now)
     phase = replace(phase, analysis=record)
@@ -415,9 +424,14 @@ def _canary_step(draft: _Draft, canary: Canary, phase: Progressing) -> Plan:
     if result.passed is True:
         return _next_step(draft, canary, phase, result.message)
     if result.passed is False:
-        # CanaryAnalysisFailed on the metrics, or why the operator refused to analyze.
+        # CanaryAnalysisFailed or PredictionShift on the metrics, or why the operator
+        # refused to analyze.
         return _abort(draft, phase, result.reason, result.message)
-    return _canary_hold(draft, canary, phase, wanted, Inconclusive(result.message, interval))
+    if deadline_left < 0:
+        message = say.inconclusive_too_long(phase.step, len(steps), deadline, result.message)
+        return _abort(draft, phase, "AnalysisInconclusive", message)
+    wait = Inconclusive(result.message, interval, deadline_left)
+    return _canary_hold(draft, canary, phase, wanted, wait)
 
 
 def _next_step(draft: _Draft, canary: Canary, phase: Progressing, why: str) -> Plan:

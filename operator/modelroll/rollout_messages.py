@@ -34,6 +34,7 @@ class Pausing:
 class Inconclusive:
     message: str  # the analysis' own explanation
     next_in: float  # seconds until the next analysis
+    deadline_in: float  # seconds until the canary is aborted if the analysis stays inconclusive
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,14 @@ def not_ready(
     return f"revision {revision} had {ready}/{wanted} ready replicas after {deadline}s{detail}"
 
 
+def inconclusive_too_long(step: int, steps: int, deadline: int, last: str) -> str:
+    """`step` counts from 0; `last` is the last inconclusive analysis' message."""
+    return (
+        f"analysis of step {step + 1}/{steps} stayed inconclusive for more than {deadline}s "
+        f"(progressDeadlineSeconds): {last}"
+    )
+
+
 def rolled_back(previous: str, target: str) -> str:
     return f"rolled back from {previous} to {target} by the {ROLLBACK} annotation"
 
@@ -220,8 +229,11 @@ def canary_progressing(
             detail = "waiting for canary replicas to be ready"
         case Pausing(seconds_left=left):
             detail = f"pausing, next check in {math.ceil(left)}s"
-        case Inconclusive(message=message, next_in=next_in):
-            detail = f"analysis inconclusive ({message}), next analysis in {math.ceil(next_in)}s"
+        case Inconclusive(message=message, next_in=next_in, deadline_in=deadline_in):
+            detail = (
+                f"analysis inconclusive ({message}), next analysis in {math.ceil(next_in)}s, "
+                f"aborted if still inconclusive in {max(math.ceil(deadline_in), 0)}s"
+            )
         case AnalysisDue():
             detail = "analysis due"
     return Condition(

@@ -74,6 +74,13 @@ class CanaryStep:
 
 
 @dataclass(frozen=True)
+class PredictionShift:
+    enabled: bool = default_of(api.PredictionShift, "enabled")
+    significance: str = default_of(api.PredictionShift, "significance")
+    min_samples: int = default_of(api.PredictionShift, "min_samples")
+
+
+@dataclass(frozen=True)
 class Analysis:
     prometheus_endpoint: str = ""  # a name from the operator's configuration; "": its default
     interval_seconds: int = default_of(api.Analysis, "interval_seconds")
@@ -82,6 +89,7 @@ class Analysis:
     max_p99_latency_increase_percent: int | None = None
     min_request_count: int = default_of(api.Analysis, "min_request_count")
     custom_checks: tuple[JSON, ...] = ()
+    prediction_shift: PredictionShift = field(default_factory=PredictionShift)
 
 
 @dataclass(frozen=True)
@@ -112,6 +120,15 @@ class Rollout:
 
 
 @dataclass(frozen=True)
+class Drift:
+    prometheus_endpoint: str = ""  # a name from the operator's configuration; "": its default
+    window_seconds: int = default_of(api.Drift, "window_seconds")
+    interval_seconds: int = default_of(api.Drift, "interval_seconds")
+    significance: str = default_of(api.Drift, "significance")
+    min_samples: int = default_of(api.Drift, "min_samples")
+
+
+@dataclass(frozen=True)
 class ModelDeploymentSpec:
     model: Model
     runtime: Runtime = field(default_factory=Runtime)
@@ -123,6 +140,7 @@ class ModelDeploymentSpec:
     replicas: int = default_of(api.ModelDeploymentSpec, "replicas")
     autoscaling: Autoscaling | None = None
     rollout: Rollout = field(default_factory=Rollout)
+    drift: Drift | None = None  # spec.monitoring.drift
 
     @property
     def min_replicas(self) -> int:
@@ -165,6 +183,11 @@ def _analysis(a: api.Analysis | None) -> Analysis | None:
         max_p99_latency_increase_percent=a.max_p99_latency_increase_percent,
         min_request_count=a.min_request_count,
         custom_checks=tuple(_wire(c) for c in a.custom_checks),
+        prediction_shift=PredictionShift(
+            a.prediction_shift.enabled,
+            a.prediction_shift.significance,
+            a.prediction_shift.min_samples,
+        ),
     )
 
 
@@ -222,4 +245,17 @@ def parse_spec(raw: JSON) -> ModelDeploymentSpec:
         if scaling
         else None,
         rollout=_rollout(s.rollout),
+        drift=_drift(s.monitoring.drift if s.monitoring else None),
+    )
+
+
+def _drift(d: api.Drift | None) -> Drift | None:
+    if d is None:
+        return None
+    return Drift(
+        d.prometheus.endpoint or "",
+        d.window_seconds,
+        d.interval_seconds,
+        d.significance,
+        d.min_samples,
     )

@@ -49,6 +49,7 @@ class Observed:
     previous_status: JSON = field(default_factory=dict)
     invalid_spec: str = ""
     child_conflict: str = ""  # a child's name is taken by an object this one does not own
+    drift: Condition | None = None  # DriftDetected, with spec.monitoring.drift
 
 
 def revision_state(deployment: JSON, pods: list[JSON]) -> RevisionState:
@@ -286,7 +287,13 @@ def compute_status(observed: Observed, plan: Plan, url: str, selector: str, now:
         "observedGeneration": observed.generation,
         "conditions": merge_conditions(
             list(previous.get("conditions") or []),
-            [ready, progressing, degraded, *kstatus_conditions(ready, progressing, degraded)],
+            [
+                ready,
+                progressing,
+                degraded,
+                *kstatus_conditions(ready, progressing, degraded),
+                *([observed.drift] if observed.drift else []),
+            ],
             observed.generation,
             now,
         ),

@@ -158,6 +158,20 @@ def test_nested_defaults(custom: client.CustomObjectsApi, ns: str) -> None:
         "intervalSeconds": 30,
         "maxErrorPercent": 1,
         "minRequestCount": 20,
+        # on by default wherever analysis is configured
+        "predictionShift": {"enabled": True, "significance": "0.01", "minSamples": 100},
+    }
+
+    obj = minimal("drift")
+    obj["spec"]["monitoring"] = {"drift": {}}
+    assert create(custom, ns, obj, dry_run=True)["spec"]["monitoring"] == {
+        "drift": {
+            "prometheus": {},
+            "windowSeconds": 3600,
+            "intervalSeconds": 300,
+            "significance": "0.01",
+            "minSamples": 200,
+        }
     }
 
     obj = minimal("bg")

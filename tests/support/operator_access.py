@@ -16,9 +16,10 @@ SELF_REVIEWS = {
 }
 CLUSTER_READS = {
     ("nodes", "[]"): {"list"},
-    ("customresourcedefinitions.apiextensions.k8s.io", "[servicemonitors.monitoring.coreos.com]"): {
-        "get"
-    },
+    (
+        "customresourcedefinitions.apiextensions.k8s.io",
+        "[servicemonitors.monitoring.coreos.com prometheusrules.monitoring.coreos.com]",
+    ): {"get"},
 }
 IN_WATCHED_NAMESPACE = {
     ("modeldeployments.modelroll.io", "[]"): {"list", "watch", "patch"},
@@ -38,6 +39,7 @@ IN_WATCHED_NAMESPACE = {
     ("poddisruptionbudgets.policy", "[]"): {"get", "list", "watch", "create", "patch", "delete"},
     ("httproutes.gateway.networking.k8s.io", "[]"): {"get", "list", "watch", "create", "patch"},
     ("servicemonitors.monitoring.coreos.com", "[]"): {"get", "create", "patch"},
+    ("prometheusrules.monitoring.coreos.com", "[]"): {"get", "create", "patch"},
     ("pods", "[]"): {"list", "watch"},
     ("secrets", "[]"): {"get"},
     ("persistentvolumeclaims", "[]"): {"get"},

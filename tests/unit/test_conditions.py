@@ -103,3 +103,14 @@ def test_find_by_type() -> None:
     conditions = previous()
     assert find(conditions, "Degraded") is conditions[1]
     assert find(conditions, "Progressing") is None
+
+
+def test_a_status_of_none_is_unknown_and_its_transitions_count() -> None:
+    unknown = Condition("DriftDetected", None, "NotEnoughData", "not enough data")
+    (first,) = merge_conditions([], [unknown], 1, T0)
+    assert (first["status"], first["lastTransitionTime"]) == ("Unknown", T0)
+    (same,) = merge_conditions([first], [unknown], 1, T1)
+    assert same["lastTransitionTime"] == T0
+    detected = Condition("DriftDetected", True, "DriftDetected", "drift in 1 of 2 features")
+    (flipped,) = merge_conditions([same], [detected], 1, T1)
+    assert (flipped["status"], flipped["lastTransitionTime"]) == ("True", T1)

@@ -199,6 +199,15 @@ def test_api_field_names() -> None:
         "replicas",
         "autoscaling",
         "rollout",
+        "monitoring",
+    }
+    drift = spec["monitoring"]["properties"]["drift"]["properties"]
+    assert set(drift) == {
+        "prometheus",
+        "windowSeconds",
+        "intervalSeconds",
+        "significance",
+        "minSamples",
     }
     assert set(spec["model"]["properties"]) == {"format", "uri", "version", "sha256", "credentials"}
     assert set(spec["runtime"]["properties"]) == {
@@ -239,7 +248,10 @@ def test_api_field_names() -> None:
         "maxP99LatencyIncreasePercent",
         "minRequestCount",
         "customChecks",
+        "predictionShift",
     }
+    shift = rollout["canary"]["properties"]["analysis"]["properties"]["predictionShift"]
+    assert set(shift["properties"]) == {"enabled", "significance", "minSamples"}
     assert set(rollout["blueGreen"]["properties"]) == {
         "autoPromote",
         "scaleDownDelaySeconds",
@@ -435,6 +447,7 @@ def test_documented_defaults() -> None:
         "intervalSeconds": 30,
         "maxErrorPercent": 1,
         "minRequestCount": 20,
+        "predictionShift": {"enabled": True, "significance": "0.01", "minSamples": 100},
     }
     blue_green = rollout["properties"]["blueGreen"]
     assert apply_defaults({}, blue_green) == {"autoPromote": True, "scaleDownDelaySeconds": 30}

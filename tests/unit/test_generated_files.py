@@ -92,6 +92,7 @@ def test_the_listed_analysis_reasons_are_the_ones_analysis_emits() -> None:
         analysis.UNAVAILABLE,
         analysis.ENDPOINT_UNKNOWN,
         analysis.CUSTOM_CHECKS_DISABLED,
+        analysis.PREDICTION_SHIFT,
     }
     assert emitted == set(get_args(v1alpha1.AnalysisReason))
 

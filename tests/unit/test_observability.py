@@ -420,6 +420,16 @@ tests:
   alert_rule_test:
   - {eval_time: 10m, alertname: ModelDeploymentNotReady, exp_alerts: []}
   - {eval_time: 20m, alertname: ModelDeploymentNotReady, exp_alerts: [{exp_labels: {severity: warning, namespace: models, name: iris}}]}
+- interval: 1m
+  input_series:
+  # drift detected at minute 10 (Unknown and False export 0)
+  - series: 'modelroll_operator_modeldeployment_condition{namespace="models",name="iris",condition="DriftDetected",pod="op-1"}'
+    values: '0x9 1x60'
+  - series: 'modelroll_operator_modeldeployment_condition{namespace="models",name="ok",condition="DriftDetected",pod="op-1"}'
+    values: '0x70'
+  alert_rule_test:
+  - {eval_time: 30m, alertname: ModelDriftDetected, exp_alerts: []}
+  - {eval_time: 45m, alertname: ModelDriftDetected, exp_alerts: [{exp_labels: {severity: warning, namespace: models, name: iris}}]}
 - interval: 15s
   input_series:
   # 10 req/s with 1 in 10 answered 503 on revision b2; revision a1 is clean

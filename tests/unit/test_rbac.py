@@ -118,7 +118,8 @@ def test_the_needs_above_are_the_calls_the_code_makes() -> None:
     )
     assert "/secrets/" in sources["smoke"]
     assert '"GET", "/api/v1/nodes"' in sources["nodes"]
-    assert rbac.SERVICE_MONITOR_CRD in sources["crd"]
+    assert "rbac.SERVICE_MONITOR_CRD" in sources["crd"]
+    assert "rbac.PROMETHEUS_RULE_CRD" in sources["crd"]
     assert "customresourcedefinitions" in sources["crd"]
     # blockOwnerDeletion is what needs the finalizers update (ADMISSION_ONLY).
     assert render.owner_references(render.Owner("a", "b", "c"))[0]["blockOwnerDeletion"] is True
@@ -131,7 +132,7 @@ def test_the_only_cluster_scoped_rules_are_optional_reads_of_cluster_objects() -
         ("apiextensions.k8s.io", "customresourcedefinitions", "get"),
     }
     (crd_rule,) = [r for r in cluster if "customresourcedefinitions" in r.resources]
-    assert crd_rule.resource_names == (rbac.SERVICE_MONITOR_CRD,)
+    assert crd_rule.resource_names == (rbac.SERVICE_MONITOR_CRD, rbac.PROMETHEUS_RULE_CRD)
     # Both are optional: the code carries on without them (no 403 is raised to kopf).
     assert "except ApiError" in inspect.getsource(reconcile.products_not_offered)
     assert "except ApiError" in inspect.getsource(handlers._crd_exists)

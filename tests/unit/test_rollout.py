@@ -593,6 +593,94 @@ def test_inconclusive_analysis_waits_one_interval() -> None:
     assert d.plan("b2", observed).needs_analysis
 
 
+def test_inconclusive_analysis_holds_the_step_until_the_progress_deadline_then_aborts() -> None:
+    """The deadline counts from the end of the step's pause: T0 + 60 + 600."""
+    d = Driver(CANARY)
+    canary_at_step(d, 0)  # now T0 + 60: the analysis is due
+    observed = [up("a1", 4), up("b2", 1)]
+    while d.now + 30 <= T0 + 660:
+        held = d.plan("b2", observed, analysis=INCONCLUSIVE)
+        assert held.state.aborted_revision == "" and held.state.step == 0
+        assert held.degraded is None and sizes(held) == {"a1": 4, "b2": 1}
+        left = int(T0 + 660 - d.now)
+        assert held.progressing.message.endswith(
+            f"analysis inconclusive (canary had 3 of 20 requests), next analysis in 30s, "
+            f"aborted if still inconclusive in {left}s"
+        ), held.progressing.message
+        d.wait(30)
+        assert d.plan("b2", observed).needs_analysis
+    d.wait(T0 + 661 - d.now)
+    late = d.plan("b2", observed, analysis=INCONCLUSIVE)
+    assert late.state.aborted_revision == "b2" and late.state.stable == "a1"
+    assert late.state.abort_reason == "AnalysisInconclusive"
+    assert late.degraded is not None and late.degraded.reason == "AnalysisInconclusive"
+    assert late.degraded.message == (
+        "analysis of step 1/2 stayed inconclusive for more than 600s "
+        "(progressDeadlineSeconds): canary had 3 of 20 requests"
+    )
+    assert sizes(late) == {"a1": 4, "b2": 0} and late.service_revision == "a1"
+    assert ("Warning", "AnalysisInconclusive", late.degraded.message) in late.events
+
+
+def test_inconclusive_analysis_past_the_deadline_aborts_without_waiting_for_a_result() -> None:
+    d = Driver(CANARY)
+    canary_at_step(d, 0)
+    observed = [up("a1", 4), up("b2", 1)]
+    d.plan("b2", observed, analysis=INCONCLUSIVE)
+    d.wait(601)  # the operator was down: no analysis ran meanwhile
+    late = d.plan("b2", observed)
+    assert late.state.abort_reason == "AnalysisInconclusive"
+    assert not late.needs_analysis
+
+
+def test_inconclusive_analysis_then_traffic_arrives_and_the_step_passes() -> None:
+    d = Driver(CANARY)
+    canary_at_step(d, 0)
+    observed = [up("a1", 4), up("b2", 1)]
+    for _ in range(5):
+        assert d.plan("b2", observed, analysis=INCONCLUSIVE).state.step == 0
+        d.wait(30)
+    passed = d.plan("b2", observed, analysis=PASS)
+    assert passed.state.step == 1 and passed.state.aborted_revision == ""
+    assert "CanaryStepPassed" in reasons(passed)
+
+
+def test_analysis_abort_then_retry_starts_a_clean_analysis_and_the_canary_is_promoted() -> None:
+    """Abort on analysis, hold, retry, analyze afresh (the deadline and the last result of
+    the aborted attempt are gone), pass every step, promote."""
+    d = Driver(CANARY)
+    canary_at_step(d, 0)
+    d.plan("b2", [up("a1", 4), up("b2", 1)], analysis=INCONCLUSIVE)
+    d.wait(30)
+    shifted = AnalysisResult(False, "PredictionShift", "prediction shift: chi-square 175 > 9.21")
+    aborted = d.plan("b2", [up("a1", 4), up("b2", 1)], analysis=shifted)
+    assert aborted.state.abort_reason == "PredictionShift"
+    assert aborted.degraded is not None and aborted.degraded.reason == "PredictionShift"
+    d.wait(900)  # far past the aborted attempt's deadline
+
+    retried = d.plan("b2", [up("a1", 4), RevisionView("b2", 0, 0, True)], (RETRY,))
+    assert reasons(retried) == ["RolloutRetried", "CanaryStarted"]
+    assert retried.state.analysis is None and retried.state.step == 0
+    assert retried.degraded is None
+    observed = [up("a1", 4), up("b2", 1)]
+    pausing = d.plan("b2", observed)
+    assert not pausing.needs_analysis  # the step's pause runs again
+    d.wait(60)
+    assert d.plan("b2", observed).needs_analysis
+    held = d.plan("b2", observed, analysis=INCONCLUSIVE)  # a fresh deadline: not aborted
+    assert held.state.aborted_revision == "" and "in 600s" in held.progressing.message
+    d.wait(30)
+    step_two = d.plan("b2", observed, analysis=PASS)
+    assert step_two.state.step == 1
+    d.wait(60)
+    bigger = [up("a1", 4), up("b2", 4)]
+    assert d.plan("b2", bigger).needs_analysis
+    done = d.plan("b2", bigger, analysis=PASS)  # the last step passed, b2 already at full size
+    assert done.state.stable == "b2" and done.state.aborted_revision == ""
+    assert done.state.analysis is None and done.degraded is None
+    assert reasons(done)[-1] == "CanaryPromoted"
+
+
 def test_promote_annotation_skips_the_remaining_steps() -> None:
     d = Driver(CANARY)
     d.stable()

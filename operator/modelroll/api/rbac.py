@@ -22,6 +22,7 @@ OPERATOR = "modelroll-operator"
 OPERATOR_NAMESPACE = "modelroll-system"
 LABELS = {"app.kubernetes.io/name": "modelroll", "app.kubernetes.io/component": "operator"}
 SERVICE_MONITOR_CRD = "servicemonitors.monitoring.coreos.com"
+PROMETHEUS_RULE_CRD = "prometheusrules.monitoring.coreos.com"
 RBAC_API = "rbac.authorization.k8s.io/v1"
 
 
@@ -91,6 +92,12 @@ CHILDREN = (
         ("get", "create", "patch"),
         "ServiceMonitors: applied only (not watched, not pruned)",
     ),
+    Rule(
+        ("monitoring.coreos.com",),
+        ("prometheusrules",),
+        ("get", "create", "patch"),
+        "drift recording rules (PrometheusRule): applied only (not watched, not pruned)",
+    ),
 )
 
 OPERATOR_RULES = (
@@ -129,9 +136,10 @@ OPERATOR_RULES = (
         ("apiextensions.k8s.io",),
         ("customresourcedefinitions",),
         ("get",),
-        "whether the ServiceMonitor CRD is installed (optional: without it no ServiceMonitors)",
+        "whether the ServiceMonitor and PrometheusRule CRDs are installed (optional: without "
+        "them no ServiceMonitors and no drift recording rules)",
         namespaced=False,
-        resource_names=(SERVICE_MONITOR_CRD,),
+        resource_names=(SERVICE_MONITOR_CRD, PROMETHEUS_RULE_CRD),
     ),
 )
 

@@ -87,9 +87,12 @@ AnalysisReason = Literal[
     "AnalysisUnavailable",
     "PrometheusEndpointUnknown",
     "CustomChecksDisabled",
+    "PredictionShift",
 ]
 AbortReason = Literal[
     "CanaryAnalysisFailed",
+    "PredictionShift",
+    "AnalysisInconclusive",
     "ProgressDeadlineExceeded",
     "Aborted",
     "SmokeTestFailed",
@@ -509,6 +512,38 @@ class CustomCheck(ApiModel):
     )
 
 
+def significance_field(path: str) -> Any:
+    """A significance level: a decimal string in (0, 0.5], "0.01" unless set."""
+    return Field(
+        "0.01",
+        description="""False-alarm rate of the test: it fails when a chi-square test rejects
+        "same distribution" at this level. A decimal string in (0, 0.5].""",
+        max_length=8,
+        pattern=r"^0\.[0-9]{1,6}$",
+        json_schema_extra=rules(
+            rule("double(self) > 0.0 && double(self) <= 0.5", f"{path} must lie in (0, 0.5]")
+        ),
+    )
+
+
+class PredictionShift(ApiModel):
+    """Compares the canary's distribution of predictions with the stable revision's over the
+    analysis window (a chi-square test on the runtime's prediction counters, which a model
+    packaged with a reference profile exports). Models without those counters skip it."""
+
+    enabled: bool = Field(True, description="Run the check; on unless set to false.")
+    significance: str = significance_field(
+        "spec.rollout.canary.analysis.predictionShift.significance"
+    )
+    min_samples: int = Field(
+        100,
+        description="""Fewest predictions each revision must have made in the window for the
+        check to decide; with fewer it is inconclusive and the step waits.""",
+        ge=10,
+        le=1000000000,
+    )
+
+
 class Analysis(ApiModel):
     prometheus: Prometheus = Field(
         description="""The Prometheus server that scrapes the runtime pods, chosen by name
@@ -551,6 +586,12 @@ class Analysis(ApiModel):
         them (MODELROLL_ALLOW_CUSTOM_CHECKS).""",
         max_length=10,
         json_schema_extra=map_list("name"),
+    )
+    prediction_shift: PredictionShift = Field(
+        default_factory=PredictionShift,
+        description="""The canary's predictions against the stable revision's; aborts with
+        reason PredictionShift when they differ.""",
+        json_schema_extra=EMPTY_DEFAULT,
     )
 
 
@@ -688,6 +729,43 @@ class Rollout(ApiModel):
     )
 
 
+class Drift(ApiModel):
+    """Compares the stable revision's live inputs, per feature, with the reference profile
+    of its packaged model, and reports the result as the DriftDetected condition."""
+
+    prometheus: Prometheus = Field(
+        default_factory=Prometheus,
+        description="""The Prometheus server that scrapes the runtime pods, chosen by name
+        among the operator's endpoints (unset: its default).""",
+        json_schema_extra=EMPTY_DEFAULT,
+    )
+    window_seconds: int = Field(
+        3600,
+        description="Length of the window of live traffic compared with the reference, in seconds.",
+        ge=60,
+        le=604800,
+    )
+    interval_seconds: int = Field(
+        300, description="Seconds between two evaluations.", ge=30, le=86400
+    )
+    significance: str = significance_field("spec.monitoring.drift.significance")
+    min_samples: int = Field(
+        200,
+        description="""Fewest rows in the window for a feature to be tested; with fewer the
+        condition is Unknown (NotEnoughData).""",
+        ge=10,
+        le=1000000000,
+    )
+
+
+class Monitoring(ApiModel):
+    drift: Drift | None = Field(
+        None,
+        description="""Drift detection against the packaged model's reference profile: the
+        DriftDetected condition names the worst features and their scores.""",
+    )
+
+
 # --- spec -----------------------------------------------------------------------------------
 
 
@@ -757,6 +835,9 @@ class ModelDeploymentSpec(ApiModel):
         replaces the stable one.""",
         json_schema_extra=EMPTY_DEFAULT,
     )
+    monitoring: Monitoring | None = Field(
+        None, description="What the operator watches on the running model."
+    )
 
 
 # --- status ---------------------------------------------------------------------------------
@@ -766,7 +847,7 @@ class Condition(ApiModel):
     """A metav1.Condition."""
 
     type: str = Field(
-        description="Type of the condition, an adjective in CamelCase (Ready, Progressing, Degraded, Reconciling, Stalled).",
+        description="Type of the condition, an adjective in CamelCase (Ready, Progressing, Degraded, Reconciling, Stalled, DriftDetected).",
         min_length=1,
         max_length=316,
         pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$",
