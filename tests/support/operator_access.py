@@ -16,10 +16,12 @@ SELF_REVIEWS = {
 }
 CLUSTER_READS = {
     ("nodes", "[]"): {"list"},
-    (
-        "customresourcedefinitions.apiextensions.k8s.io",
-        "[servicemonitors.monitoring.coreos.com prometheusrules.monitoring.coreos.com]",
-    ): {"get"},
+    ("customresourcedefinitions.apiextensions.k8s.io", "[servicemonitors.monitoring.coreos.com]"): {
+        "get"
+    },
+    ("customresourcedefinitions.apiextensions.k8s.io", "[prometheusrules.monitoring.coreos.com]"): {
+        "get"
+    },
 }
 IN_WATCHED_NAMESPACE = {
     ("modeldeployments.modelroll.io", "[]"): {"list", "watch", "patch"},
