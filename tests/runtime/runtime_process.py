@@ -36,12 +36,20 @@ class RuntimeProcess:
     env: dict[str, str]
     log_file: Path
     port: int = field(default_factory=free_port)
+    # its own, so that runtimes started side by side never share the default 8081
+    grpc_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> RuntimeProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MODELROLL_")}
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        env.update({"MODELROLL_HTTP_PORT": str(self.port), "MODELROLL_HTTP_HOST": "127.0.0.1"})
+        env.update(
+            {
+                "MODELROLL_HTTP_PORT": str(self.port),
+                "MODELROLL_GRPC_PORT": str(self.grpc_port),
+                "MODELROLL_HTTP_HOST": "127.0.0.1",
+            }
+        )
         env.setdefault("MODELROLL_WORKERS", "1")
         env.update(self.env)
         with self.log_file.open("ab") as log:
