@@ -1,4 +1,5 @@
-"""The RSGI application one worker serves: routing, limits, auth, and the V1/V2 endpoints.
+"""The RSGI application one worker serves: routing, limits, auth, and the V1/V2 endpoints;
+it also runs the worker's gRPC server (grpc_server.py), on the same model and limits.
 
 Granian parses HTTP in Rust and hands us the body as bytes, so per request the Python side
 does only routing, an orjson parse, a numpy conversion, a queue hop to the predict thread,
@@ -86,19 +87,37 @@ class RuntimeApp:
         )
         self._decoder: decoder.Decoder | None = None  # for large bodies, once the model is here
         self._loader: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._grpc: asyncio.Task[GrpcServer] | None = None
+        self.grpc_serving = False
+        self._stopping = False
         self._closing: asyncio.Task[None] | None = None
 
     # -- lifecycle (granian calls these in each worker) --
 
     def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
         self._loader = threading.Thread(target=self._load, name="model-loader", daemon=True)
         self._loader.start()
-        if self.settings.grpc_port is not None:
-            self._grpc = loop.create_task(self._start_grpc())
+
+    def _serve_grpc_soon(self) -> None:
+        """The loader thread's last act: the gRPC server starts once the load has ended (ready
+        or failed), so that its imports (grpc and protobuf: ~0.2 s of CPU, more on a busy
+        one) never slow the load, the HTTP side's readiness with it. /v2/health/ready (the
+        pod's readiness) waits for it too; the model's own readiness does not."""
+        if self.settings.grpc_port is None or self._loop is None:
+            return
+        try:
+            self._loop.call_soon_threadsafe(self._begin_grpc)
+        except RuntimeError:  # the loop is closed: the server stopped meanwhile
+            pass
+
+    def _begin_grpc(self) -> None:
+        if not self._stopping:
+            self._grpc = asyncio.ensure_future(self._start_grpc())
 
     async def _start_grpc(self) -> GrpcServer:
-        # imported here, off the HTTP path's start: only a server with gRPC on pays for it
+        # imported here: only a server with gRPC on pays for it
         from .grpc_server import GrpcServer
 
         assert self.settings.grpc_port is not None
@@ -107,9 +126,11 @@ class RuntimeApp:
             await server.start()
         except Exception as exc:  # a port taken or not ours: stop, as granian does for HTTP
             self._fatal("GrpcListenFailed", f"gRPC port {self.settings.grpc_port}: {exc}")
+        self.grpc_serving = True
         return server
 
     def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._stopping = True
         loader.terminate_compilers()  # a stop during the first compile must not orphan the child
         if self._grpc is None:
             self._close()
@@ -145,6 +166,12 @@ class RuntimeApp:
             multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 
     def _load(self) -> None:
+        try:
+            self._load_model()
+        finally:
+            self._serve_grpc_soon()
+
+    def _load_model(self) -> None:
         settings = self.settings
         log.info(
             "loading model",
@@ -350,8 +377,13 @@ class RuntimeApp:
 
     def ready(self) -> bool:
         # not ready while every in-flight slot is taken: the probe then takes this pod
-        # out of the Service until it can answer again, rather than let it answer 503s
-        return self.model is not None and self.inflight < self.settings.max_inflight
+        # out of the Service until it can answer again, rather than let it answer 503s;
+        # nor before the gRPC port listens, so that no gRPC client reaches a closed port
+        return (
+            self.model is not None
+            and self.inflight < self.settings.max_inflight
+            and (self.grpc_serving or self.settings.grpc_port is None)
+        )
 
     def serving(self) -> tuple[Model, AdaptiveBatcher]:
         """The model and its batcher, or 503 while the model is not ready."""

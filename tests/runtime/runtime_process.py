@@ -21,6 +21,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _connects(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
 @dataclass
 class Response:
     status: int
@@ -63,6 +68,10 @@ class RuntimeProcess:
 
     def wait_ready(self, timeout: float = 90) -> None:
         self._wait(lambda: self.get("/v2/health/ready").status == 200, timeout, "ready")
+
+    def wait_grpc(self, timeout: float = 30) -> None:
+        """Until the gRPC port takes connections (it opens once the model's load has ended)."""
+        self._wait(lambda: _connects(self.grpc_port), timeout, "listening on gRPC")
 
     def _wait(self, check: Any, timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout

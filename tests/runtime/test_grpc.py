@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import signal
+import socket
 import struct
 import time
 from pathlib import Path
@@ -347,6 +348,7 @@ def test_not_ready_is_unavailable(tmp_path: Path, start_runtime: StartRuntime) -
     runtime = start_runtime(
         "live", MODELROLL_MODEL_URI=str(broken), MODELROLL_MODEL_FORMAT="sklearn"
     )
+    runtime.wait_grpc()  # once the load has failed
     triton = client(runtime)
     assert triton.is_server_live()
     assert not triton.is_server_ready()
@@ -435,3 +437,22 @@ def test_a_message_over_the_body_limit_is_resource_exhausted(
     small = grpcclient.InferInput("input-0", [1, 4], "FP64")
     small.set_data_from_numpy(ROWS[:1])
     assert client(runtime).infer("model", [small]).as_numpy("predict").tolist() == [[0]]
+
+
+def test_a_taken_grpc_port_stops_the_start_with_a_reason(
+    sklearn_model: TrainedModel, start_runtime: StartRuntime, tmp_path: Path
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        runtime = start_runtime(
+            "none",
+            MODELROLL_MODEL_URI=str(sklearn_model.directory),
+            MODELROLL_MODEL_FORMAT="sklearn",
+            MODELROLL_GRPC_PORT=str(port),
+        )
+        assert runtime.process is not None
+        assert runtime.process.wait(60) == 3
+    reason = (tmp_path / "termination-log").read_text()
+    assert reason.startswith(f"GrpcListenFailed: gRPC port {port}"), reason
