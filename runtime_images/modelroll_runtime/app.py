@@ -9,6 +9,7 @@ and an orjson dump. No log line is written per request.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import logging
 import os
@@ -107,10 +108,9 @@ class RuntimeApp:
         pod's readiness) waits for it too; the model's own readiness does not."""
         if self.settings.grpc_port is None or self._loop is None:
             return
-        try:
+        # RuntimeError: the loop is closed, the server stopped meanwhile
+        with contextlib.suppress(RuntimeError):
             self._loop.call_soon_threadsafe(self._begin_grpc)
-        except RuntimeError:  # the loop is closed: the server stopped meanwhile
-            pass
 
     def _begin_grpc(self) -> None:
         if not self._stopping:
