@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import importlib
 import logging
 import os
 import threading
@@ -117,7 +118,9 @@ class RuntimeApp:
             self._grpc = asyncio.ensure_future(self._start_grpc())
 
     async def _start_grpc(self) -> GrpcServer:
-        # imported here: only a server with gRPC on pays for it
+        # imported on a thread, so that the loop keeps answering HTTP meanwhile (the import
+        # is ~0.1 s of CPU), and here: only a server with gRPC on pays for it
+        await asyncio.to_thread(importlib.import_module, f"{__package__}.grpc_server")
         from .grpc_server import GrpcServer
 
         assert self.settings.grpc_port is not None
