@@ -29,6 +29,9 @@ REPO = Path(__file__).resolve().parents[2]
 BENCH = REPO / ".bench"
 HERE = Path(__file__).resolve().parent
 SERVER_CORE, CLIENT_CORE = "0", "1"
+# ours: MODELROLL_GRPC_PORT ("off" serves REST only); None: a free port, so that a
+# benchmark never collides with another runtime on the default 8081
+GRPC_PORT: str | None = None
 SKLEARN_PIN = "scikit-learn==1.9.1"
 PEERS = {
     "kserve": ["kserve==0.21.0", SKLEARN_PIN, "joblib"],
@@ -181,6 +184,7 @@ def start_server(
             MODELROLL_MODEL_NAME=model, MODELROLL_MODEL_URI=str(directory),
             MODELROLL_MODEL_FORMAT="sklearn", MODELROLL_HTTP_PORT=str(port),
             MODELROLL_WORKERS="1", MODELROLL_CACHE_DIR=str(cache), MODELROLL_LOG_LEVEL="WARNING",
+            MODELROLL_GRPC_PORT=GRPC_PORT or str(free_port()),
         )  # fmt: skip
         # a package's drift telemetry: counting every row (no sampling), or off
         if server == "ours-telemetry":
@@ -267,7 +271,10 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=5)
     parser.add_argument("--servers", default="ours,kserve,mlserver")
     parser.add_argument("--concurrency", default="1,8,64")
+    parser.add_argument("--grpc-port", help="ours: MODELROLL_GRPC_PORT (default: a free port)")
     args = parser.parse_args()
+    global GRPC_PORT
+    GRPC_PORT = args.grpc_port
     servers = args.servers.split(",")
     concurrencies = [int(c) for c in args.concurrency.split(",")]
     if shutil.which("wrk") is None:

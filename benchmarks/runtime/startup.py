@@ -13,7 +13,7 @@ reference row; its drift telemetry is on. RSS is the whole process tree's (serve
 processes), read after readiness and 2000 1-row V2 requests from 8 client threads.
 
 usage: .venv/bin/python benchmarks/runtime/startup.py [--rounds 5] [--core 0]
-           [--servers ours,ours-package,ours-native,kserve,mlserver]
+           [--servers ours,ours-package,ours-native,kserve,mlserver] [--grpc-port off]
 Peers need their venvs in .bench/ (created by run.sh); missing ones are skipped.
 """
 
@@ -79,8 +79,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--core", default=run.SERVER_CORE, help="the core servers are pinned to")
     parser.add_argument("--servers", default="ours,ours-package,ours-native,kserve,mlserver")
+    parser.add_argument("--grpc-port", help="ours: MODELROLL_GRPC_PORT (default: a free port)")
     args = parser.parse_args()
     run.SERVER_CORE = args.core
+    run.GRPC_PORT = args.grpc_port
     servers = [s for s in args.servers.split(",")
                if s.startswith("ours") or (BENCH / s / ".installed").exists()]  # fmt: skip
     (BENCH / "logs").mkdir(parents=True, exist_ok=True)

@@ -43,6 +43,13 @@ CREDENTIAL_VARIABLES = (
     "GOOGLE_CLOUD_PROJECT",
 )
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+# The runtime container's ports by name, the one list that the Deployment's containerPorts,
+# the runtime's MODELROLL_*_PORT settings and the Services' ports all come from.
+RUNTIME_PORTS = {"http": 8080, "grpc": 8081}
+# Each runtime port's Service port (HTTP on 80, as clients expect of a Service), and the
+# appProtocol that tells meshes and gateways to speak HTTP/2 to the gRPC one.
+SERVICE_PORTS = {"http": 80, "grpc": 8081}
+APP_PROTOCOLS = {"grpc": "grpc"}
 DEPLOYMENT_LABEL = f"{GROUP}/deployment"
 REVISION_LABEL = f"{GROUP}/revision"
 MODEL_VERSION_ANNOTATION = f"{GROUP}/model-version"
@@ -155,7 +162,8 @@ def runtime_env(
         "MODELROLL_MODEL_FORMAT": spec.model.format,
         "MODELROLL_MODEL_VERSION": spec.model.version or "1",
         "MODELROLL_MODEL_SHA256": spec.model.sha256,
-        "MODELROLL_HTTP_PORT": "8080",
+        "MODELROLL_HTTP_PORT": str(RUNTIME_PORTS["http"]),
+        "MODELROLL_GRPC_PORT": str(RUNTIME_PORTS["grpc"]),
         "MODELROLL_MAX_BATCH_SIZE": str(spec.runtime.batching.max_batch_size),
         "MODELROLL_WORKERS": str(spec.runtime.workers or ""),
         "MODELROLL_MODEL_DIR": DOWNLOAD_DIR,
@@ -268,6 +276,10 @@ def render_deployment(
         node_selector=node_selector,
         tolerations=tolerations,
         affinity=spec.affinity,
+        ports=[
+            {"name": name, "containerPort": port, "protocol": "TCP"}
+            for name, port in RUNTIME_PORTS.items()
+        ],
         image=spec.runtime.image or config.runtime_image,
         image_pull_policy=spec.runtime.image_pull_policy or config.runtime_image_pull_policy,
         env=runtime_env(owner, spec, model_uri, config),
@@ -277,6 +289,19 @@ def render_deployment(
         volume_mounts=[*scratch_mounts, *mounts],
         volumes=[*scratch, *volumes],
     )
+
+
+def service_ports() -> list[JSON]:
+    """A Service's ports: one per runtime port, by name (probes stay on http)."""
+    ports: list[JSON] = []
+    for name in RUNTIME_PORTS:
+        port: JSON = {
+            "name": name, "port": SERVICE_PORTS[name], "targetPort": name, "protocol": "TCP"
+        }  # fmt: skip
+        if name in APP_PROTOCOLS:
+            port["appProtocol"] = APP_PROTOCOLS[name]
+        ports.append(port)
+    return ports
 
 
 def service_url(owner: Owner, spec: ModelDeploymentSpec, config: OperatorConfig) -> str:
@@ -300,6 +325,7 @@ def render_shared_children(
         "labels": labels,
         "owner_references": owner_references(owner),
     }
+    services = {**base, "ports": service_ports()}
     main_selector = {DEPLOYMENT_LABEL: owner.name}
     if plan.service_revision is not None:
         main_selector[REVISION_LABEL] = plan.service_revision
@@ -307,13 +333,13 @@ def render_shared_children(
         render_template(
             "serviceaccount.yaml.j2", **{**base, "name": service_account_name(owner.name)}
         ),
-        render_template("service.yaml.j2", **base, selector=main_selector),
+        render_template("service.yaml.j2", **services, selector=main_selector),
     ]
     if plan.preview_revision:
         children.append(
             render_template(
                 "service.yaml.j2",
-                **{**base, "name": f"{owner.name}-preview"},
+                **{**services, "name": f"{owner.name}-preview"},
                 selector={DEPLOYMENT_LABEL: owner.name, REVISION_LABEL: plan.preview_revision},
             )
         )
@@ -325,7 +351,7 @@ def render_shared_children(
             children.append(
                 render_template(
                     "service.yaml.j2",
-                    **{**base, "name": deployment_name(owner.name, revision)},
+                    **{**services, "name": deployment_name(owner.name, revision)},
                     selector={DEPLOYMENT_LABEL: owner.name, REVISION_LABEL: revision},
                 )
             )

@@ -17,12 +17,9 @@ import sys
 import tempfile
 
 from . import jsonlog
-from .config import MULTIPROC_ENV, ConfigError, Settings
+from .config import DRAIN_SECONDS, MULTIPROC_ENV, ConfigError, Settings
 
 log = logging.getLogger("modelroll.runtime")
-
-# Kubernetes' default terminationGracePeriodSeconds is 30: drain for a bit less than that.
-DRAIN_SECONDS = 25
 
 
 def _granian_log_config(level: str) -> dict[str, object]:
@@ -56,7 +53,8 @@ def main() -> int:
 
     log.info(
         "starting",
-        extra={"port": settings.http_port, "workers": settings.workers,
+        extra={"port": settings.http_port, "grpc_port": settings.grpc_port,
+               "workers": settings.workers,
                "model": settings.model_name, "version": settings.model_version},
     )  # fmt: skip
     if settings.workers == 1:
@@ -68,17 +66,23 @@ def _serve_embedded(settings: Settings) -> int:
     """One worker, in this process: granian's embedded server on a uvloop loop.
 
     SIGTERM/SIGINT stop accepting and wait for in-flight requests (up to DRAIN_SECONDS),
-    like granian's process supervisor does for its workers.
+    like granian's process supervisor does for its workers; the gRPC server too.
     """
     import uvloop
     from granian.constants import HTTPModes, Interfaces
     from granian.log import LogLevels
     from granian.server.embed import Server as EmbeddedServer
 
-    from .app import create_app
+    from .app import RuntimeApp, create_app
+
+    apps: list[RuntimeApp] = []
+
+    def app_factory() -> RuntimeApp:
+        apps.append(create_app())
+        return apps[-1]
 
     server = EmbeddedServer(
-        create_app,
+        app_factory,
         address=settings.http_host,
         port=settings.http_port,
         interface=Interfaces.RSGI,
@@ -95,6 +99,8 @@ def _serve_embedded(settings: Settings) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, server.stop)
         await server.serve()
+        for app in apps:  # the gRPC server drains on this loop, after granian's stop
+            await app.closed()
 
     try:
         uvloop.run(serve())

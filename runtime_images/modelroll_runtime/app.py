@@ -1,4 +1,5 @@
-"""The RSGI application one worker serves: routing, limits, auth, and the V1/V2 endpoints.
+"""The RSGI application one worker serves: routing, limits, auth, and the V1/V2 endpoints;
+it also runs the worker's gRPC server (grpc_server.py), on the same model and limits.
 
 Granian parses HTTP in Rust and hands us the body as bytes, so per request the Python side
 does only routing, an orjson parse, a numpy conversion, a queue hop to the predict thread,
@@ -8,20 +9,22 @@ and an orjson dump. No log line is written per request.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
+import importlib
 import logging
 import os
 import sys
 import threading
 import time
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 import orjson
 
 from . import __version__, cloudevents, decoder, loader, malloc, request_body, v1, v2
 from .batcher import AdaptiveBatcher
 from .byte_budget import ByteBudget
-from .config import MULTIPROC_ENV, Settings
+from .config import DRAIN_SECONDS, MULTIPROC_ENV, Settings
 from .errors import RequestError, bad_request
 from .formats import FORMATS, Model
 from .formats.base import TensorSpec
@@ -33,6 +36,9 @@ from .telemetry import DriftTelemetry
 # the model libraries a packaged ONNX model is served without: the "model ready" log line
 # says which of them are imported (tests/runtime/test_package.py reads it)
 NATIVE_MODULES = ("sklearn", "xgboost", "lightgbm", "scipy")
+
+if TYPE_CHECKING:
+    from .grpc_server import GrpcServer
 
 log = logging.getLogger("modelroll.runtime")
 
@@ -83,26 +89,86 @@ class RuntimeApp:
             ("x-model-version", self.version),
         ]
         self._token = settings.auth_token.encode() if settings.auth_token else None
-        self._budget = ByteBudget(settings.max_decode_bytes)
+        self.budget = ByteBudget(settings.max_decode_bytes)
         self._bodies = request_body.BodyReader(
-            settings.max_body_bytes, settings.body_timeout_seconds, self._budget
+            settings.max_body_bytes, settings.body_timeout_seconds, self.budget
         )
         self._decoder: decoder.Decoder | None = None  # for large bodies, once the model is here
         self._loader: threading.Thread | None = None
         self.telemetry: DriftTelemetry | None = None
         self._stop_flushing = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._grpc: asyncio.Task[GrpcServer] | None = None
+        self.grpc_serving = False
+        self._stopping = False
+        self._closing: asyncio.Task[None] | None = None
 
     # -- lifecycle (granian calls these in each worker) --
 
     def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
         self._loader = threading.Thread(target=self._load, name="model-loader", daemon=True)
         self._loader.start()
 
+    def _serve_grpc_soon(self) -> None:
+        """The loader thread's last act: the gRPC server starts once the load has ended (ready
+        or failed), so that its imports (grpc and protobuf: ~0.05 s of CPU, 0.1-0.4 s on a busy
+        one) never slow the load, the HTTP side's readiness with it. /v2/health/ready (the
+        pod's readiness) waits for it too; the model's own readiness does not."""
+        if self.settings.grpc_port is None or self._loop is None:
+            return
+        # RuntimeError: the loop is closed, the server stopped meanwhile
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(self._begin_grpc)
+
+    def _begin_grpc(self) -> None:
+        if not self._stopping:
+            self._grpc = asyncio.ensure_future(self._start_grpc())
+
+    async def _start_grpc(self) -> GrpcServer:
+        # imported on a thread, so that the loop keeps answering HTTP meanwhile (the import
+        # is ~0.05 s of CPU), and here: only a server with gRPC on pays for it
+        await asyncio.to_thread(importlib.import_module, f"{__package__}.grpc_server")
+        from .grpc_server import GrpcServer
+
+        assert self.settings.grpc_port is not None
+        server = GrpcServer(self, self.settings.http_host, self.settings.grpc_port)
+        try:
+            await server.start()
+        except Exception as exc:  # a port taken or not ours: stop, as granian does for HTTP
+            self._fatal("GrpcListenFailed", f"gRPC port {self.settings.grpc_port}: {exc}")
+        self.grpc_serving = True
+        return server
+
     def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._stopping = True
         loader.terminate_compilers()  # a stop during the first compile must not orphan the child
         self._stop_flushing.set()
+        if self._grpc is None:
+            self._close()
+        elif loop.is_running():  # granian's embedded server: __main__ awaits closed()
+            self._closing = loop.create_task(self._stop_grpc_then_close())
+        else:  # a granian worker process, whose loop has stopped
+            loop.run_until_complete(self._stop_grpc_then_close())
+
+    async def _stop_grpc_then_close(self) -> None:
+        """gRPC stops taking calls and drains (up to DRAIN_SECONDS), like the HTTP side,
+        before the batcher its calls wait on goes."""
+        assert self._grpc is not None
+        try:
+            server = await self._grpc
+            await server.stop(DRAIN_SECONDS)
+        finally:
+            self._close()
+
+    async def closed(self) -> None:
+        """Returns once __rsgi_del__'s work is done (the gRPC drain may outlast the call)."""
+        if self._closing is not None:
+            await self._closing
+
+    def _close(self) -> None:
         if self.telemetry is not None:
-            self.telemetry.flush()  # the last counts reach the multiprocess files
+            self.telemetry.flush()  # the last counts (gRPC's drain included) reach the files
         self._bodies.close()
         if self._decoder is not None:
             self._decoder.close()
@@ -114,6 +180,12 @@ class RuntimeApp:
             multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 
     def _load(self) -> None:
+        try:
+            self._load_model()
+        finally:
+            self._serve_grpc_soon()
+
+    def _load_model(self) -> None:
         settings = self.settings
         log.info(
             "loading model",
@@ -179,12 +251,17 @@ class RuntimeApp:
             log.info("load abandoned: the server is stopping")
             return
         self.load_error = reason
-        log.error("ModelLoadFailed: %s", reason, extra={"reason": "ModelLoadFailed"})
         if not self.settings.exit_on_load_failure:
+            log.error("ModelLoadFailed: %s", reason, extra={"reason": "ModelLoadFailed"})
             return
+        self._fatal("ModelLoadFailed", reason)
+
+    def _fatal(self, reason: str, message: str) -> NoReturn:
+        """Log, write the termination message and exit 3 at once."""
+        log.error("%s: %s", reason, message, extra={"reason": reason})
         try:
             with self.settings.termination_log.open("w") as out:
-                out.write(f"ModelLoadFailed: {reason}"[:4096])
+                out.write(f"{reason}: {message}"[:4096])
         except OSError:
             pass
         logging.shutdown()
@@ -214,8 +291,7 @@ class RuntimeApp:
             elif path == "/v2":
                 self._check_auth(scope)
                 self._only(scope, "GET")
-                self._json(proto, 200, {"name": "modelroll-runtime", "version": __version__,
-                                        "extensions": ["binary_tensor_data"]})  # fmt: skip
+                self._json(proto, 200, self.server_metadata())
             else:
                 raise RequestError(404, f"no route for {path}")
         except RequestError as exc:
@@ -228,9 +304,7 @@ class RuntimeApp:
         elif path == "/":
             self._json(proto, 200, {"status": "alive"})
         elif path == "/v2/health/ready":
-            # not ready while every in-flight slot is taken: the probe then takes this pod
-            # out of the Service until it can answer again, rather than let it answer 503s
-            ready = self.model is not None and self.inflight < self.settings.max_inflight
+            ready = self.ready()
             self._json(proto, 200 if ready else 503, {"ready": ready})
         else:
             if self.telemetry is not None:
@@ -242,9 +316,9 @@ class RuntimeApp:
         name, _, tail = rest.partition("/")
         if tail.startswith("versions/"):
             version, _, tail = tail[len("versions/") :].partition("/")
-            self._check_model(name, version)
+            self.check_model(name, version)
         else:
-            self._check_model(name, None)
+            self.check_model(name, None)
         if tail == "infer":
             self._only(scope, "POST")
             await self._infer(scope, proto, "v2")
@@ -254,28 +328,29 @@ class RuntimeApp:
             self._json(proto, 200 if ready else 503, {"name": self.name, "ready": ready})
         elif tail == "":
             self._only(scope, "GET")
-            self._json(proto, 200, self._metadata())
+            self._json(proto, 200, self.metadata())
         else:
             raise RequestError(404, f"no route for {scope.path}")
 
     async def _v1_model(self, scope: Scope, proto: HTTPProtocol, rest: str) -> None:
         if rest.endswith(":predict"):
-            self._check_model(rest[: -len(":predict")], None)
+            self.check_model(rest[: -len(":predict")], None)
             self._only(scope, "POST")
             await self._infer(scope, proto, "v1")
         elif ":" in rest or "/" in rest:
             raise RequestError(404, f"no route for {scope.path}; V1 serves :predict")
         else:
-            self._check_model(rest, None)
+            self.check_model(rest, None)
             self._only(scope, "GET")
             self._json(proto, 200, {"name": self.name, "ready": self.model is not None})
 
     async def _infer(self, scope: Scope, proto: HTTPProtocol, protocol: str) -> None:
         started = time.perf_counter()
-        model, batcher = self.model, self.batcher
-        if model is None or batcher is None:
+        try:
+            model, batcher = self.serving()
+        except RequestError:
             self.metrics.record(protocol, 503, time.perf_counter() - started)
-            raise RequestError(503, f"model '{self.name}' is not ready")
+            raise
         status = 500
         counted = False
         taken = 0  # bytes of the worker's ByteBudget this request holds
@@ -284,10 +359,7 @@ class RuntimeApp:
             # and stalls holds no slot, only its connection, until the body deadline.
             body = await self._read_body(scope, proto)
             taken = request_body.size(body)
-            if self.inflight >= self.settings.max_inflight:
-                raise RequestError(503, "server overloaded: too many requests in flight; retry")
-            self.inflight += 1
-            self.metrics.inflight_gauge.inc()
+            self.admit()
             counted = True
             headers = scope.headers
             extra = (
@@ -300,7 +372,7 @@ class RuntimeApp:
                 if isinstance(body, bytes) and decoder.inline(body, binary_header):
                     request = v2.decode_request(body, binary_header, model, self.allow_missing)
                 else:
-                    request = await self._decode_large("v2", body, binary_header)
+                    request = await self.decode_large("v2", body, binary_header)
                 body = b""  # the arrays replace it; the budget still counts it (see below)
                 results = await batcher.predict(request.inputs, request.outputs, request.rows)
                 payload, json_length = v2.encode_response(self.name, self.version, request, results)
@@ -317,7 +389,7 @@ class RuntimeApp:
                 if isinstance(body, bytes) and decoder.inline(body, None):
                     inputs, rows = v1.decode_request(body, model, self.allow_missing)
                 else:
-                    inputs, rows = await self._decode_large("v1", body, None)
+                    inputs, rows = await self.decode_large("v1", body, None)
                 body = b""
                 output = model.default_outputs[0]
                 results = await batcher.predict(inputs, (output,), rows)
@@ -335,22 +407,53 @@ class RuntimeApp:
             self._error(proto, 500, f"prediction failed: {type(exc).__name__}: {exc}")
         finally:
             if counted:
-                self.inflight -= 1
-                self.metrics.inflight_gauge.dec()
+                self.release()
             # held to the end: the body's arrays, the predict's results and the response are
             # all as large as the body, and free only now
-            self._give_back(taken)
+            self.give_back(taken)
             self.metrics.record(protocol, status, time.perf_counter() - started)
 
-    async def _decode_large(
+    # -- the serving path both protocols take (grpc_server.py is the other) --
+
+    def ready(self) -> bool:
+        # not ready while every in-flight slot is taken: the probe then takes this pod
+        # out of the Service until it can answer again, rather than let it answer 503s;
+        # nor before the gRPC port listens, so that no gRPC client reaches a closed port
+        return (
+            self.model is not None
+            and self.inflight < self.settings.max_inflight
+            and (self.grpc_serving or self.settings.grpc_port is None)
+        )
+
+    def serving(self) -> tuple[Model, AdaptiveBatcher]:
+        """The model and its batcher, or 503 while the model is not ready."""
+        model, batcher = self.model, self.batcher
+        if model is None or batcher is None:
+            raise RequestError(503, f"model '{self.name}' is not ready")
+        return model, batcher
+
+    def admit(self) -> None:
+        """Count a request in flight (release() uncounts it), or 503 when all slots are taken."""
+        if self.inflight >= self.settings.max_inflight:
+            raise RequestError(503, "server overloaded: too many requests in flight; retry")
+        self.inflight += 1
+        self.metrics.inflight_gauge.inc()
+
+    def release(self) -> None:
+        self.inflight -= 1
+        self.metrics.inflight_gauge.dec()
+
+    async def decode_large(
         self, protocol: str, body: request_body.Body, binary_header: str | None
     ) -> Any:
+        """A large body's request, decoded in the decoder child (decoder.py)."""
         assert self._decoder is not None  # made with the model, before readiness
         return await self._decoder.decode(protocol, body, binary_header)
 
-    def _give_back(self, taken: int) -> None:
-        self._budget.give(taken)
-        if taken >= decoder.INLINE_DECODE_BELOW and self._budget.used == 0:
+    def give_back(self, taken: int) -> None:
+        """Return `taken` bytes to the worker's ByteBudget (self.budget)."""
+        self.budget.give(taken)
+        if taken >= decoder.INLINE_DECODE_BELOW and self.budget.used == 0:
             # the end of a burst of large bodies: hand the heaps' free pages back
             asyncio.get_running_loop().run_in_executor(None, malloc.trim)
 
@@ -365,7 +468,7 @@ class RuntimeApp:
             raw = request_body.joined(body)
             request = v2.parse_json(raw) if raw.strip() else {}
         finally:
-            self._give_back(request_body.size(body))
+            self.give_back(request_body.size(body))
         if not isinstance(request, dict):
             raise bad_request("request body must be a JSON object")
         ready_only = request.get("ready", False)
@@ -383,15 +486,20 @@ class RuntimeApp:
     # -- helpers --
 
     def _check_auth(self, scope: Scope) -> None:
+        self.check_authorization(scope.headers.get("authorization", ""))
+
+    def check_authorization(self, header: str) -> None:
+        """401 unless auth is off or `header` (HTTP's, or gRPC's `authorization` metadata)
+        carries the bearer token."""
         if self._token is None:
             return
         # RFC 7235: the scheme is case-insensitive and is followed by one or more spaces
-        scheme, _, credentials = scope.headers.get("authorization", "").partition(" ")
+        scheme, _, credentials = header.partition(" ")
         right_token = hmac.compare_digest(credentials.lstrip(" ").encode(), self._token)
         if scheme.lower() != "bearer" or not right_token:
             raise RequestError(401, "missing or wrong bearer token")
 
-    def _check_model(self, name: str, version: str | None) -> None:
+    def check_model(self, name: str, version: str | None) -> None:
         if name != self.name:
             raise RequestError(404, f"model '{name}' not found; this server serves '{self.name}'")
         if version is not None and version != self.version:
@@ -406,7 +514,12 @@ class RuntimeApp:
                 405, f"method {scope.method} not allowed on {scope.path}; use {method}"
             )
 
-    def _metadata(self) -> dict[str, Any]:
+    @staticmethod
+    def server_metadata() -> dict[str, Any]:
+        return {"name": "modelroll-runtime", "version": __version__,
+                "extensions": ["binary_tensor_data"]}  # fmt: skip
+
+    def metadata(self) -> dict[str, Any]:
         from . import tensors
 
         model = self.model

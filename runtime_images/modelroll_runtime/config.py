@@ -33,6 +33,9 @@ DEFAULT_MAX_MODEL_BYTES = 10 * 2**30
 # Request bytes one worker may hold and decode at once: four bodies of the default 16 MiB
 # limit. See docs/runtime.md, "Bounded memory", for what it bounds and why it is fixed.
 DEFAULT_DECODE_BYTES = 64 * 1024 * 1024
+# Kubernetes' default terminationGracePeriodSeconds is 30: drain for a bit less than that.
+DRAIN_SECONDS = 25
+DEFAULT_GRPC_PORT = 8081
 
 
 class ConfigError(ValueError):
@@ -48,6 +51,7 @@ class Settings:
     model_sha256: str | None
     http_host: str
     http_port: int
+    grpc_port: int | None  # None: no gRPC server
     workers: int
     max_batch_size: int
     max_inflight: int
@@ -95,6 +99,10 @@ class Settings:
                 raise ConfigError("MODELROLL_MODEL_SHA256 must be 64 hex digits")
         workers_raw = env.get("MODELROLL_WORKERS", "").strip()
         max_body = _int(env, "MODELROLL_MAX_BODY_BYTES", 16 * 1024 * 1024, 1, 2**40)
+        http_port = _int(env, "MODELROLL_HTTP_PORT", 8080, 1, 65535)
+        grpc_port = _port_or_off(env, "MODELROLL_GRPC_PORT", DEFAULT_GRPC_PORT)
+        if grpc_port == http_port:
+            raise ConfigError(f"MODELROLL_GRPC_PORT and MODELROLL_HTTP_PORT are both {http_port}")
         return cls(
             model_name=env.get("MODELROLL_MODEL_NAME", "model").strip() or "model",
             model_uri=uri,
@@ -102,7 +110,8 @@ class Settings:
             model_version=env.get("MODELROLL_MODEL_VERSION", "1").strip() or "1",
             model_sha256=sha,
             http_host=env.get("MODELROLL_HTTP_HOST", "0.0.0.0"),
-            http_port=_int(env, "MODELROLL_HTTP_PORT", 8080, 1, 65535),
+            http_port=http_port,
+            grpc_port=grpc_port,
             workers=(_int(env, "MODELROLL_WORKERS", 1, 1, 1024) if workers_raw else cpu_limit()),
             max_batch_size=_int(env, "MODELROLL_MAX_BATCH_SIZE", 32, 1, 1_000_000),
             max_inflight=_int(env, "MODELROLL_MAX_INFLIGHT", 1024, 1, 10_000_000),
@@ -201,6 +210,13 @@ def _int(env: Mapping[str, str], key: str, default: int, lo: int, hi: int) -> in
     if not lo <= value <= hi:
         raise ConfigError(f"{key} must be between {lo} and {hi}, got {value}")
     return value
+
+
+def _port_or_off(env: Mapping[str, str], key: str, default: int) -> int | None:
+    """A TCP port, or None for `0` or `off`."""
+    if env.get(key, "").strip().lower() in ("0", "off"):
+        return None
+    return _int(env, key, default, 1, 65535)
 
 
 def _float(env: Mapping[str, str], key: str, default: float, minimum: float = 0.0) -> float:

@@ -109,8 +109,9 @@ class Decoder:
         self._idle: asyncio.TimerHandle | None = None
 
     async def decode(self, protocol: str, body: Body, binary_header: str | None) -> Any:
-        """What v2.decode_request (protocol "v2") or v1.decode_request ("v1") returns for the
-        body; the same RequestError when it is malformed."""
+        """What v2.decode_request (protocol "v2"), v1.decode_request ("v1") or
+        grpc_codec.decode_request ("grpc") returns for the body; the same RequestError when
+        it is malformed."""
         async with self._lock:
             if self._idle is not None:
                 self._idle.cancel()
@@ -240,6 +241,10 @@ def _decode(model: ModelShape, allow_missing: bool, meta: bytes, body: bytes) ->
     try:
         if protocol == "v2":
             return ("ok", v2.decode_request(body, binary_header, model, allow_missing))
+        if protocol == "grpc":  # a ModelInferRequest message (grpc_server.py)
+            from . import grpc_codec
+
+            return ("ok", grpc_codec.decode_request(grpc_codec.parse(body), model, allow_missing))
         return ("ok", v1.decode_request(body, model, allow_missing))
     except RequestError as exc:
         return ("error", (exc.status, exc.message))

@@ -25,6 +25,7 @@ LATENCY_BUCKETS = (
     0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.015, 0.02,
     0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 7.5, 10.0,
 )  # fmt: skip
+PROTOCOLS = ("v1", "v2", "grpc")  # REST V1, REST V2, and V2 over gRPC
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 
 
@@ -39,7 +40,8 @@ class RuntimeMetrics:
         self.target_registry = registry
         self.requests = Counter(
             "modelroll_requests",
-            "Inference requests by protocol and HTTP status code.",
+            "Inference requests by protocol and HTTP status code (for gRPC, the HTTP status of "
+            "the same error on REST: 200, 400, 503, 500...).",
             ["model", "version", "protocol", "code"],
             registry=registry,
         )
@@ -92,7 +94,7 @@ class RuntimeMetrics:
             multiprocess.MultiProcessCollector(self.registry)  # type: ignore[no-untyped-call]
         self.observe_batch: Callable[[float], None] = self.batch_size.labels(model, version).observe
         self.inflight_gauge = self.inflight.labels(model, version)
-        self._durations = {p: self.duration.labels(model, version, p).observe for p in ("v1", "v2")}
+        self._durations = {p: self.duration.labels(model, version, p).observe for p in PROTOCOLS}
         self._counters: dict[tuple[str, int], Callable[[], None]] = {}
 
     def record(self, protocol: str, code: int, seconds: float) -> None:

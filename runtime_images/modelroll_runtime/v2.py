@@ -56,7 +56,15 @@ def decode_request(
             )
         raw_tail = body[json_length:]
         body = body[:json_length]
-    request = parse_json(body)
+    return decode_document(parse_json(body), raw_tail, model, allow_missing)
+
+
+def decode_document(
+    request: Any, raw_tail: bytes, model: Model, allow_missing: bool
+) -> InferRequest:
+    """A V2 request as parsed JSON, with the binary data its inputs' binary_data_size point
+    into: the REST body's tail, or the gRPC request's raw_input_contents (grpc_codec.py puts
+    a gRPC request in this shape, so both protocols are checked by this one code)."""
     if not isinstance(request, dict):
         raise bad_request("request body must be a JSON object")
     request_id = request.get("id")
@@ -200,17 +208,26 @@ def _requested_outputs(
     return tuple(dict.fromkeys(names_list)), frozenset(binary)
 
 
+def output_tensors(
+    request: InferRequest, results: Mapping[str, Array]
+) -> list[tuple[str, str, Array]]:
+    """The requested outputs as the response gives them: name, datatype and array."""
+    answer: list[tuple[str, str, Array]] = []
+    for name in request.outputs:
+        array = np.asarray(results[name])
+        if array.ndim == 1:  # MLServer's NumpyCodec: [N] is reported as [N, 1]
+            array = array.reshape(-1, 1)
+        answer.append((name, tensors.datatype_of(array.dtype), array))
+    return answer
+
+
 def encode_response(
     model_name: str, model_version: str, request: InferRequest, results: Mapping[str, Array]
 ) -> tuple[bytes, int | None]:
     """The body, and the JSON header's length when binary outputs follow it."""
     outputs: list[dict[str, Any]] = []
     raw_parts: list[bytes] = []
-    for name in request.outputs:
-        array = np.asarray(results[name])
-        if array.ndim == 1:  # MLServer's NumpyCodec: [N] is reported as [N, 1]
-            array = array.reshape(-1, 1)
-        datatype = tensors.datatype_of(array.dtype)
+    for name, datatype, array in output_tensors(request, results):
         entry: dict[str, Any] = {
             "name": name,
             "shape": list(array.shape),
@@ -218,7 +235,7 @@ def encode_response(
             "parameters": _OUTPUT_PARAMETERS,
         }
         if name in request.binary_outputs and datatype != "BYTES":
-            data = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+            data = little_endian(array)
             entry["parameters"] = {**_OUTPUT_PARAMETERS, "binary_data_size": len(data)}
             raw_parts.append(data)
         elif datatype == "BYTES":
@@ -236,3 +253,9 @@ def encode_response(
     if not raw_parts:
         return header, None
     return b"".join([header, *raw_parts]), len(header)
+
+
+def little_endian(array: Array) -> bytes:
+    """A numeric tensor's elements as the binary extension (and gRPC's raw contents) lay
+    them out: row-major, little-endian, no padding."""
+    return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()

@@ -16,7 +16,7 @@ from tests.e2e.conftest import (
     wait_ready,
 )
 from tests.e2e.dns import resolve_a
-from tests.e2e.traffic import infer, predicted_classes
+from tests.e2e.traffic import infer, infer_grpc, predicted_classes
 from tests.integration.helpers import apply, get_json
 from tests.support.cluster import Cluster
 
@@ -45,6 +45,13 @@ def test_iris_example_serves_the_same_classes_as_in_process_predict(
     assert answer.status == 200, answer
     assert answer.version == "1"
     assert predicted_classes(answer) == model_store.models["1"].predict(rows).tolist()
+    # the same rows over gRPC (the Service's port grpc), answered as over HTTP
+    result = infer_grpc(cluster_ip(real_cluster, ns, "iris"), "iris", rows)
+    (output,) = answer.body["outputs"]
+    predict = result.as_numpy("predict")
+    assert list(predict.shape) == output["shape"]
+    assert predict.ravel().tolist() == output["data"]
+    assert result.get_response().model_version == "1"
 
 
 def test_runtime_pods_run_under_the_restricted_pod_security_standard(

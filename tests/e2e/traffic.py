@@ -63,6 +63,20 @@ def infer(
         connection.close()
 
 
+def infer_grpc(host: str, model: str, rows: np.ndarray, timeout: float = 10) -> Any:
+    """One ModelInfer with tritonclient.grpc to the Service's gRPC port; its InferResult."""
+    import tritonclient.grpc as grpcclient
+    from modelroll.render import SERVICE_PORTS
+
+    tensor = grpcclient.InferInput("input-0", list(rows.shape), "FP64")
+    tensor.set_data_from_numpy(rows.astype(np.float64))
+    client = grpcclient.InferenceServerClient(f"{host}:{SERVICE_PORTS['grpc']}")
+    try:
+        return client.infer(model, [tensor], client_timeout=timeout)
+    finally:
+        client.close()
+
+
 def predicted_classes(answer: Answer) -> list[int]:
     output = answer.body["outputs"][0]
     return [int(v) for v in output["data"]]

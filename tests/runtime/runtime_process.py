@@ -21,6 +21,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _connects(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
 @dataclass
 class Response:
     status: int
@@ -36,12 +41,20 @@ class RuntimeProcess:
     env: dict[str, str]
     log_file: Path
     port: int = field(default_factory=free_port)
+    # its own, so that runtimes started side by side never share the default 8081
+    grpc_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> RuntimeProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MODELROLL_")}
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        env.update({"MODELROLL_HTTP_PORT": str(self.port), "MODELROLL_HTTP_HOST": "127.0.0.1"})
+        env.update(
+            {
+                "MODELROLL_HTTP_PORT": str(self.port),
+                "MODELROLL_GRPC_PORT": str(self.grpc_port),
+                "MODELROLL_HTTP_HOST": "127.0.0.1",
+            }
+        )
         env.setdefault("MODELROLL_WORKERS", "1")
         env.update(self.env)
         with self.log_file.open("ab") as log:
@@ -55,6 +68,10 @@ class RuntimeProcess:
 
     def wait_ready(self, timeout: float = 90) -> None:
         self._wait(lambda: self.get("/v2/health/ready").status == 200, timeout, "ready")
+
+    def wait_grpc(self, timeout: float = 30) -> None:
+        """Until the gRPC port takes connections (it opens once the model's load has ended)."""
+        self._wait(lambda: _connects(self.grpc_port), timeout, "listening on gRPC")
 
     def _wait(self, check: Any, timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout

@@ -93,12 +93,22 @@ def test_every_registered_format_is_accepted() -> None:
         ({"MODELROLL_BODY_TIMEOUT_SECONDS": "nan"}, "must be a finite number of at least"),
         ({"MODELROLL_BODY_TIMEOUT_SECONDS": "-1"}, "BODY_TIMEOUT_SECONDS must be a finite number"),
         ({"MODELROLL_MAX_LATENCY_MS": "5"}, "MODELROLL_MAX_LATENCY_MS is not a runtime setting"),
+        ({"MODELROLL_GRPC_PORT": "grpc"}, "MODELROLL_GRPC_PORT must be an integer"),
+        ({"MODELROLL_GRPC_PORT": "70000"}, "MODELROLL_GRPC_PORT must be between 1 and 65535"),
+        ({"MODELROLL_GRPC_PORT": "8080"}, "MODELROLL_GRPC_PORT and MODELROLL_HTTP_PORT are both"),
     ],
 )
 def test_invalid_settings_are_refused(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError) as raised:
         Settings.from_env({**VALID, **env})
     assert message in str(raised.value)
+
+
+def test_the_grpc_port_defaults_to_8081_and_can_be_turned_off() -> None:
+    assert Settings.from_env(VALID).grpc_port == 8081
+    assert Settings.from_env({**VALID, "MODELROLL_GRPC_PORT": "9000"}).grpc_port == 9000
+    for off in ("0", "off", "OFF"):
+        assert Settings.from_env({**VALID, "MODELROLL_GRPC_PORT": off}).grpc_port is None
 
 
 def test_the_body_deadline_defaults_to_30_seconds() -> None:

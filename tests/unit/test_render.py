@@ -354,3 +354,23 @@ def test_random_specs_render_valid_children(spec: dict[str, Any], monitor: bool)
         if name in user.get("requests", {}) and name in user.get("limits", {}):
             continue
         assert parse_quantity(request) <= parse_quantity(resources["limits"][name]), resources
+
+
+def test_the_grpc_port_is_on_the_container_and_the_service_and_probes_stay_http() -> None:
+    deployment, *shared = render(BASE)
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["ports"] == [
+        {"name": "http", "containerPort": 8080, "protocol": "TCP"},
+        {"name": "grpc", "containerPort": 8081, "protocol": "TCP"},
+    ]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert (env["MODELROLL_HTTP_PORT"], env["MODELROLL_GRPC_PORT"]) == ("8080", "8081")
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"]["port"] == "http"
+    service = next(c for c in shared if c["kind"] == "Service")
+    assert service["spec"]["ports"] == [
+        {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"},
+        {"name": "grpc", "port": 8081, "targetPort": "grpc", "protocol": "TCP",
+         "appProtocol": "grpc"},
+    ]  # fmt: skip
+    validate(service)
