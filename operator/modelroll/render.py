@@ -15,6 +15,7 @@ from modelroll.config import OperatorConfig
 from modelroll.quantity import parse_quantity
 from modelroll.rollout import Plan
 from modelroll.spec import JSON, ModelDeploymentSpec, parse_spec
+from modelroll.tls import CA_KEY, CERT_FILE, CERT_KEY, KEY_FILE, KEY_KEY, MOUNT_DIR, server_name
 
 # libyaml's loader when present: rendering runs on every reconcile.
 SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -60,6 +61,9 @@ class Owner:
 class RenderContext:
     config: OperatorConfig
     service_monitor_available: bool = False
+    # The TLS Secret's key that clients trust (tls.trust_key): the reconcile reads the
+    # Secret; an offline `modelroll render` cannot, and assumes ca.crt.
+    tls_trust_key: str = CA_KEY
 
 
 def _template_source(name: str) -> str | None:
@@ -165,7 +169,54 @@ def runtime_env(
     env: list[JSON] = [{"name": k, "value": v} for k, v in values.items() if v]
     secret = spec.model.credentials_secret
     credentials = credential_env(secret) if secret else []
-    return env + credentials + auth_env(spec) + [dict(e) for e in spec.runtime.env]
+    return env + credentials + auth_env(spec) + tls_env(spec) + [dict(e) for e in spec.runtime.env]
+
+
+def tls_env(spec: ModelDeploymentSpec) -> list[JSON]:
+    """The runtime's certificate and key, as files of the TLS Secret's volume."""
+    if not spec.runtime.tls_secret:
+        return []
+    return [
+        {"name": "MODELROLL_TLS_CERT_FILE", "value": CERT_FILE},
+        {"name": "MODELROLL_TLS_KEY_FILE", "value": KEY_FILE},
+    ]
+
+
+def tls_volume(spec: ModelDeploymentSpec) -> tuple[list[JSON], list[JSON]]:
+    """The TLS Secret, read-only and readable by the runtime's group only. Not optional: a
+    pod must not come up without its certificate (the reconcile reports a missing or
+    unusable Secret as InvalidSpec before it renders)."""
+    if not spec.runtime.tls_secret:
+        return [], []
+    secret = {
+        "secretName": spec.runtime.tls_secret,
+        "defaultMode": 0o440,  # fsGroup owns the files
+        # not ca.crt: the runtime trusts nobody, it only presents its certificate
+        "items": [{"key": k, "path": k} for k in (CERT_KEY, KEY_KEY)],
+    }
+    volume = {"name": "tls", "secret": secret}
+    mount = {"name": "tls", "mountPath": MOUNT_DIR, "readOnly": True}
+    return [volume], [mount]
+
+
+def scheme(spec: ModelDeploymentSpec) -> str:
+    """How the runtime is reached: also the name of its container and Service ports."""
+    return "https" if spec.runtime.tls_secret else "http"
+
+
+def service_port(spec: ModelDeploymentSpec) -> int:
+    return 443 if spec.runtime.tls_secret else 80
+
+
+def tls_values(owner: Owner, spec: ModelDeploymentSpec, context: RenderContext) -> JSON | None:
+    """What the Service and ServiceMonitor templates need to know of the TLS Secret."""
+    if not spec.runtime.tls_secret:
+        return None
+    return {
+        "secret": spec.runtime.tls_secret,
+        "trust_key": context.tls_trust_key,
+        "server_name": server_name(owner.name, owner.namespace),
+    }
 
 
 def auth_env(spec: ModelDeploymentSpec) -> list[JSON]:
@@ -246,6 +297,15 @@ def render_deployment(
     model_uri, volumes, mounts = model_location(spec.model.uri)
     node_selector, tolerations = placement(spec)
     scratch, scratch_mounts = scratch_volumes(config)
+    tls, tls_mounts = tls_volume(spec)
+    pod_annotations = {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": "8080",
+        "prometheus.io/path": "/metrics",
+        MODEL_VERSION_ANNOTATION: spec.model.version,
+    }
+    if tls:
+        pod_annotations["prometheus.io/scheme"] = "https"
     return render_template(
         "deployment.yaml.j2",
         name=deployment_name(owner.name, revision),
@@ -256,12 +316,7 @@ def render_deployment(
         replicas=replicas,
         progress_deadline_seconds=spec.rollout.progress_deadline_seconds,
         selector={DEPLOYMENT_LABEL: owner.name, REVISION_LABEL: revision},
-        pod_annotations={
-            "prometheus.io/scrape": "true",
-            "prometheus.io/port": "8080",
-            "prometheus.io/path": "/metrics",
-            MODEL_VERSION_ANNOTATION: spec.model.version,
-        },
+        pod_annotations=pod_annotations,
         service_account=service_account_name(owner.name),
         node_selector=node_selector,
         tolerations=tolerations,
@@ -272,13 +327,15 @@ def render_deployment(
         resources=pod_resources(spec, config),
         # Model downloads and ONNX compilation can be slow: allow 10 minutes before restarts.
         startup_failure_threshold=120,
-        volume_mounts=[*scratch_mounts, *mounts],
-        volumes=[*scratch, *volumes],
+        port_name=scheme(spec),
+        tls=bool(tls),
+        volume_mounts=[*scratch_mounts, *mounts, *tls_mounts],
+        volumes=[*scratch, *volumes, *tls],
     )
 
 
 def service_url(owner: Owner, spec: ModelDeploymentSpec, config: OperatorConfig) -> str:
-    host = f"http://{owner.name}.{owner.namespace}.svc.{config.cluster_domain}"
+    host = f"{scheme(spec)}://{owner.name}.{owner.namespace}.svc.{config.cluster_domain}"
     if spec.runtime.protocol == "v1":
         return f"{host}/v1/models/{owner.name}:predict"
     return f"{host}/v2/models/{owner.name}/infer"
@@ -298,6 +355,7 @@ def render_shared_children(
         "labels": labels,
         "owner_references": owner_references(owner),
     }
+    tls = tls_values(owner, spec, context)
     main_selector = {DEPLOYMENT_LABEL: owner.name}
     if plan.service_revision is not None:
         main_selector[REVISION_LABEL] = plan.service_revision
@@ -305,7 +363,7 @@ def render_shared_children(
         render_template(
             "serviceaccount.yaml.j2", **{**base, "name": service_account_name(owner.name)}
         ),
-        render_template("service.yaml.j2", **base, selector=main_selector),
+        render_template("service.yaml.j2", **base, selector=main_selector, tls=tls),
     ]
     if plan.preview_revision:
         children.append(
@@ -313,6 +371,7 @@ def render_shared_children(
                 "service.yaml.j2",
                 **{**base, "name": f"{owner.name}-preview"},
                 selector={DEPLOYMENT_LABEL: owner.name, REVISION_LABEL: plan.preview_revision},
+                tls=tls,
             )
         )
     canary = spec.rollout.canary
@@ -325,6 +384,7 @@ def render_shared_children(
                     "service.yaml.j2",
                     **{**base, "name": deployment_name(owner.name, revision)},
                     selector={DEPLOYMENT_LABEL: owner.name, REVISION_LABEL: revision},
+                    tls=tls,
                 )
             )
         children.append(
@@ -334,7 +394,11 @@ def render_shared_children(
                 parent_refs=[dict(p) for p in canary.parent_refs],
                 hostnames=list(canary.hostnames),
                 backend_refs=[
-                    {"name": deployment_name(owner.name, revision), "port": 80, "weight": weight}
+                    {
+                        "name": deployment_name(owner.name, revision),
+                        "port": service_port(spec),
+                        "weight": weight,
+                    }
                     for revision, weight in route_weights.items()
                 ],
             )
@@ -359,6 +423,7 @@ def render_shared_children(
                     DEPLOYMENT_LABEL: owner.name,
                     "app.kubernetes.io/managed-by": "modelroll",
                 },
+                tls=tls,
             )
         )
     return children
