@@ -41,7 +41,6 @@ class Trust:
 
     pem: str  # the anchors: every certificate of ca.crt, or the leaf of tls.crt
     server_name: str  # the name the certificate must carry
-    pinned: bool  # no ca.crt: the runtime's own certificate is the anchor
 
 
 def server_name(name: str, namespace: str) -> str:
@@ -78,7 +77,7 @@ def tls_problem(secret: JSON | None, namespace: str, name: str) -> str:
 
 def trust_of(secret: JSON, name: str, namespace: str) -> Trust:
     """The trust for a Secret that `tls_problem` found usable."""
-    return Trust(_anchors(secret), server_name(name, namespace), trust_key(secret) == CERT_KEY)
+    return Trust(_anchors(secret), server_name(name, namespace))
 
 
 def _anchors(secret: JSON) -> str:

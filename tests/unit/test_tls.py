@@ -74,13 +74,13 @@ def test_a_trust_bundle_that_is_no_certificate_or_too_large_is_named_without_its
 
 def test_clients_trust_ca_crt_or_else_only_the_leaf_of_tls_crt(issued: Issued) -> None:
     with_ca = trust_of(secret(issued), "iris", "models")
-    assert with_ca == Trust(issued.ca_pem.decode().strip(), NAME, pinned=False)
+    assert with_ca == Trust(issued.ca_pem.decode().strip(), NAME)
     assert trust_key(secret(issued)) == "ca.crt"
     # tls.crt carrying its chain: the pin is the leaf alone, not the CA that signed it
     chained = with_data(secret(issued, with_ca=False), tls_crt=issued.cert_pem + issued.ca_pem)
     pinned = trust_of(chained, "iris", "models")
     assert trust_key(chained) == "tls.crt"
-    assert pinned == Trust(issued.cert_pem.decode().strip(), NAME, pinned=True)
+    assert pinned == Trust(issued.cert_pem.decode().strip(), NAME)
 
 
 class _Answer(http.server.BaseHTTPRequestHandler):
