@@ -45,10 +45,15 @@ class OperatorConfig:
     # Prometheus: off unless the platform enables them (behind a label-enforcing proxy).
     allow_custom_checks: bool = False
 
-    def service_url(self, service: str, namespace: str, port: int = 80) -> str:
-        return self.service_url_template.format(
+    def service_url(self, service: str, namespace: str, port: int = 80, https: bool = False) -> str:
+        """`https`: the runtime serves TLS (spec.runtime.tls), so an http:// template is
+        followed as https:// (a template that says https:// already stays as it is)."""
+        url = self.service_url_template.format(
             service=service, namespace=namespace, cluster_domain=self.cluster_domain, port=port
         )
+        if https and url.startswith("http://"):
+            return "https://" + url.removeprefix("http://")
+        return url
 
     def namespace_patterns(self) -> bool:
         """Whether a watched namespace is a pattern (a glob), found by listing namespaces."""

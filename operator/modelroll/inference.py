@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from modelroll.outbound import DEFAULT_DEADLINE_SECONDS, MAX_BODY_BYTES, Answer, request
+from modelroll.tls import Trust
 
 
 def infer_path(model: str, protocol: str) -> str:
@@ -22,10 +23,12 @@ def post_inference(
     timeout: float = DEFAULT_DEADLINE_SECONDS,
     max_bytes: int = MAX_BODY_BYTES,
     token: str | None = None,
+    trust: Trust | None = None,
 ) -> Answer:
     """The answer of any non-redirect status; a failure to get one raises OSError
     (`modelroll.outbound.OutboundError`). `timeout` bounds the whole request; `token`, when
-    given, goes as `Authorization: Bearer <token>` (the runtime's auth)."""
+    given, goes as `Authorization: Bearer <token>` (the runtime's auth); `trust` verifies an
+    https:// runtime (the runtime's TLS)."""
     headers = {"Content-Type": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
@@ -36,6 +39,7 @@ def post_inference(
         headers=headers,
         deadline=timeout,
         max_bytes=max_bytes,
+        trust=trust,
     )
 
 

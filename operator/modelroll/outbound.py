@@ -11,10 +11,13 @@ from __future__ import annotations
 import contextlib
 import http.client
 import socket
+import ssl
 import threading
 import time
 import urllib.parse
 from dataclasses import dataclass
+
+from modelroll.tls import Trust
 
 MAX_BODY_BYTES = 64 * 1024
 DEFAULT_DEADLINE_SECONDS = 10.0
@@ -46,12 +49,40 @@ class Answer:
     body: bytes
 
 
-def _connection(url: str, timeout: float) -> tuple[http.client.HTTPConnection, str]:
+class _VerifiedConnection(http.client.HTTPSConnection):
+    """HTTPS that verifies the certificate under `server_name`, whatever host the URL
+    names: a Service's certificate names the Service, while the request may go to the
+    preview Service, a port-forward on 127.0.0.1 or a test's router."""
+
+    def __init__(self, host: str, port: int | None, timeout: float, trust: Trust) -> None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies the chain and the name
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        # An anchor that is not a self-signed root (a pinned leaf, an intermediate CA)
+        # ends the chain, as Go's verifier (Prometheus) treats any certificate in its pool.
+        context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+        context.load_verify_locations(cadata=trust.pem)
+        super().__init__(host, port, timeout=timeout, context=context)
+        self.verified_context = context
+        self.server_name = trust.server_name
+
+    def connect(self) -> None:
+        http.client.HTTPConnection.connect(self)
+        self.sock = self.verified_context.wrap_socket(self.sock, server_hostname=self.server_name)
+
+
+def _connection(
+    url: str, timeout: float, trust: Trust | None = None
+) -> tuple[http.client.HTTPConnection, str]:
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise OutboundError(f"not an http:// or https:// URL: {parts.scheme}://{parts.netloc}")
-    kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    connection = kind(parts.hostname, parts.port, timeout=timeout)
+    connection: http.client.HTTPConnection
+    if parts.scheme == "https" and trust is not None:
+        connection = _VerifiedConnection(parts.hostname, parts.port, timeout, trust)
+    elif parts.scheme == "https":
+        connection = http.client.HTTPSConnection(parts.hostname, parts.port, timeout=timeout)
+    else:
+        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return connection, target
 
@@ -63,9 +94,12 @@ def request(
     headers: dict[str, str] | None = None,
     deadline: float = DEFAULT_DEADLINE_SECONDS,
     max_bytes: int = MAX_BODY_BYTES,
+    trust: Trust | None = None,
 ) -> Answer:
-    """One request; an answer of any non-redirect status, or OutboundError (an OSError)."""
-    connection, target = _connection(url, deadline)
+    """One request; an answer of any non-redirect status, or OutboundError (an OSError).
+    `trust`, for an https:// URL, is what the server's certificate is verified with (and
+    only it: not the system's CAs)."""
+    connection, target = _connection(url, deadline, trust)
     ends = time.monotonic() + deadline
     expired = threading.Event()
 

@@ -33,6 +33,7 @@ from modelroll.render import (
     RenderContext,
     deployment_name,
     render_plan,
+    service_port,
     service_url,
 )
 from modelroll.revision import revision_of
@@ -50,6 +51,8 @@ from modelroll.status import (
     with_products_not_offered,
 )
 from modelroll.status_changes import existed_before, ignoring_times, status_patch, transition_events
+from modelroll.tls import CA_KEY, Trust, tls_problem, trust_of
+from modelroll.tls import trust_key as tls_trust_key
 
 # The shared children a plan can stop wanting, pruned then. Not the ServiceAccount: every
 # plan wants it, so the operator has no delete on ServiceAccounts (modelroll.api.rbac).
@@ -84,37 +87,73 @@ def now_iso() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def check_references(kube: Kube, namespace: str, spec: ModelDeploymentSpec) -> str:
-    """What the schema cannot check: referenced Secrets and claims must exist."""
+@dataclass(frozen=True)
+class References:
+    """What the referenced objects say: a problem ("" when none), and which key of the TLS
+    Secret clients trust (ca.crt, or tls.crt when it has none)."""
+
+    problem: str = ""
+    tls_trust_key: str = CA_KEY
+
+
+def check_references(kube: Kube, namespace: str, spec: ModelDeploymentSpec) -> References:
+    """What the schema cannot check: referenced Secrets and claims must exist and fit."""
     secret = spec.model.credentials_secret
     if secret and not kube.exists(f"/api/v1/namespaces/{namespace}/secrets/{secret}"):
-        return f"spec.model.credentials.secretRef: Secret {namespace}/{secret} not found"
+        return References(
+            f"spec.model.credentials.secretRef: Secret {namespace}/{secret} not found"
+        )
     if ref := spec.runtime.auth_token:
         token_secret = kube.get(f"/api/v1/namespaces/{namespace}/secrets/{ref.name}")
         if problem := token_problem(token_secret, namespace, ref):
-            return problem
+            return References(problem)
+    trust_key = CA_KEY
+    if name := spec.runtime.tls_secret:
+        tls_secret = kube.get(f"/api/v1/namespaces/{namespace}/secrets/{name}")
+        if problem := tls_problem(tls_secret, namespace, name):
+            return References(problem)
+        assert tls_secret is not None  # tls_problem reports a missing Secret
+        trust_key = tls_trust_key(tls_secret)
     if spec.model.uri.startswith("pvc://"):
         claim = spec.model.uri.removeprefix("pvc://").split("/", 1)[0]
         path = f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/{claim}"
         if not kube.exists(path):
-            return f"spec.model.uri: PersistentVolumeClaim {namespace}/{claim} not found"
-    return ""
+            return References(
+                f"spec.model.uri: PersistentVolumeClaim {namespace}/{claim} not found"
+            )
+    return References(tls_trust_key=trust_key)
 
 
-def smoke_test(
-    kube: Kube, namespace: str, spec: ModelDeploymentSpec, url: str, model: str
-) -> SmokeResult:
-    """The smoke tests, sending the runtime's bearer token when auth is on. The token is
-    read here, in the check's thread, and lives only in the request's header."""
+def runtime_trust(kube: Kube, owner: Owner, spec: ModelDeploymentSpec) -> Trust | str | None:
+    """What the runtime's certificate is verified with (None: it serves plain HTTP), or
+    why its TLS Secret cannot tell."""
+    name = spec.runtime.tls_secret
+    if not name:
+        return None
+    secret = kube.get(f"/api/v1/namespaces/{owner.namespace}/secrets/{name}")
+    if problem := tls_problem(secret, owner.namespace, name):
+        return problem
+    assert secret is not None  # tls_problem reports a missing Secret
+    return trust_of(secret, owner.name, owner.namespace)
+
+
+def smoke_test(kube: Kube, owner: Owner, spec: ModelDeploymentSpec, url: str) -> SmokeResult:
+    """The smoke tests, sending the runtime's bearer token when auth is on and verifying
+    its certificate when it serves TLS. Both Secrets are read here, in the check's thread;
+    the token lives only in the request's header."""
     tests = spec.rollout.blue_green.smoke_tests if spec.rollout.blue_green else ()
+    namespace = owner.namespace
+    trust = runtime_trust(kube, owner, spec)
+    if isinstance(trust, str):
+        return SmokeResult(False, trust)
     ref = spec.runtime.auth_token
     if ref is None:
-        return run_smoke_tests(url, model, tests)
+        return run_smoke_tests(url, owner.name, tests, trust=trust)
     secret = kube.get(f"/api/v1/namespaces/{namespace}/secrets/{ref.name}")
     if problem := token_problem(secret, namespace, ref):
         return SmokeResult(False, problem)
     assert secret is not None  # token_problem reports a missing Secret
-    return run_smoke_tests(url, model, tests, token=token_of(secret, ref.key))
+    return run_smoke_tests(url, owner.name, tests, token=token_of(secret, ref.key), trust=trust)
 
 
 def products_not_offered(kube: Kube, products: frozenset[str]) -> frozenset[str]:
@@ -194,10 +233,16 @@ class Reconciler:
         owner = Owner(metadata["name"], metadata["namespace"], metadata["uid"])
         spec = parse_spec(body["spec"])
         revision = revision_of(body["spec"], self.config.runtime_image)
-        invalid = ""
-        references = spec.model.credentials_secret or spec.runtime.auth_token
-        if references or spec.model.uri.startswith("pvc://"):
-            invalid = await asyncio.to_thread(check_references, self.kube, owner.namespace, spec)
+        references = References()
+        runtime = spec.runtime
+        if (
+            spec.model.credentials_secret
+            or runtime.auth_token
+            or runtime.tls_secret
+            or spec.model.uri.startswith("pvc://")
+        ):
+            references = await asyncio.to_thread(check_references, self.kube, owner.namespace, spec)
+        invalid = references.problem
         states = tuple(
             revision_state(d, [p for p in children.pods if _revision(p) == _revision(d)])
             for d in children.by_kind.get("Deployment", [])
@@ -219,7 +264,10 @@ class Reconciler:
             # Keep serving what runs; change nothing until the spec can be realized.
             inp = replace(inp, annotations=frozenset())
         context = RenderContext(
-            self.config, self.service_monitor_available, self.prometheus_rule_available
+            self.config,
+            self.service_monitor_available,
+            self.prometheus_rule_available,
+            references.tls_trust_key,
         )
         planned = plan_rollout(inp)
         looked_up: dict[tuple[str, str], JSON | None] = {}
@@ -322,11 +370,14 @@ class Reconciler:
                 planned = plan_rollout(replace(inp, analysis=result))
         blue_green = spec.rollout.blue_green
         if planned.needs_smoke_test and blue_green:
-            url = self.config.service_url(f"{owner.name}-preview", owner.namespace)
+            url = self.config.service_url(
+                f"{owner.name}-preview",
+                owner.namespace,
+                service_port(spec),
+                https=bool(spec.runtime.tls_secret),
+            )
             smoke = self.checks.result(
-                key,
-                ("smoke", inp.desired),
-                lambda: smoke_test(self.kube, owner.namespace, spec, url, owner.name),
+                key, ("smoke", inp.desired), lambda: smoke_test(self.kube, owner, spec, url)
             )
             if smoke is not None:
                 planned = plan_rollout(replace(inp, smoke=smoke))

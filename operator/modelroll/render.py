@@ -16,6 +16,7 @@ from modelroll.feature_drift import recording_rules
 from modelroll.quantity import parse_quantity
 from modelroll.rollout import Plan
 from modelroll.spec import JSON, ModelDeploymentSpec, parse_spec
+from modelroll.tls import CA_KEY, CERT_FILE, CERT_KEY, KEY_FILE, KEY_KEY, MOUNT_DIR, server_name
 
 # libyaml's loader when present: rendering runs on every reconcile.
 SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -43,13 +44,13 @@ CREDENTIAL_VARIABLES = (
     "GOOGLE_CLOUD_PROJECT",
 )
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
-# The runtime container's ports by name, the one list that the Deployment's containerPorts,
+# The runtime container's ports by role, the one list that the Deployment's containerPorts,
 # the runtime's MODELROLL_*_PORT settings and the Services' ports all come from.
 RUNTIME_PORTS = {"http": 8080, "grpc": 8081}
-# Each runtime port's Service port (HTTP on 80, as clients expect of a Service), and the
-# appProtocol that tells meshes and gateways to speak HTTP/2 to the gRPC one.
-SERVICE_PORTS = {"http": 80, "grpc": 8081}
-APP_PROTOCOLS = {"grpc": "grpc"}
+# Each port's Service port by name (HTTP on 80 and HTTPS on 443, as clients expect of a
+# Service), and the appProtocol that tells meshes and gateways what to speak to it.
+SERVICE_PORTS = {"http": 80, "https": 443, "grpc": 8081}
+APP_PROTOCOLS = {"https": "https", "grpc": "grpc"}
 DEPLOYMENT_LABEL = f"{GROUP}/deployment"
 REVISION_LABEL = f"{GROUP}/revision"
 MODEL_VERSION_ANNOTATION = f"{GROUP}/model-version"
@@ -69,6 +70,9 @@ class RenderContext:
     config: OperatorConfig
     service_monitor_available: bool = False
     prometheus_rule_available: bool = False
+    # The TLS Secret's key that clients trust (tls.trust_key): the reconcile reads the
+    # Secret; an offline `modelroll render` cannot, and assumes ca.crt.
+    tls_trust_key: str = CA_KEY
 
 
 def _template_source(name: str) -> str | None:
@@ -175,7 +179,54 @@ def runtime_env(
     env: list[JSON] = [{"name": k, "value": v} for k, v in values.items() if v]
     secret = spec.model.credentials_secret
     credentials = credential_env(secret) if secret else []
-    return env + credentials + auth_env(spec) + [dict(e) for e in spec.runtime.env]
+    return env + credentials + auth_env(spec) + tls_env(spec) + [dict(e) for e in spec.runtime.env]
+
+
+def tls_env(spec: ModelDeploymentSpec) -> list[JSON]:
+    """The runtime's certificate and key, as files of the TLS Secret's volume."""
+    if not spec.runtime.tls_secret:
+        return []
+    return [
+        {"name": "MODELROLL_TLS_CERT_FILE", "value": CERT_FILE},
+        {"name": "MODELROLL_TLS_KEY_FILE", "value": KEY_FILE},
+    ]
+
+
+def tls_volume(spec: ModelDeploymentSpec) -> tuple[list[JSON], list[JSON]]:
+    """The TLS Secret, read-only and readable by the runtime's group only. Not optional: a
+    pod must not come up without its certificate (the reconcile reports a missing or
+    unusable Secret as InvalidSpec before it renders)."""
+    if not spec.runtime.tls_secret:
+        return [], []
+    secret = {
+        "secretName": spec.runtime.tls_secret,
+        "defaultMode": 0o440,  # fsGroup owns the files
+        # not ca.crt: the runtime trusts nobody, it only presents its certificate
+        "items": [{"key": k, "path": k} for k in (CERT_KEY, KEY_KEY)],
+    }
+    volume = {"name": "tls", "secret": secret}
+    mount = {"name": "tls", "mountPath": MOUNT_DIR, "readOnly": True}
+    return [volume], [mount]
+
+
+def scheme(spec: ModelDeploymentSpec) -> str:
+    """How the runtime is reached: also the name of its container and Service ports."""
+    return "https" if spec.runtime.tls_secret else "http"
+
+
+def service_port(spec: ModelDeploymentSpec) -> int:
+    return 443 if spec.runtime.tls_secret else 80
+
+
+def tls_values(owner: Owner, spec: ModelDeploymentSpec, context: RenderContext) -> JSON | None:
+    """What the Service and ServiceMonitor templates need to know of the TLS Secret."""
+    if not spec.runtime.tls_secret:
+        return None
+    return {
+        "secret": spec.runtime.tls_secret,
+        "trust_key": context.tls_trust_key,
+        "server_name": server_name(owner.name, owner.namespace),
+    }
 
 
 def auth_env(spec: ModelDeploymentSpec) -> list[JSON]:
@@ -256,6 +307,15 @@ def render_deployment(
     model_uri, volumes, mounts = model_location(spec.model.uri)
     node_selector, tolerations = placement(spec)
     scratch, scratch_mounts = scratch_volumes(config)
+    tls, tls_mounts = tls_volume(spec)
+    pod_annotations = {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": "8080",
+        "prometheus.io/path": "/metrics",
+        MODEL_VERSION_ANNOTATION: spec.model.version,
+    }
+    if tls:
+        pod_annotations["prometheus.io/scheme"] = "https"
     return render_template(
         "deployment.yaml.j2",
         name=deployment_name(owner.name, revision),
@@ -266,19 +326,14 @@ def render_deployment(
         replicas=replicas,
         progress_deadline_seconds=spec.rollout.progress_deadline_seconds,
         selector={DEPLOYMENT_LABEL: owner.name, REVISION_LABEL: revision},
-        pod_annotations={
-            "prometheus.io/scrape": "true",
-            "prometheus.io/port": "8080",
-            "prometheus.io/path": "/metrics",
-            MODEL_VERSION_ANNOTATION: spec.model.version,
-        },
+        pod_annotations=pod_annotations,
         service_account=service_account_name(owner.name),
         node_selector=node_selector,
         tolerations=tolerations,
         affinity=spec.affinity,
         ports=[
             {"name": name, "containerPort": port, "protocol": "TCP"}
-            for name, port in RUNTIME_PORTS.items()
+            for name, port in port_names(spec).items()
         ],
         image=spec.runtime.image or config.runtime_image,
         image_pull_policy=spec.runtime.image_pull_policy or config.runtime_image_pull_policy,
@@ -286,15 +341,23 @@ def render_deployment(
         resources=pod_resources(spec, config),
         # Model downloads and ONNX compilation can be slow: allow 10 minutes before restarts.
         startup_failure_threshold=120,
-        volume_mounts=[*scratch_mounts, *mounts],
-        volumes=[*scratch, *volumes],
+        port_name=scheme(spec),
+        tls=bool(tls),
+        volume_mounts=[*scratch_mounts, *mounts, *tls_mounts],
+        volumes=[*scratch, *volumes, *tls],
     )
 
 
-def service_ports() -> list[JSON]:
-    """A Service's ports: one per runtime port, by name (probes stay on http)."""
+def port_names(spec: ModelDeploymentSpec) -> dict[str, int]:
+    """The runtime's container ports by name: the HTTP one is `https` with TLS, so that a
+    Service, a probe or a NetworkPolicy naming it cannot speak the wrong scheme to it."""
+    return {scheme(spec): RUNTIME_PORTS["http"], "grpc": RUNTIME_PORTS["grpc"]}
+
+
+def service_ports(spec: ModelDeploymentSpec) -> list[JSON]:
+    """A Service's ports: one per runtime port, by name (probes stay on http(s))."""
     ports: list[JSON] = []
-    for name in RUNTIME_PORTS:
+    for name in port_names(spec):
         port: JSON = {
             "name": name, "port": SERVICE_PORTS[name], "targetPort": name, "protocol": "TCP"
         }  # fmt: skip
@@ -305,7 +368,7 @@ def service_ports() -> list[JSON]:
 
 
 def service_url(owner: Owner, spec: ModelDeploymentSpec, config: OperatorConfig) -> str:
-    host = f"http://{owner.name}.{owner.namespace}.svc.{config.cluster_domain}"
+    host = f"{scheme(spec)}://{owner.name}.{owner.namespace}.svc.{config.cluster_domain}"
     if spec.runtime.protocol == "v1":
         return f"{host}/v1/models/{owner.name}:predict"
     return f"{host}/v2/models/{owner.name}/infer"
@@ -325,7 +388,8 @@ def render_shared_children(
         "labels": labels,
         "owner_references": owner_references(owner),
     }
-    services = {**base, "ports": service_ports()}
+    tls = tls_values(owner, spec, context)
+    services = {**base, "ports": service_ports(spec)}
     main_selector = {DEPLOYMENT_LABEL: owner.name}
     if plan.service_revision is not None:
         main_selector[REVISION_LABEL] = plan.service_revision
@@ -362,7 +426,11 @@ def render_shared_children(
                 parent_refs=[dict(p) for p in canary.parent_refs],
                 hostnames=list(canary.hostnames),
                 backend_refs=[
-                    {"name": deployment_name(owner.name, revision), "port": 80, "weight": weight}
+                    {
+                        "name": deployment_name(owner.name, revision),
+                        "port": service_port(spec),
+                        "weight": weight,
+                    }
                     for revision, weight in route_weights.items()
                 ],
             )
@@ -387,6 +455,7 @@ def render_shared_children(
                     DEPLOYMENT_LABEL: owner.name,
                     "app.kubernetes.io/managed-by": "modelroll",
                 },
+                tls=tls,
             )
         )
     if context.prometheus_rule_available and spec.drift:

@@ -8,6 +8,7 @@ from modelroll.drift import is_subset
 from modelroll.inference import post_inference, runtime_error
 from modelroll.rollout import SmokeResult
 from modelroll.spec import JSON
+from modelroll.tls import Trust
 
 
 def protocol_of(body: JSON) -> str:
@@ -30,16 +31,20 @@ def run_smoke_tests(
     tests: tuple[JSON, ...],
     timeout: float = 10,
     token: str | None = None,
+    trust: Trust | None = None,
 ) -> SmokeResult:
     """Messages name the request and the expectation that failed, never the answer's bytes:
     the preview runs the tenant's image, and its answer must not reach status or Events.
-    `token` is sent as the bearer token (the runtime's auth) and appears in no message."""
+    `token` is sent as the bearer token (the runtime's auth) and appears in no message;
+    `trust` verifies the preview's certificate (the runtime's TLS)."""
     for index, test in enumerate(tests):
         name = test.get("name") or f"request {index + 1}"
         body = test.get("body") or {}
         expected_status = int(test["expectStatus"])  # parse_spec filled in the default
         try:
-            answer = post_inference(base_url, model, protocol_of(body), body, timeout, token=token)
+            answer = post_inference(
+                base_url, model, protocol_of(body), body, timeout, token=token, trust=trust
+            )
         except OSError as error:
             return SmokeResult(False, f"{name}: no answer from the preview at {base_url}: {error}")
         if answer.status != expected_status:

@@ -50,6 +50,7 @@ class Runtime:
     workers: int | None = None
     batching: Batching = field(default_factory=Batching)
     auth_token: SecretKey | None = None  # set: the runtime's bearer-token auth is on
+    tls_secret: str = ""  # a kubernetes.io/tls Secret's name: the runtime serves HTTPS
 
 
 @dataclass(frozen=True)
@@ -169,6 +170,7 @@ def _runtime(r: api.Runtime) -> Runtime:
         auth_token=SecretKey(r.auth.token_secret_ref.name, r.auth.token_secret_ref.key)
         if r.auth
         else None,
+        tls_secret=r.tls.secret_ref.name if r.tls else "",
     )
 
 

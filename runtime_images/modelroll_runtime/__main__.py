@@ -13,8 +13,10 @@ import asyncio
 import logging
 import os
 import signal
+import ssl
 import sys
 import tempfile
+from typing import Any
 
 from . import jsonlog
 from .config import DRAIN_SECONDS, MULTIPROC_ENV, ConfigError, Settings
@@ -42,6 +44,9 @@ def main() -> int:
         log.error("InvalidConfig: %s", exc)
         return 2
     jsonlog.configure(settings.log_level)
+    if problem := tls_problem(settings):
+        log.error("InvalidConfig: %s", problem)
+        return 2
     if settings.workers > 1 and not os.environ.get(MULTIPROC_ENV):
         # workers write their metrics here and each /metrics answer sums them all
         os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="modelroll-metrics-")
@@ -54,12 +59,42 @@ def main() -> int:
     log.info(
         "starting",
         extra={"port": settings.http_port, "grpc_port": settings.grpc_port,
-               "workers": settings.workers,
+               "workers": settings.workers, "tls": settings.tls_cert_file is not None,
                "model": settings.model_name, "version": settings.model_version},
     )  # fmt: skip
     if settings.workers == 1:
         return _serve_embedded(settings)
     return _serve_workers(settings)
+
+
+def tls_problem(settings: Settings) -> str:
+    """Why the certificate and key cannot be served, or "": checked before granian starts,
+    which would fail inside its worker with a less helpful trace."""
+    if settings.tls_cert_file is None or settings.tls_key_file is None:
+        return ""
+    try:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
+    except (OSError, ssl.SSLError) as exc:
+        return (
+            f"MODELROLL_TLS_CERT_FILE={settings.tls_cert_file} and MODELROLL_TLS_KEY_FILE="
+            f"{settings.tls_key_file} are not a usable certificate and key: {exc}"
+        )
+    return ""
+
+
+def _tls_options(settings: Settings) -> dict[str, Any]:
+    """granian's own TLS (rustls): with a certificate the port speaks HTTPS only. TLS 1.2
+    stays allowed for older clients; rustls offers only forward-secret AEAD suites in it."""
+    from granian.constants import SSLProtocols
+
+    if settings.tls_cert_file is None:
+        return {}
+    return {
+        "ssl_cert": settings.tls_cert_file,
+        "ssl_key": settings.tls_key_file,
+        "ssl_protocol_min": SSLProtocols.tls12,
+    }
 
 
 def _serve_embedded(settings: Settings) -> int:
@@ -91,6 +126,7 @@ def _serve_embedded(settings: Settings) -> int:
         factory=True,
         log_level=LogLevels(settings.log_level.lower()),
         log_dictconfig=_granian_log_config(settings.log_level),
+        **_tls_options(settings),
     )
     server.workers_kill_timeout = DRAIN_SECONDS
 
@@ -129,6 +165,7 @@ def _serve_workers(settings: Settings) -> int:
         log_level=LogLevels(settings.log_level.lower()),
         log_dictconfig=_granian_log_config(settings.log_level),
         workers_kill_timeout=DRAIN_SECONDS,
+        **_tls_options(settings),
     )
     server.serve()
     return 0

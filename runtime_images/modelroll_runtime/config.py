@@ -60,6 +60,8 @@ class Settings:
     max_decode_bytes: int
     body_timeout_seconds: float
     auth_token: str | None
+    tls_cert_file: Path | None
+    tls_key_file: Path | None
     allow_unpinned_pickle: bool
     model_dir: Path
     cache_dir: Path
@@ -103,6 +105,11 @@ class Settings:
         grpc_port = _port_or_off(env, "MODELROLL_GRPC_PORT", DEFAULT_GRPC_PORT)
         if grpc_port == http_port:
             raise ConfigError(f"MODELROLL_GRPC_PORT and MODELROLL_HTTP_PORT are both {http_port}")
+        tls_cert = env.get("MODELROLL_TLS_CERT_FILE", "").strip()
+        tls_key = env.get("MODELROLL_TLS_KEY_FILE", "").strip()
+        if bool(tls_cert) != bool(tls_key):
+            # one without the other would serve plain HTTP where HTTPS was asked for
+            raise ConfigError("MODELROLL_TLS_CERT_FILE and MODELROLL_TLS_KEY_FILE go together")
         return cls(
             model_name=env.get("MODELROLL_MODEL_NAME", "model").strip() or "model",
             model_uri=uri,
@@ -129,6 +136,8 @@ class Settings:
             ),
             body_timeout_seconds=_float(env, "MODELROLL_BODY_TIMEOUT_SECONDS", 30.0, minimum=0.001),
             auth_token=env.get("MODELROLL_AUTH_TOKEN") or None,
+            tls_cert_file=Path(tls_cert) if tls_cert else None,
+            tls_key_file=Path(tls_key) if tls_key else None,
             allow_unpinned_pickle=_bool(env, "MODELROLL_ALLOW_UNPINNED_PICKLE"),
             model_dir=Path(env.get("MODELROLL_MODEL_DIR") or tmp / "models"),
             cache_dir=Path(env.get("MODELROLL_CACHE_DIR") or tmp / "cache"),

@@ -85,7 +85,17 @@ class GrpcServer:
         )
 
     async def start(self) -> None:
-        self._server.add_insecure_port(self._address)  # raises RuntimeError if it cannot bind
+        # raises RuntimeError if it cannot bind
+        settings = self._app.settings
+        if settings.tls_cert_file is not None and settings.tls_key_file is not None:
+            # with TLS asked for, no port of ours may answer in the clear: gRPC is TLS too,
+            # with the same certificate the HTTP port serves
+            credentials = grpc.ssl_server_credentials(
+                [(settings.tls_key_file.read_bytes(), settings.tls_cert_file.read_bytes())]
+            )
+            self._server.add_secure_port(self._address, credentials)
+        else:
+            self._server.add_insecure_port(self._address)
         await self._server.start()
         log.info("gRPC serving", extra={"address": self._address, "service": SERVICE})
 

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -44,6 +45,10 @@ class RuntimeProcess:
     # its own, so that runtimes started side by side never share the default 8081
     grpc_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    # set: the runtime serves TLS, and requests go over HTTPS verified with this context
+    # (to `tls_host`, the name its certificate carries, on 127.0.0.1)
+    tls: ssl.SSLContext | None = None
+    tls_host: str = "localhost"
 
     def start(self) -> RuntimeProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MODELROLL_")}
@@ -98,7 +103,13 @@ class RuntimeProcess:
         headers: dict[str, str] | None = None,
         timeout: float = 30,
     ) -> Response:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        conn: http.client.HTTPConnection
+        if self.tls is not None:
+            conn = http.client.HTTPSConnection(
+                self.tls_host, self.port, timeout=timeout, context=self.tls
+            )
+        else:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
             conn.request(method, path, body=body, headers=headers or {})
             response = conn.getresponse()

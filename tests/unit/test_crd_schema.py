@@ -218,6 +218,7 @@ def test_api_field_names() -> None:
         "workers",
         "batching",
         "auth",
+        "tls",
     }
     assert set(spec["gpu"]["properties"]) == {"count", "resource", "product"}
     assert set(spec["autoscaling"]["properties"]) == {

@@ -11,6 +11,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from modelroll.conditions import Condition
 from modelroll.config import OperatorConfig, config_from_env
 from modelroll.quantity import parse_quantity
 from modelroll.render import CREDENTIAL_VARIABLES, Owner, RenderContext, render_children
@@ -158,6 +159,121 @@ def test_no_auth_no_token_variable() -> None:
     assert "MODELROLL_AUTH_TOKEN" not in {e["name"] for e in container["env"]}
 
 
+TLS_SPEC: dict[str, Any] = {**BASE, "runtime": {"tls": {"secretRef": {"name": "iris-tls"}}}}
+PROBES = ("startupProbe", "readinessProbe", "livenessProbe")
+
+
+def test_tls_mounts_the_secret_read_only_and_probes_speak_https() -> None:
+    deployment = render(TLS_SPEC)[0]
+    validate(deployment)
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["MODELROLL_TLS_CERT_FILE"] == "/etc/modelroll/tls/tls.crt"
+    assert env["MODELROLL_TLS_KEY_FILE"] == "/etc/modelroll/tls/tls.key"
+    assert {"name": "tls", "mountPath": "/etc/modelroll/tls", "readOnly": True} in container[
+        "volumeMounts"
+    ]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "tls"]
+    # not optional: a pod must not come up without its certificate; only the pair it serves
+    assert volume["secret"] == {
+        "secretName": "iris-tls",
+        "defaultMode": 0o440,
+        "items": [{"key": "tls.crt", "path": "tls.crt"}, {"key": "tls.key", "path": "tls.key"}],
+    }
+    assert container["ports"] == [{"name": "https", "containerPort": 8080, "protocol": "TCP"}]
+    for probe in PROBES:
+        assert container[probe]["httpGet"]["scheme"] == "HTTPS"
+        assert container[probe]["httpGet"]["port"] == "https"
+    assert deployment["spec"]["template"]["metadata"]["annotations"]["prometheus.io/scheme"] == (
+        "https"
+    )
+
+
+def test_without_tls_the_runtime_is_plain_http_on_port_80() -> None:
+    children = render(BASE, RenderContext(OperatorConfig(), service_monitor_available=True))
+    (container,) = children[0]["spec"]["template"]["spec"]["containers"]
+    assert container["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    assert all("scheme" not in container[p]["httpGet"] for p in PROBES)
+    assert not any(e["name"].startswith("MODELROLL_TLS_") for e in container["env"])
+    service = next(c for c in children if c["kind"] == "Service")
+    assert service["spec"]["ports"] == [
+        {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}
+    ]
+    monitor = next(c for c in children if c["kind"] == "ServiceMonitor")
+    assert monitor["spec"]["endpoints"][0]["port"] == "http"
+    assert "tlsConfig" not in monitor["spec"]["endpoints"][0]
+
+
+HTTPS_PORT = {"name": "https", "port": 443, "targetPort": "https", "protocol": "TCP",
+              "appProtocol": "https"}  # fmt: skip
+
+
+def test_tls_services_serve_https_on_443_for_main_preview_and_route_backends() -> None:
+    from modelroll.render import render_shared_children
+    from modelroll.rollout import Plan, RolloutState
+    from modelroll.spec import parse_spec
+
+    canary = {
+        **TLS_SPEC,
+        "rollout": {
+            "strategy": "Canary",
+            "canary": {
+                "steps": [{"weight": 50}],
+                "trafficRouting": {
+                    "mode": "GatewayAPI",
+                    "gatewayAPI": {"parentRefs": [{"name": "gw"}]},
+                },
+            },
+        },
+    }
+    # mid-rollout: a preview Service and two weighted revision Services behind the route
+    ready = Condition("Progressing", True, "Rollout", "")
+    plan = Plan((), (), "r1", "r2", "r1", {"r1": 50, "r2": 50}, 50, RolloutState(), ready, None)
+    children = render_shared_children(OWNER, parse_spec(canary), plan, CONTEXT)
+    services = [c for c in children if c["kind"] == "Service"]
+    names = {s["metadata"]["name"] for s in services}
+    assert names == {"iris", "iris-preview", "iris-r1", "iris-r2"}
+    for service in services:
+        validate(service)
+        assert service["spec"]["ports"] == [HTTPS_PORT]
+    route = next(c for c in children if c["kind"] == "HTTPRoute")
+    assert {b["port"] for b in route["spec"]["rules"][0]["backendRefs"]} == {443}
+
+
+@pytest.mark.parametrize("trust_key", ["ca.crt", "tls.crt"])
+def test_tls_service_monitor_verifies_with_the_secret_never_skipping(trust_key: str) -> None:
+    context = RenderContext(OperatorConfig(), True, tls_trust_key=trust_key)
+    monitor = next(c for c in render(TLS_SPEC, context) if c["kind"] == "ServiceMonitor")
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert (endpoint["port"], endpoint["scheme"], endpoint["path"]) == (
+        "https",
+        "https",
+        "/metrics",
+    )
+    assert endpoint["tlsConfig"] == {
+        "ca": {"secret": {"name": "iris-tls", "key": trust_key}},
+        "serverName": "iris.models.svc",
+    }
+
+
+def test_tls_status_url_and_smoke_url_are_https() -> None:
+    from modelroll.render import service_url
+    from modelroll.spec import parse_spec
+
+    config = OperatorConfig()
+    url = service_url(OWNER, parse_spec(TLS_SPEC), config)
+    assert url == "https://iris.models.svc.cluster.local/v2/models/iris/infer"
+    assert config.service_url("iris-preview", "models", 443, https=True) == (
+        "https://iris-preview.models.svc.cluster.local:443"
+    )
+    routed = OperatorConfig(service_url_template="http://127.0.0.1:9/{namespace}/{service}")
+    assert (
+        routed.service_url("iris", "models", 443, https=True) == "https://127.0.0.1:9/models/iris"
+    )
+    assert routed.service_url("iris", "models") == "http://127.0.0.1:9/models/iris"
+
+
 def test_default_limits_sit_next_to_the_default_requests() -> None:
     resources = render(BASE)[0]["spec"]["template"]["spec"]["containers"][0]["resources"]
     config = OperatorConfig()
@@ -298,6 +414,7 @@ specs = st.fixed_dictionaries(
                 "auth": st.builds(
                     lambda n, k: {"tokenSecretRef": {"name": n, "key": k}}, names, names
                 ),
+                "tls": st.builds(lambda n: {"secretRef": {"name": n}}, names),
             },
         ),
         "resources": st.fixed_dictionaries(

@@ -119,3 +119,13 @@ def test_the_crd_offers_exactly_the_registered_formats() -> None:
     spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
     model_format = spec["properties"]["model"]["properties"]["format"]
     assert model_format["enum"] == list(FORMATS)
+
+
+def test_the_rendered_tls_settings_are_accepted_by_the_runtime(tmp_path: Path) -> None:
+    body = yaml.safe_load(EXAMPLES[0].read_text())
+    body["spec"].setdefault("runtime", {})["tls"] = {"secretRef": {"name": "iris-tls"}}
+    example = tmp_path / "tls.yaml"
+    example.write_text(yaml.safe_dump(body))
+    settings = settings_of(rendered_env(example))
+    assert settings.tls_cert_file == Path("/etc/modelroll/tls/tls.crt")
+    assert settings.tls_key_file == Path("/etc/modelroll/tls/tls.key")

@@ -286,3 +286,15 @@ def test_runtime_auth_parses_to_its_secret_key() -> None:
 def test_runtime_auth_needs_a_valid_secret_name_and_key(ref: JSON) -> None:
     with pytest.raises(ValueError):
         parse_spec({"model": MODEL, "runtime": {"auth": {"tokenSecretRef": ref}}})
+
+
+def test_runtime_tls_parses_to_its_secret_name() -> None:
+    tls = {"secretRef": {"name": "iris-tls"}}
+    assert parse_spec({"model": MODEL, "runtime": {"tls": tls}}).runtime.tls_secret == "iris-tls"
+    assert parse_spec({"model": MODEL}).runtime.tls_secret == ""
+
+
+@pytest.mark.parametrize("tls", [{}, {"secretRef": {}}, {"secretRef": {"name": "Bad_Name"}}])
+def test_runtime_tls_needs_a_valid_secret_name(tls: JSON) -> None:
+    with pytest.raises(ValueError):
+        parse_spec({"model": MODEL, "runtime": {"tls": tls}})

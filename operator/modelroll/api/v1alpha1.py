@@ -233,6 +233,18 @@ class Auth(ApiModel):
     )
 
 
+class Tls(ApiModel):
+    secret_ref: SecretRef = Field(
+        description="""A `kubernetes.io/tls` Secret in the same namespace (keys `tls.crt`,
+        `tls.key`, and optionally `ca.crt`). The runtime then serves HTTPS only, on the
+        Service's port 443 (named https); plain HTTP gets no answer. The certificate must name
+        `<name>.<namespace>.svc`: the operator's smoke tests, the ServiceMonitor and
+        `modelroll predict` verify it under that name, against `ca.crt` or, without it,
+        against `tls.crt` itself (pinned). A renewed certificate is served after the pods
+        restart."""
+    )
+
+
 class Runtime(ApiModel):
     image: str | None = Field(
         None,
@@ -278,6 +290,11 @@ class Runtime(ApiModel):
         None,
         description="""Bearer-token auth for the inference endpoints. Unset, they are open to
         every caller that can reach the pods.""",
+    )
+    tls: Tls | None = Field(
+        None,
+        description="""HTTPS for every endpoint of the runtime (API, health, /metrics). Unset,
+        it serves plain HTTP on the Service's port 80.""",
     )
 
 

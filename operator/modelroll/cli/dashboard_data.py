@@ -1,7 +1,7 @@
 """What the dashboard reads from the cluster: ModelDeployments, Events, and pod /metrics.
 
 Metrics come through the API server's proxy to each pod of a revision (the runtime's `http`
-port), so they need nothing but the kubeconfig: no port-forward, no Prometheus.
+port, or `https` when it serves TLS), so they need nothing but the kubeconfig: no port-forward, no Prometheus.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from modelroll.kube import ApiError, Kube, object_path
 from modelroll.render import DEPLOYMENT_LABEL, REVISION_LABEL
 from modelroll.spec import JSON
 
-DEFAULT_PORT = 8080  # containerPort "http" of the runtime, templates/deployment.yaml.j2
+DEFAULT_PORT = 8080  # containerPort "http" (or "https") of the runtime, deployment.yaml.j2
 SCRAPE_TIMEOUT = 3
 
 
@@ -65,13 +65,18 @@ def _get_text(kube: Kube, path: str) -> str:
     return text
 
 
-def http_port(pod: JSON) -> int:
-    """The runtime's port named "http" (the proxy path needs the number)."""
+def proxy_target(pod: JSON) -> str:
+    """The pod and runtime port as the pod proxy path names them (`name:port`; the proxy
+    needs the number), as `https:name:port` when the port is named https (spec.runtime.tls:
+    the API server then speaks TLS to it)."""
+    name = pod["metadata"]["name"]
     for container in (pod.get("spec") or {}).get("containers") or []:
         for port in container.get("ports") or []:
             if port.get("name") == "http":
-                return int(port["containerPort"])
-    return DEFAULT_PORT
+                return f"{name}:{port['containerPort']}"
+            if port.get("name") == "https":
+                return f"https:{name}:{port['containerPort']}"
+    return f"{name}:{DEFAULT_PORT}"
 
 
 class MetricsReader:
@@ -96,7 +101,7 @@ class MetricsReader:
         for revision in (md.get("status") or {}).get("revisions") or []:
             revision_name = str(revision["name"])
             members = [
-                (p["metadata"]["name"], http_port(p))
+                proxy_target(p)
                 for p in pods
                 if (p["metadata"].get("labels") or {}).get(REVISION_LABEL) == revision_name
                 and (p.get("status") or {}).get("phase") == "Running"
@@ -105,14 +110,14 @@ class MetricsReader:
         return results
 
     def _revision(
-        self, namespace: str, name: str, revision: str, pods: list[tuple[str, int]]
+        self, namespace: str, name: str, revision: str, pods: list[str]
     ) -> RevisionMetrics:
         if not pods:
             return RevisionMetrics(revision, 0, None, "no running pod")
         texts = []
         try:
-            for pod, port in pods:
-                path = f"/api/v1/namespaces/{namespace}/pods/{pod}:{port}/proxy/metrics"
+            for pod in pods:
+                path = f"/api/v1/namespaces/{namespace}/pods/{pod}/proxy/metrics"
                 texts.append(_get_text(self.kube, path))
         except (ApiError, OSError, urllib3.exceptions.HTTPError) as error:
             # On kwok (no containers) and for pods not yet serving, the proxy cannot connect.

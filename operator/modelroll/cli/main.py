@@ -182,8 +182,10 @@ def predict_command(
     url: Annotated[
         str | None,
         typer.Option(
-            help="Base URL of a reachable runtime or gateway; skips the port-forward. With"
-            " --protocol too, the cluster is not read, so no bearer token is sent."
+            help="Base URL of a reachable runtime or gateway; skips the port-forward. An"
+            " https:// URL of a runtime with spec.runtime.tls is verified with its Secret. With"
+            " --protocol too, the cluster is not read, so no bearer token is sent and https is"
+            " verified with the system's CAs."
         ),
     ] = None,
 ) -> None:
@@ -255,11 +257,14 @@ def _predict_in_cluster(
             )
         )
         token = predict.auth_token(target, md)
+        trust = predict.runtime_trust(target, md)
         if url:
-            return predict.send(url, name, chosen, body, token=token)
+            return predict.send(url, name, chosen, body, token=token, trust=trust)
         pod = predict.ready_pod(target, md)
         with predict.port_forward(target, pod) as base_url:
-            return predict.send(base_url, name, chosen, body, token=token)
+            if trust is not None:
+                base_url = predict.https_url(base_url)
+            return predict.send(base_url, name, chosen, body, token=token, trust=trust)
     except (NotFound, ApiError, LookupError, RuntimeError) as error:
         raise _fail(str(error)) from None
 

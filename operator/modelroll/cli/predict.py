@@ -20,6 +20,7 @@ from modelroll.cli.cluster import Target, list_json
 from modelroll.inference import post_inference
 from modelroll.render import DEPLOYMENT_LABEL, REVISION_LABEL
 from modelroll.spec import JSON, SecretKey
+from modelroll.tls import Trust, tls_problem, trust_of
 
 RUNTIME_PORT = 8080
 # The answer goes to the user's own terminal, so it may be larger than a smoke test's; the
@@ -50,9 +51,13 @@ def send(
     body: Any,
     timeout: float = 30,
     token: str | None = None,
+    trust: Trust | None = None,
 ) -> Answer:
-    """The runtime's answer; OSError when there is none (unreachable, redirect, deadline)."""
-    answer = post_inference(base_url, model, protocol, body, timeout, MAX_ANSWER_BYTES, token=token)
+    """The runtime's answer; OSError when there is none (unreachable, redirect, deadline,
+    a certificate `trust` does not verify)."""
+    answer = post_inference(
+        base_url, model, protocol, body, timeout, MAX_ANSWER_BYTES, token=token, trust=trust
+    )
     return Answer(answer.status, answer.body)
 
 
@@ -68,6 +73,30 @@ def auth_token(target: Target, md: JSON) -> str | None:
         raise LookupError(problem)
     assert secret is not None  # token_problem reports a missing Secret
     return token_of(secret, ref.key)
+
+
+def runtime_trust(target: Target, md: JSON) -> Trust | None:
+    """What the runtime's certificate is verified with when the ModelDeployment turns TLS
+    on (None: plain HTTP), read with the user's credentials, as the operator does: ca.crt,
+    or the pinned tls.crt. LookupError says why the Secret cannot tell, without its data."""
+    name = spec_tls_secret(md)
+    if not name:
+        return None
+    secret = target.kube.get(f"/api/v1/namespaces/{target.namespace}/secrets/{name}")
+    if problem := tls_problem(secret, target.namespace, name):
+        raise LookupError(problem)
+    assert secret is not None  # tls_problem reports a missing Secret
+    return trust_of(secret, target.name, target.namespace)
+
+
+def spec_tls_secret(md: JSON) -> str:
+    runtime = (md.get("spec") or {}).get("runtime") or {}
+    return str(((runtime.get("tls") or {}).get("secretRef") or {}).get("name") or "")
+
+
+def https_url(base_url: str) -> str:
+    """The port-forward's URL for a runtime that serves TLS (spec.runtime.tls)."""
+    return "https://" + base_url.removeprefix("http://")
 
 
 def spec_token_ref(md: JSON) -> SecretKey | None:
