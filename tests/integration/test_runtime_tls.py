@@ -111,7 +111,8 @@ def test_tls_renders_https_probes_the_secret_volume_and_port_443(
     assert env["MODELROLL_TLS_CERT_FILE"] == "/etc/modelroll/tls/tls.crt"
     service = get_json(cluster, "-n", namespace, "service", "iris")
     assert [(p["name"], p["port"], p.get("appProtocol")) for p in service["spec"]["ports"]] == [
-        ("https", 443, "https")
+        ("https", 443, "https"),
+        ("grpc", 8081, "grpc"),
     ]
 
 

@@ -181,7 +181,11 @@ def test_tls_mounts_the_secret_read_only_and_probes_speak_https() -> None:
         "defaultMode": 0o440,
         "items": [{"key": "tls.crt", "path": "tls.crt"}, {"key": "tls.key", "path": "tls.key"}],
     }
-    assert container["ports"] == [{"name": "https", "containerPort": 8080, "protocol": "TCP"}]
+    # gRPC on its port is TLS too (the runtime serves it with the same certificate)
+    assert container["ports"] == [
+        {"name": "https", "containerPort": 8080, "protocol": "TCP"},
+        {"name": "grpc", "containerPort": 8081, "protocol": "TCP"},
+    ]
     for probe in PROBES:
         assert container[probe]["httpGet"]["scheme"] == "HTTPS"
         assert container[probe]["httpGet"]["port"] == "https"
@@ -193,13 +197,18 @@ def test_tls_mounts_the_secret_read_only_and_probes_speak_https() -> None:
 def test_without_tls_the_runtime_is_plain_http_on_port_80() -> None:
     children = render(BASE, RenderContext(OperatorConfig(), service_monitor_available=True))
     (container,) = children[0]["spec"]["template"]["spec"]["containers"]
-    assert container["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    assert container["ports"] == [
+        {"name": "http", "containerPort": 8080, "protocol": "TCP"},
+        {"name": "grpc", "containerPort": 8081, "protocol": "TCP"},
+    ]
     assert all("scheme" not in container[p]["httpGet"] for p in PROBES)
     assert not any(e["name"].startswith("MODELROLL_TLS_") for e in container["env"])
     service = next(c for c in children if c["kind"] == "Service")
     assert service["spec"]["ports"] == [
-        {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}
-    ]
+        {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"},
+        {"name": "grpc", "port": 8081, "targetPort": "grpc", "protocol": "TCP",
+         "appProtocol": "grpc"},
+    ]  # fmt: skip
     monitor = next(c for c in children if c["kind"] == "ServiceMonitor")
     assert monitor["spec"]["endpoints"][0]["port"] == "http"
     assert "tlsConfig" not in monitor["spec"]["endpoints"][0]
@@ -207,6 +216,8 @@ def test_without_tls_the_runtime_is_plain_http_on_port_80() -> None:
 
 HTTPS_PORT = {"name": "https", "port": 443, "targetPort": "https", "protocol": "TCP",
               "appProtocol": "https"}  # fmt: skip
+GRPC_PORT = {"name": "grpc", "port": 8081, "targetPort": "grpc", "protocol": "TCP",
+             "appProtocol": "grpc"}  # fmt: skip
 
 
 def test_tls_services_serve_https_on_443_for_main_preview_and_route_backends() -> None:
@@ -236,7 +247,7 @@ def test_tls_services_serve_https_on_443_for_main_preview_and_route_backends() -
     assert names == {"iris", "iris-preview", "iris-r1", "iris-r2"}
     for service in services:
         validate(service)
-        assert service["spec"]["ports"] == [HTTPS_PORT]
+        assert service["spec"]["ports"] == [HTTPS_PORT, GRPC_PORT]
     route = next(c for c in children if c["kind"] == "HTTPRoute")
     assert {b["port"] for b in route["spec"]["rules"][0]["backendRefs"]} == {443}
 
