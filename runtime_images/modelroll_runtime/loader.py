@@ -120,6 +120,7 @@ def _load_fastest(
         aliases = meta.get("aliases")
         model = OnnxModel(aliases if isinstance(aliases, dict) else {})
         model.load(cache / ONNX_FILE)
+        model.columns = tuple(str(c) for c in meta.get("columns", ()))
         log.info(
             "backend onnx: %s",
             meta["reason"],
