@@ -104,6 +104,30 @@ def build_frame(directory: Path) -> PeerModel:
     return PeerModel(directory.name, "sklearn", "frame", rows, directory)
 
 
+def build_mixed(directory: Path) -> PeerModel:
+    """A ColumnTransformer pipeline on string and numeric columns: one input per column."""
+    import pandas as pd
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    rng = np.random.default_rng(0)
+    n = 60
+    frame = pd.DataFrame({
+        "city": rng.choice(["paris", "oslo", "lima"], n).astype(object),
+        "age": rng.integers(18, 80, n).astype(float),
+        "spend": rng.uniform(0, 1e4, n).round(2),
+    })  # fmt: skip
+    y = ((frame["spend"] > 5000) ^ (frame["city"] == "oslo")).astype(np.int64)
+    columns = ColumnTransformer([
+        ("categories", OneHotEncoder(handle_unknown="ignore"), ["city"]),
+        ("numbers", StandardScaler(), ["age", "spend"]),
+    ])  # fmt: skip
+    _save(directory, "sklearn", make_pipeline(columns, LogisticRegression()).fit(frame, y))
+    return PeerModel(directory.name, "sklearn", "mixed", frame.iloc[::9], directory)
+
+
 def _boosted(model_format: str, classes: int) -> Callable[[Path], PeerModel]:
     """XGBoost or LightGBM through their sklearn classes, as users train them; classes=0 is
     a regressor on the large-magnitude features."""
@@ -142,6 +166,7 @@ BUILDERS: dict[str, tuple[str, Callable[[Path], PeerModel]]] = {
     "linear": ("regressor", build_linear),
     "text": ("text", build_text),
     "frame": ("frame", build_frame),
+    "mixed": ("mixed", build_mixed),
     "xgb-multi": ("classifier", _boosted("xgboost", 3)),
     "xgb-binary": ("classifier", _boosted("xgboost", 2)),
     "xgb-reg": ("regressor", _boosted("xgboost", 0)),

@@ -39,15 +39,16 @@ class Call:
 
 def calls(kind: str) -> list[Call]:
     found = [
-        Call("v1", "POST", "/v1/models/{name}:predict", ("kserve",)),
-        Call("v2", "POST", "/v2/models/{name}/infer"),
         Call("GET /v2/models/{name}", "GET", "/v2/models/{name}"),
         Call("GET /v2/models/{name}/ready", "GET", "/v2/models/{name}/ready"),
         Call("GET /v1/models/{name}", "GET", "/v1/models/{name}"),
     ]
-    if kind in ("classifier", "frame"):
+    if kind != "mixed":  # one input per column: only named columns reach it
+        found.append(Call("v1", "POST", "/v1/models/{name}:predict", ("kserve",)))
+        found.append(Call("v2", "POST", "/v2/models/{name}/infer"))
+    if kind in ("classifier", "frame", "mixed"):
         found.append(Call("v2-proba", "POST", "/v2/models/{name}/infer"))
-    if kind == "frame":
+    if kind in ("frame", "mixed"):
         found.append(Call("v2-pandas", "POST", "/v2/models/{name}/infer"))
         found.append(Call("v1-columns", "POST", "/v1/models/{name}:predict", ("kserve",)))
     return found
@@ -59,7 +60,11 @@ SERVER_CALLS = [
     Call("GET /v1/models", "GET", "/v1/models"),
     Call("GET /v2/models", "GET", "/v2/models"),
     Call("POST /v2/repository/index", "POST", "/v2/repository/index"),
+    # three features where iris has four: the client's error
+    Call("v1-bad-width", "POST", "/v1/models/{name}:predict", ("kserve",)),
+    Call("v2-bad-width", "POST", "/v2/models/{name}/infer"),
 ]
+BAD_CALLS = ("v1-bad-width", "v2-bad-width")
 
 
 def body_of(call: Call, model: PeerModel) -> Any:
@@ -68,14 +73,16 @@ def body_of(call: Call, model: PeerModel) -> Any:
         return None
     if call.label == "POST /v2/repository/index":
         return {}
+    if call.label in BAD_CALLS:
+        rows = np.asarray(rows)[:, :3]
     if call.label == "v1-columns":  # KServe reads each instance as pandas.DataFrame(instance)
         return {"instances": [{c: rows[c].tolist() for c in rows.columns}]}
     if call.label == "v2-pandas":  # MLServer's PandasCodec.encode_request
-        inputs = [{"name": c, "shape": [len(rows), 1], "datatype": "FP64",
-                   "data": rows[c].tolist()} for c in rows.columns]  # fmt: skip
-        return {"id": "peer-compat", "parameters": {"content_type": "pd"}, "inputs": inputs}
+        return pandas_request(rows, call.label == "v2-proba")
+    if model.kind == "mixed" and call.label == "v2-proba":
+        return pandas_request(rows, True)
     values = rows if model.kind == "text" else np.asarray(rows).tolist()
-    if call.label == "v1":
+    if call.label.startswith("v1"):
         return {"instances": values}
     if model.kind == "text":
         tensor = {"name": "input-0", "shape": [len(rows)], "datatype": "BYTES", "data": rows}
@@ -85,6 +92,19 @@ def body_of(call: Call, model: PeerModel) -> Any:
                   "data": np.ravel(values).tolist()}  # fmt: skip
     body: dict[str, Any] = {"id": "peer-compat", "inputs": [tensor]}
     if call.label == "v2-proba":
+        body["outputs"] = [{"name": "predict_proba"}]
+    return body
+
+
+def pandas_request(rows: Any, proba: bool = False) -> dict[str, Any]:
+    """What MLServer's PandasCodec.encode_request sends: one input per column, BYTES for
+    strings, the request marked content_type "pd"."""
+    inputs = [{"name": c, "shape": [len(rows), 1],
+               "datatype": "BYTES" if rows[c].dtype == object else "FP64",
+               "data": rows[c].tolist()} for c in rows.columns]  # fmt: skip
+    body: dict[str, Any] = {"id": "peer-compat", "parameters": {"content_type": "pd"},
+                            "inputs": inputs}  # fmt: skip
+    if proba:
         body["outputs"] = [{"name": "predict_proba"}]
     return body
 
@@ -173,6 +193,12 @@ _METADATA = [
             "answer KServe's {\"models\": [...]}"),
     Allowed("mlserver", "POST /v2/repository/index", ("*",), "body[0].version",
             "MLServer leaves version out where none is set; we answer MODELROLL_MODEL_VERSION"),
+    Allowed("kserve", "v?-bad-width", ("*",), "status",
+            "a request the model cannot take is the client's error: we answer 400 with what "
+            "is wrong; KServe answers 500"),
+    Allowed("mlserver", "v2-bad-width", ("*",), "status",
+            "a request the model cannot take is the client's error: we answer 400 with what "
+            "is wrong; MLServer answers 500 Internal Server Error"),
     Allowed("kserve", "POST /v2/repository/index", ("*",), "status",
             "KServe has no repository index route (404); we answer Triton's and MLServer's"),
 ]
@@ -256,11 +282,52 @@ def test_model_calls_answer_as_the_peers_do(
     assert_explained(ours, theirs, peer, call.label, name)
 
 
-@pytest.mark.parametrize("call", SERVER_CALLS, ids=[c.label for c in SERVER_CALLS])
-@pytest.mark.parametrize("peer", PEER_NAMES)
+SERVER_CASES = [
+    pytest.param(call, peer, id=f"{peer}-{call.label}")
+    for call in SERVER_CALLS
+    for peer in call.peers
+]
+
+
+@pytest.mark.parametrize(("call", "peer"), SERVER_CASES)
 def test_server_endpoints_answer_as_the_peers_do(servers: Servers, call: Call, peer: str) -> None:
     model = servers.models["iris"]
     ours = ask(servers.ours["iris"], call, model)
     theirs = ask(servers.peers[peer], call, model)
-    assert ours["status"] == 200, ours
+    assert ours["status"] == (400 if call.label in BAD_CALLS else 200), ours
     assert_explained(ours, theirs, peer, call.label, "iris")
+
+
+def test_pandas_columns_are_matched_by_name_on_the_compiled_path(servers: Servers) -> None:
+    """The frame model is served as a float64 graph, which takes one matrix: columns sent by
+    name must be stacked in the model's order, not the request's. The peers hand the
+    request's order to scikit-learn, which refuses it (500); we answer what the native
+    model answers on the columns by name."""
+    model = servers.models["frame"]
+    ours = servers.ours["frame"]
+    assert ours.get("/v2/models/frame").json()["parameters"]["backend"] == "onnx"
+    rows = model.rows
+    reordered = rows[list(reversed(rows.columns))]
+    native = _native(model).predict(rows).tolist()
+    stacked_wrong = _native(model).predict(reordered.to_numpy()).tolist()
+    assert stacked_wrong != native  # the rows tell the two orders apart
+    call = Call("v2-pandas", "POST", "/v2/models/{name}/infer")
+    response = ours.post_json("/v2/models/frame/infer", pandas_request(reordered))
+    assert response.status == 200, response.body
+    assert response.json()["outputs"][0]["data"] == native
+    for peer in servers.peers.values():
+        assert peer.post_json("/v2/models/frame/infer", pandas_request(reordered)).status == 500
+        assert ask(peer, call, model)["status"] == 200  # in the model's order they answer
+    # an unknown column is a 400 naming the model's columns, never a guess
+    renamed = rows.rename(columns={rows.columns[0]: "unknown"})
+    response = ours.post_json("/v2/models/frame/infer", pandas_request(renamed))
+    assert response.status == 400 and "sepal_length" in response.json()["error"]
+
+
+def _native(model: PeerModel) -> Any:
+    import warnings
+
+    import joblib
+
+    warnings.filterwarnings("ignore", message="X does not have valid feature names")
+    return joblib.load(model.file)

@@ -24,7 +24,7 @@ from kserve.protocol.infer_type import InferRequest, InferResponse
 from kserve.utils.utils import get_predict_input, get_predict_response
 
 
-def _one_file(model_dir: str, extensions: str | tuple) -> str:  # type: ignore[type-arg]
+def _one_file(model_dir: str, extensions: str | tuple) -> str:
     model_files = []
     for file in os.listdir(model_dir):
         file_path = os.path.join(model_dir, file)
