@@ -99,8 +99,10 @@ def body_of(call: Call, model: PeerModel) -> Any:
 def pandas_request(rows: Any, proba: bool = False) -> dict[str, Any]:
     """What MLServer's PandasCodec.encode_request sends: one input per column, BYTES for
     strings, the request marked content_type "pd"."""
+    from pandas.api.types import is_numeric_dtype
+
     inputs = [{"name": c, "shape": [len(rows), 1],
-               "datatype": "BYTES" if rows[c].dtype == object else "FP64",
+               "datatype": "FP64" if is_numeric_dtype(rows[c]) else "BYTES",
                "data": rows[c].tolist()} for c in rows.columns]  # fmt: skip
     body: dict[str, Any] = {"id": "peer-compat", "parameters": {"content_type": "pd"},
                             "inputs": inputs}  # fmt: skip
@@ -167,13 +169,16 @@ _MLSERVER_LIGHTGBM = [
             "P(class 1) as [N, 1]; our predict_proba has both columns, [N, 2]"),
 ]
 _METADATA = [
-    Allowed("kserve", "GET /v2/models/{name}", ("*",), "body",
-            "KServe's model servers declare no metadata (versions null, platform \"\", no "
-            "inputs or outputs); we declare the model's versions, platform, typed inputs and "
-            "outputs, and the compiled-path evidence in parameters"),
-    Allowed("mlserver", "GET /v2/models/{name}", ("*",), "body",
-            "MLServer declares nothing it is not told in model-settings.json (versions [], "
-            "platform \"\", no inputs or outputs); we declare them from the model"),
+    *[Allowed("kserve", "GET /v2/models/{name}", ("*",), f"body.{field}",
+              "KServe's model servers declare no metadata (versions null, platform \"\", no "
+              "inputs or outputs, no parameters); we declare the model's versions, platform, "
+              "typed inputs and outputs, and the compiled-path evidence in parameters")
+      for field in ("versions", "platform", "inputs", "outputs", "parameters")],
+    *[Allowed("mlserver", "GET /v2/models/{name}", ("*",), f"body.{field}",
+              "MLServer declares nothing model-settings.json does not tell it (versions [], "
+              "platform \"\", no inputs or outputs, parameters {}); we declare them from the "
+              "model")
+      for field in ("versions", "platform", "inputs", "outputs", "parameters")],
     Allowed("mlserver", "GET /v2/models/{name}/ready", ("*",), "body",
             "MLServer answers the status alone, with an empty body; we answer KServe's "
             "{\"name\", \"ready\"} with it"),

@@ -25,7 +25,7 @@ MLSERVER_VERSION = "1.7.1"
 MODEL_LIBRARIES = ("scikit-learn==1.9.1", "xgboost==3.2.0", "lightgbm==4.7.0", "joblib")
 PEERS: dict[str, tuple[str, ...]] = {
     # the SDK only: sklearnserver, xgbserver and lgbserver are not on PyPI; their model
-    # classes are in tests/runtime/peers/kserve_server.py
+    # classes are in tests/runtime/peers/kserve_server.py (pandas<3: sklearnserver's own pin)
     "kserve": (f"kserve=={KSERVE_VERSION}", "pandas<3", *MODEL_LIBRARIES),
     "mlserver": (
         f"mlserver=={MLSERVER_VERSION}",
