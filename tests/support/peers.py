@@ -22,16 +22,25 @@ from pathlib import Path
 KSERVE_VERSION = "0.21.0"
 MLSERVER_VERSION = "1.7.1"
 # the libraries the model files were written with (the runtime's venv has these versions)
-MODEL_LIBRARIES = ("scikit-learn==1.9.1", "xgboost==3.2.0", "lightgbm==4.7.0", "joblib")
+MODEL_LIBRARIES = ("scikit-learn==1.9.1", "lightgbm==4.7.0", "joblib")
+XGBOOST = "3.2.0"
 PEERS: dict[str, tuple[str, ...]] = {
     # the SDK only: sklearnserver, xgbserver and lgbserver are not on PyPI; their model
-    # classes are in tests/runtime/peers/kserve_server.py (pandas<3: sklearnserver's own pin)
-    "kserve": (f"kserve=={KSERVE_VERSION}", "pandas<3", *MODEL_LIBRARIES),
+    # classes are in tests/runtime/peers/kserve_server.py (pandas<3: sklearnserver's own
+    # pin). xgboost-cpu is the same module without the CUDA wheels (~300 MB less to fetch)
+    "kserve": (
+        f"kserve=={KSERVE_VERSION}",
+        "pandas<3",
+        f"xgboost-cpu=={XGBOOST}",
+        *MODEL_LIBRARIES,
+    ),
+    # mlserver-xgboost requires the "xgboost" distribution itself
     "mlserver": (
         f"mlserver=={MLSERVER_VERSION}",
         f"mlserver-sklearn=={MLSERVER_VERSION}",
         f"mlserver-xgboost=={MLSERVER_VERSION}",
         f"mlserver-lightgbm=={MLSERVER_VERSION}",
+        f"xgboost=={XGBOOST}",
         *MODEL_LIBRARIES,
     ),
 }
