@@ -258,14 +258,29 @@ def main() -> None:
     print_report(results, starts, costs)
 
 
+def exactness(server: str, model: str) -> str:
+    """Whether the answers are the native model's: the peers serve it natively; ours says
+    with the compiler's verdict in its compile cache (meta.json, as in the metadata)."""
+    if server != "ours":
+        return "native"
+    verdicts = [json.loads(m.read_text()) for m in (BENCH / "cache" / model).glob("*/meta.json")]
+    if not verdicts:
+        return "?"
+    meta = verdicts[0]
+    if meta.get("backend") != "onnx":
+        return f"native ({meta.get('verdict')})"
+    return f"{meta.get('verdict')}, {meta.get('input_dtype')} graph"
+
+
 def print_report(
     results: list[Result], starts: list[str], costs: dict[str, dict[str, float]]
 ) -> None:
-    print("| model | protocol | rows | conc | server | req/s | p50 ms | p99 ms | errors |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| model | protocol | rows | conc | server | exact | req/s | p50 ms | p99 ms | errors |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in sorted(results, key=lambda r: (r.model, r.protocol, r.rows, r.concurrency, r.server)):
         print(f"| {r.model} | {r.protocol} | {r.rows} | {r.concurrency} | {r.server} | "
-              f"{r.rps:.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} |")  # fmt: skip
+              f"{exactness(r.server, r.model)} | {r.rps:.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | "
+              f"{r.errors} |")  # fmt: skip
     print("\n| server | model | cold start | RSS after load |")
     print("|---|---|---|---|")
     for line in starts:

@@ -135,9 +135,6 @@ SERVERS = {"sklearn": SKLearnModel, "xgboost": XGBoostModel, "lightgbm": LightGB
 
 if __name__ == "__main__":
     port = int(sys.argv[1])
-    # per-request access and trace logs off, as in the benchmark's KServe measurement
-    for logger in ("uvicorn.access", "kserve.trace"):
-        logging.getLogger(logger).disabled = True
     models = []
     for spec in sys.argv[2:]:
         kind, name, model_dir = spec.split(":", 2)
@@ -151,4 +148,8 @@ if __name__ == "__main__":
     server = kserve.ModelServer(
         http_port=port, workers=1, enable_grpc=False, enable_latency_logging=False
     )
+    # per-request access and trace logs off (a line each per request would cost KServe in
+    # the benchmark); only now: ModelServer() configures logging anew, which turns them on
+    for logger in ("uvicorn.access", "kserve.trace"):
+        logging.getLogger(logger).disabled = True
     server.start(models)
