@@ -2,8 +2,8 @@
 
 One KServe ModelServer and one MLServer serve every model of the suite (each serves several
 models in one process); ours serves one model per process, as in a pod. The peers' venvs
-come from tests/support/peers.py; a failed install fails the test with the prerequisites'
-one-line message, since the suite cannot say anything without its peers.
+come from tests/support/peers.py, through tests/support/prerequisites.py's require_peers: a
+failed install fails the test saying why, since the suite cannot say anything without them.
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ import os
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import pytest
 
 from tests.support import peers
 
@@ -34,15 +32,6 @@ class PeerProcess(RuntimeProcess):
         with self.log_file.open("ab") as log:
             self.process = subprocess.Popen(self.command, env=env, stdout=log, stderr=log)
         return self
-
-
-def peer_venvs() -> None:
-    """Both peers installed (from the cache when warm), or the test fails saying why."""
-    for name in peers.PEERS:
-        try:
-            peers.ensure_venv(name)
-        except peers.PeerInstallError as exc:
-            pytest.fail(f"{exc}\nfix: python tests/support/peers.py {name}", pytrace=False)
 
 
 def start_kserve(models: list[PeerModel], logs: Path) -> PeerProcess:

@@ -18,9 +18,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.support.prerequisites import require_peers
+
 from .peer_compare import Allowed, answer, differences, unexplained
 from .peer_models import BUILDERS, PeerModel
-from .peer_servers import PeerProcess, peer_venvs, start_kserve, start_mlserver, start_ours
+from .peer_servers import PeerProcess, start_kserve, start_mlserver, start_ours
 from .runtime_process import RuntimeProcess
 
 pytestmark = pytest.mark.runtime
@@ -220,7 +222,7 @@ class Servers:
 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
-    peer_venvs()
+    require_peers("the peer-compatibility tests")
     root = tmp_path_factory.mktemp("peers")
     models = {name: build(root / "models" / name) for name, (_, build) in BUILDERS.items()}
     logs = root / "logs"

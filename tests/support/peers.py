@@ -10,6 +10,7 @@ runtime's own venv has, so every server loads the same model files with the same
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -72,8 +73,17 @@ def ensure_venv(name: str) -> Path:
     marker = venv / MARKER
     if marker.exists():
         return venv
-    shutil.rmtree(venv, ignore_errors=True)  # a half-made venv from an interrupted install
     venv.parent.mkdir(parents=True, exist_ok=True)
+    # one installer at a time (test runs of several worktrees share the cache)
+    with (venv.parent / f"{venv.name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not marker.exists():
+            _install(name, venv)
+    return venv
+
+
+def _install(name: str, venv: Path) -> None:
+    shutil.rmtree(venv, ignore_errors=True)  # a half-made venv from an interrupted install
     started = time.monotonic()
     log = venv.parent / f"{venv.name}.install.log"
     with log.open("w") as out:
@@ -90,8 +100,8 @@ def ensure_venv(name: str) -> Path:
                     f"{sys.version_info[1]} that can make venvs; full log: {log}\n"
                     + "\n".join(tail)
                 )
-    marker.write_text(f"{' '.join(PEERS[name])}\ninstalled in {time.monotonic() - started:.0f} s\n")
-    return venv
+    seconds = time.monotonic() - started
+    (venv / MARKER).write_text(f"{' '.join(PEERS[name])}\ninstalled in {seconds:.0f} s\n")
 
 
 def kserve_command(port: int, models: list[tuple[str, str, Path]]) -> list[str]:
