@@ -53,6 +53,7 @@ def calls(kind: str) -> list[Call]:
     if kind in ("frame", "mixed"):
         found.append(Call("v2-pandas", "POST", "/v2/models/{name}/infer"))
         found.append(Call("v1-columns", "POST", "/v1/models/{name}:predict", ("kserve",)))
+        found.append(Call("v1-records", "POST", "/v1/models/{name}:predict", ("kserve",)))
     return found
 
 
@@ -79,6 +80,8 @@ def body_of(call: Call, model: PeerModel) -> Any:
         rows = np.asarray(rows)[:, :3]
     if call.label == "v1-columns":  # KServe reads each instance as pandas.DataFrame(instance)
         return {"instances": [{c: rows[c].tolist() for c in rows.columns}]}
+    if call.label == "v1-records":
+        return {"instances": rows.to_dict(orient="records")}
     if call.label == "v2-pandas":  # MLServer's PandasCodec.encode_request
         return pandas_request(rows, call.label == "v2-proba")
     if model.kind == "mixed" and call.label == "v2-proba":
@@ -200,6 +203,10 @@ _METADATA = [
             "answer KServe's {\"models\": [...]}"),
     Allowed("mlserver", "POST /v2/repository/index", ("*",), "body[0].version",
             "MLServer leaves version out where none is set; we answer MODELROLL_MODEL_VERSION"),
+    Allowed("kserve", "v1-records", ("*",), "status",
+            "KServe reads each instance with pandas.DataFrame(instance), which refuses a "
+            "{column: value} record (500, \"If using all scalar values, you must pass an "
+            "index\"); we take records as rows, and KServe's {column: [values]} too"),
     Allowed("kserve", "v?-bad-width", ("*",), "status",
             "a request the model cannot take is the client's error: we answer 400 with what "
             "is wrong; KServe answers 500"),
