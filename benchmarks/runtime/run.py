@@ -1,7 +1,8 @@
 """Benchmark modelroll-runtime against KServe and MLServer on the same core with wrk.
 
 Trains iris LogisticRegression and a RandomForest (64 features, 100 trees), installs the
-peers into their own venvs under .bench/, runs each server pinned to core 0 and wrk pinned
+peers into their own cached venvs (tests/support/peers.py, shared with the peer-compatibility
+tests), runs each server pinned to core 0 and wrk pinned
 to core 1 at concurrency 1, 8 and 64 with 1-row and 32-row requests, and prints one markdown
 table plus cold start, RSS and the in-process predict cost.
 
@@ -26,17 +27,14 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+from tests.support import peers  # noqa: E402  (the repo root, put on the path just above)
+
 BENCH = REPO / ".bench"
-HERE = Path(__file__).resolve().parent
 SERVER_CORE, CLIENT_CORE = "0", "1"
 # ours: MODELROLL_GRPC_PORT ("off" serves REST only); None: a free port, so that a
 # benchmark never collides with another runtime on the default 8081
 GRPC_PORT: str | None = None
-SKLEARN_PIN = "scikit-learn==1.9.1"
-PEERS = {
-    "kserve": ["kserve==0.21.0", SKLEARN_PIN, "joblib"],
-    "mlserver": ["mlserver==1.7.1", "mlserver-sklearn==1.7.1", SKLEARN_PIN, "joblib"],
-}
 
 
 @dataclass
@@ -114,16 +112,6 @@ def in_process_cost(model_file: Path, width: int) -> dict[str, float]:
     return costs
 
 
-def ensure_venv(name: str) -> Path:
-    venv = BENCH / name
-    marker = venv / ".installed"
-    if not marker.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(venv / "bin/pip"), "install", "-q", *PEERS[name]], check=True)
-        marker.touch()
-    return venv
-
-
 def rss_kib(pid: int) -> int:
     """RSS of a process and all its descendants."""
     total = 0
@@ -192,23 +180,15 @@ def start_server(
         elif server == "ours-no-telemetry":
             env["MODELROLL_DRIFT_TELEMETRY"] = "false"
         ready = f"http://127.0.0.1:{port}/v2/models/{model}/ready"
-    elif server == "kserve":
-        command = [str(BENCH / "kserve/bin/python"), str(HERE / "kserve_sklearn.py"), model,
-                   str(directory / "model.joblib"), str(port)]  # fmt: skip
+    elif server == "kserve":  # KServe's sklearnserver model class on the KServe SDK
+        command = peers.kserve_command(port, [("sklearn", model, directory)])
         ready = f"http://127.0.0.1:{port}/v2/models/{model}/ready"
     else:
         repo = logs / f"mlserver-{model}"
         shutil.rmtree(repo, ignore_errors=True)
-        repo.mkdir(parents=True)
-        (repo / "settings.json").write_text(json.dumps({
-            "http_port": port, "grpc_port": free_port(), "metrics_port": free_port(),
-            "parallel_workers": 0, "debug": False,
-        }))  # fmt: skip
-        (repo / "model-settings.json").write_text(json.dumps({
-            "name": model, "implementation": "mlserver_sklearn.SKLearnModel",
-            "parameters": {"uri": str(directory / "model.joblib")},
-        }))  # fmt: skip
-        command = [str(BENCH / "mlserver/bin/mlserver"), "start", str(repo)]
+        ports = (port, free_port(), free_port())
+        specs = [("sklearn", model, directory / "model.joblib")]
+        command = peers.mlserver_command(ports, specs, repo)
         ready = f"http://127.0.0.1:{port}/v2/models/{model}/ready"
     log = (logs / f"{server}-{model}.log").open("ab")
     started = time.monotonic()
@@ -283,8 +263,8 @@ def main() -> None:
     logs = BENCH / "logs"
     logs.mkdir(exist_ok=True)
     for peer in servers:
-        if peer in PEERS:
-            ensure_venv(peer)
+        if peer in peers.PEERS:
+            peers.ensure_venv(peer)
     models = train(BENCH / "models")
     results: list[Result] = []
     starts: list[str] = []
@@ -324,14 +304,29 @@ def main() -> None:
     print_report(results, starts, costs)
 
 
+def exactness(server: str, model: str) -> str:
+    """Whether the answers are the native model's: the peers serve it natively; ours says
+    with the compiler's verdict in its compile cache (meta.json, as in the metadata)."""
+    if server != "ours":
+        return "native"
+    verdicts = [json.loads(m.read_text()) for m in (BENCH / "cache" / model).glob("*/meta.json")]
+    if not verdicts:
+        return "?"
+    meta = verdicts[0]
+    if meta.get("backend") != "onnx":
+        return f"native ({meta.get('verdict')})"
+    return f"{meta.get('verdict')}, {meta.get('input_dtype')} graph"
+
+
 def print_report(
     results: list[Result], starts: list[str], costs: dict[str, dict[str, float]]
 ) -> None:
-    print("| model | protocol | rows | conc | server | req/s | p50 ms | p99 ms | errors |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| model | protocol | rows | conc | server | exact | req/s | p50 ms | p99 ms | errors |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in sorted(results, key=lambda r: (r.model, r.protocol, r.rows, r.concurrency, r.server)):
         print(f"| {r.model} | {r.protocol} | {r.rows} | {r.concurrency} | {r.server} | "
-              f"{r.rps:.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} |")  # fmt: skip
+              f"{exactness(r.server, r.model)} | {r.rps:.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | "
+              f"{r.errors} |")  # fmt: skip
     print("\n| server | model | cold start | RSS after load |")
     print("|---|---|---|---|")
     for line in starts:

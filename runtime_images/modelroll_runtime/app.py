@@ -83,6 +83,7 @@ class RuntimeApp:
         self.compilation: dict[str, Any] = {}
         self.inflight = 0
         self.allow_missing = FORMATS[settings.model_format].accepts_missing
+        self._v1_probabilities = FORMATS[settings.model_format].v1_probabilities
         self._json_headers = [
             ("content-type", JSON),
             ("x-model-name", self.name),
@@ -391,7 +392,7 @@ class RuntimeApp:
                 else:
                     inputs, rows = await self.decode_large("v1", body, None)
                 body = b""
-                output = model.default_outputs[0]
+                output = v1.output_of(model, self._v1_probabilities)
                 results = await batcher.predict(inputs, (output,), rows)
                 status = 200
                 proto.response_bytes(
@@ -563,7 +564,7 @@ def _batch_rows(model: Model, max_batch_size: int) -> int:
 
 def _public_evidence(meta: dict[str, Any]) -> dict[str, Any]:
     """The compiler's verdict and evidence for the metadata, without its internals."""
-    return {k: v for k, v in meta.items() if k not in ("aliases", "format", "verifier")}
+    return {k: v for k, v in meta.items() if k not in ("aliases", "columns", "format", "verifier")}
 
 
 def create_app() -> RuntimeApp:

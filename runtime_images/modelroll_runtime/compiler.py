@@ -31,7 +31,9 @@ log = logging.getLogger("modelroll.compiler")
 META_FILE = "meta.json"
 ONNX_FILE = "model.onnx"
 # Bumped whenever the check gets stricter: an "onnx" verdict from an older check is redone.
-VERIFIER = 2
+# 3: the meta records the model's column names, without which a graph stacked columns sent by
+# name (PandasCodec) in the request's order
+VERIFIER = 3
 # A float64 value is exact when within RTOL of the native value, relative to that value or
 # to FLOOR for smaller ones (probabilities the native model rounds to 0 may come out 1e-17).
 RTOL = 1e-9
@@ -172,6 +174,8 @@ def compile_native(
         "format": model_format,
         "verifier": VERIFIER,
         "verdict": NO_CONVERTER,
+        # feature_names_in_: the graph takes one matrix, and named columns go in this order
+        "columns": list(getattr(native, "columns", ())),
     }
     if not _one_float_matrix(native):
         # text and string columns: skl2onnx's tokenizer and encoders do not match sklearn's

@@ -127,8 +127,11 @@ def _load_package(
             from .formats.onnx_model import OnnxModel
 
             aliases = compilation.get("aliases")
-            model: Model = OnnxModel(aliases if isinstance(aliases, dict) else {})
-            model.load(directory / manifest.onnx)
+            onnx_model = OnnxModel(aliases if isinstance(aliases, dict) else {})
+            onnx_model.load(directory / manifest.onnx)
+            # a DataFrame-fitted model's columns: PandasCodec inputs are matched by name
+            onnx_model.columns = tuple(str(c) for c in compilation.get("columns", ()))
+            model: Model = onnx_model
             compilation["backend"] = "onnx"
         else:
             _refuse_unpinned_pickle(settings, model_format, manifest.model)
@@ -199,6 +202,7 @@ def _load_fastest(
         aliases = meta.get("aliases")
         model = OnnxModel(aliases if isinstance(aliases, dict) else {})
         model.load(cache / ONNX_FILE)
+        model.columns = tuple(str(c) for c in meta.get("columns", ()))
         log.info(
             "backend onnx: %s",
             meta["reason"],

@@ -33,6 +33,15 @@ def datatype_of(dtype: np.dtype[Any]) -> str:
     return _BY_DTYPE.get(dtype, "BYTES")
 
 
+def for_json(array: Array) -> Array:
+    """A float32 or float16 array as the float64 values it holds: what the peers' JSON
+    (numpy's tolist()) gives, 0.9531188011169434 and not the shortest float32 text 0.9531188,
+    so a client reading JSON numbers as doubles gets the native model's values exactly."""
+    if array.dtype.kind == "f" and array.dtype.itemsize < 8:
+        return array.astype(np.float64)
+    return array
+
+
 def check_shape(name: str, shape: Any) -> tuple[int, ...]:
     if not isinstance(shape, list) or not shape or len(shape) > MAX_DIMS:
         raise bad_request(f"input '{name}': 'shape' must be a list of 1 to {MAX_DIMS} integers")

@@ -241,7 +241,7 @@ def encode_response(
         elif datatype == "BYTES":
             entry["data"] = [str(v) for v in array.ravel().tolist()]
         else:
-            entry["data"] = np.ascontiguousarray(array).ravel()
+            entry["data"] = np.ascontiguousarray(tensors.for_json(array)).ravel()
         outputs.append(entry)
     document = {
         "model_name": model_name,

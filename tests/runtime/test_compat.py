@@ -84,6 +84,67 @@ def test_v1_regression_answers_a_flat_list(
     np.testing.assert_allclose(predictions, model.predict(np.array(rows)), rtol=1e-5)
 
 
+def _regressors(models_dir: Path) -> tuple[np.ndarray, dict[str, tuple[Path, Any]]]:
+    """Rows x, and a regressor per format with what its native library answers for x."""
+    import joblib
+    import lightgbm
+    import xgboost
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import DoubleTensorType
+    from sklearn.linear_model import LinearRegression
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 10, (256, 2)).round(0)  # whole numbers: float32 trees are exact
+    y = np.where(x[:, 0] > 5, 8.0, 0.0) + np.where(x[:, 1] > 5, 4.0, 0.0) + x[:, 1] / 4
+    found: dict[str, tuple[Path, Any]] = {}
+    linear = LinearRegression().fit(x, y)
+    directory = models_dir / "flat-sklearn"
+    directory.mkdir()
+    joblib.dump(linear, directory / "model.joblib")
+    found["sklearn"] = (directory, linear.predict(x))
+    booster = xgboost.XGBRegressor(n_estimators=1, max_depth=2, learning_rate=1.0,
+                                   base_score=0.0).fit(x, y)  # fmt: skip
+    directory = models_dir / "flat-xgboost"
+    directory.mkdir()
+    booster.save_model(str(directory / "model.json"))
+    found["xgboost"] = (directory, booster.predict(x))
+    lgbm = lightgbm.LGBMRegressor(n_estimators=5, num_leaves=4, verbose=-1).fit(x, y)
+    directory = models_dir / "flat-lightgbm"
+    directory.mkdir()
+    lgbm.booster_.save_model(str(directory / "model.bst"))
+    found["lightgbm"] = (directory, lgbm.predict(x))
+    graph = convert_sklearn(linear, initial_types=[("x", DoubleTensorType([None, 2]))])
+    directory = models_dir / "flat-onnx"
+    directory.mkdir()
+    (directory / "model.onnx").write_bytes(graph.SerializeToString())
+    found["onnx"] = (directory, linear.predict(x))
+    return x, found
+
+
+def test_v1_regression_is_flat_for_every_format(
+    models_dir: Path, start_runtime: StartRuntime
+) -> None:
+    """[43.375], never [[43.375]], whichever backend answers: the compiled graphs (sklearn,
+    XGBoost, a user's ONNX) answer [N, 1], the native LightGBM booster [N]. LightGBM is never
+    compiled (its float32 graph cannot answer its float64 values), so it runs natively."""
+    x, regressors = _regressors(models_dir)
+    backends = {"sklearn": "onnx", "xgboost": "onnx", "lightgbm": "native", "onnx": "onnx"}
+    for model_format, (directory, expected) in regressors.items():
+        runtime = start_runtime(
+            MODELROLL_MODEL_URI=str(directory), MODELROLL_MODEL_FORMAT=model_format
+        )
+        assert (
+            runtime.get("/v2/models/model").json()["parameters"]["backend"]
+            == (backends[model_format])
+        ), model_format
+        response = runtime.post_json("/v1/models/model:predict", {"instances": x[:8].tolist()})
+        assert response.status == 200, response.body
+        predictions = response.json()["predictions"]
+        assert all(isinstance(p, float) for p in predictions), (model_format, predictions)
+        np.testing.assert_allclose(predictions, expected[:8], rtol=1e-9, atol=0)
+        runtime.stop()
+
+
 def test_v1_and_v2_string_labels(
     species_dir: tuple[Path, Any], start_runtime: StartRuntime
 ) -> None:

@@ -158,8 +158,8 @@ def test_unpinned_non_pickle_downloads_over_http(
     response = runtime.post_json(
         "/v1/models/model:predict", {"instances": xgboost_model.x.tolist()}
     )
-    assert response.json() == {
-        "predictions": xgboost_model.expected_predict(xgboost_model.x).tolist()
+    assert response.json() == {  # booster.predict, as KServe's xgbserver answers V1
+        "predictions": xgboost_model.expected_proba(xgboost_model.x).tolist()
     }
 
 

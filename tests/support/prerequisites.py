@@ -66,6 +66,26 @@ def require(*tools: str, needed_by: str, fix: str | None = None) -> None:
         )
 
 
+# KServe and MLServer for the peer-compatibility tests: pip installs them on first use.
+PEERS_FIX = "python tests/support/peers.py"
+
+
+def require_peers(needed_by: str) -> None:
+    """Fails the test, saying why, unless both peers are installed (from the cache when
+    warm): without them the comparison cannot be made, so this is a failure, never a skip."""
+    from . import peers
+
+    for name in peers.PEERS:
+        try:
+            peers.ensure_venv(name)
+        except peers.PeerInstallError as exc:
+            pytest.fail(
+                f"{name} {peers.VERSIONS[name]} is missing, needed by {needed_by}: {exc}\n"
+                f"fix the cause above, then run: {PEERS_FIX} {name}",
+                pytrace=False,
+            )
+
+
 def require_root(needed_by: str) -> None:
     if os.geteuid() != 0:
         pytest.fail(

@@ -69,6 +69,9 @@ class ModelFormat(Generic[M]):
     # What the model learned about its inputs, by feature index: split thresholds, scaler
     # statistics, feature ranges. The compiler probes around these values (see probe.py).
     notable_values: Callable[[M], dict[int, list[float]]] | None = None
+    # V1 answers the classifier's probabilities, as KServe's xgbserver and lgbserver answer
+    # booster.predict, instead of its labels, as sklearnserver answers model.predict
+    v1_probabilities: bool = False
 
     def load(self, model_file: Path) -> M:
         """The native model (for a pickle format this runs the file's code: verify first)."""

@@ -87,4 +87,5 @@ FORMAT = ModelFormat(
     accepts_missing=True,  # NaN means "missing" to boosters
     runs_code=False,
     notable_values=notable_values,
+    v1_probabilities=True,
 )

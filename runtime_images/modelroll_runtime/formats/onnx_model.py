@@ -37,6 +37,8 @@ class OnnxModel:
         self.output_names: tuple[str, ...] = ()
         self.default_outputs: tuple[str, ...] = ()
         self._graph_outputs: list[str] = []
+        # the native model's column names, in the graph's input order, where it knew them
+        self.columns: tuple[str, ...] = ()
 
     def load(self, model_file: Path) -> None:
         import numpy as np
