@@ -118,7 +118,10 @@ class PacedLoad(Load):
 
 
 def shares(answers: list[Answer]) -> str:
-    served = Counter(f"v{a.version}" if a.status == 200 else f"HTTP {a.status}" for a in answers)
+    served = Counter(
+        f"v{a.version}" if a.status == 200 else f"HTTP {a.status}" if a.status else "no answer"
+        for a in answers
+    )
     total = sum(served.values())
     if not total:
         return "no answers"
