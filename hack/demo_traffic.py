@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.e2e.traffic import Answer, Load, infer  # the e2e tests' own client
@@ -158,6 +159,8 @@ def line(start: float, status: Status | None, fresh: list[Answer]) -> str:
 
 
 def main(namespace: str, name: str, host: str, manifest: str) -> int:
+    # Until the watch sends the applied spec, the latest status is the old, finished one.
+    target = str(yaml.safe_load(Path(manifest).read_text())["spec"]["model"]["version"])
     start = time.time()
     with StatusWatch(namespace, name) as watch, PacedLoad(host, name, ROWS) as load:
         time.sleep(TICK)
@@ -170,11 +173,11 @@ def main(namespace: str, name: str, host: str, manifest: str) -> int:
             status, fresh = watch.latest(), load.answers[seen:]
             seen += len(fresh)
             print(line(start, status, fresh), flush=True)
-            promoted = status.promoted if status else ""
+            promoted = bool(status and status.promoted == target)
             if promoted and over_at is None:
                 over_at = time.time()
             # After promotion, until the new version answers alone (kube-proxy's sync).
-            if promoted and fresh and {a.version for a in fresh} == {promoted}:
+            if promoted and fresh and {a.version for a in fresh} == {target}:
                 break
             if time.time() - (over_at or start) > (30 if over_at else TIMEOUT):
                 print(
