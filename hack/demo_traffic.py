@@ -12,6 +12,7 @@ while the status gave both a weight.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -19,6 +20,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
@@ -34,12 +36,6 @@ RATE = 25.0
 SETTLE = 2.0
 MIN_ANSWERS = 20
 ROWS = np.array([[6.8, 2.8, 4.8, 1.4]])
-STATUS = (
-    "jsonpath={.metadata.generation}|{.status.observedGeneration}|{.status.canaryRevision}|"
-    "{range .status.revisions[*]}{.version}:{.weight}:{.role} {end}|"
-    '{.status.conditions[?(@.type=="Progressing")].message}{"\\n"}'
-)
-
 Weights = tuple[tuple[str, int], ...]
 
 
@@ -53,13 +49,19 @@ class Status:
     promoted: str  # the stable version once the rollout is over, else ""
 
 
-def parse_status(line: str, seen: float) -> Status:
-    generation, observed, canary, revisions, message = line.rstrip("\n").split("|", 4)
-    parts = [r.split(":") for r in revisions.split()]
-    weights = tuple(sorted((version, int(weight or 0)) for version, weight, _ in parts))
-    stable = [version for version, weight, role in parts if role == "stable" and weight == "100"]
-    over = generation == observed and not canary and len(stable) == 1
-    return Status(seen, weights, message, stable[0] if over else "")
+def parse_status(md: dict[str, Any], seen: float) -> Status:
+    status = md.get("status", {})
+    revisions = status.get("revisions", [])
+    weights = tuple(sorted((str(r.get("version")), int(r.get("weight") or 0)) for r in revisions))
+    progressing = [c for c in status.get("conditions", []) if c["type"] == "Progressing"]
+    message = str(progressing[0].get("message", "")) if progressing else ""
+    stable = [r for r in revisions if r.get("role") == "stable" and r.get("weight") == 100]
+    over = (
+        md["metadata"]["generation"] == status.get("observedGeneration")
+        and not status.get("canaryRevision")
+        and len(stable) == 1
+    )
+    return Status(seen, weights, message, str(stable[0].get("version")) if over else "")
 
 
 @dataclass
@@ -81,7 +83,7 @@ class StatusWatch:
                 self.name,
                 "-w",
                 "-o",
-                STATUS,
+                "json",
             ],
             stdout=subprocess.PIPE,
             text=True,
@@ -91,9 +93,16 @@ class StatusWatch:
         return self
 
     def _read(self) -> None:
+        # kubectl prints each object as indented JSON: a line "}" ends one. (A jsonpath
+        # template with a range in it made kubectl 1.34 end the watch after one event.)
         assert self._watch.stdout is not None
+        lines: list[str] = []
         for line in self._watch.stdout:
-            status = parse_status(line, time.time())
+            lines.append(line)
+            if line != "}\n":
+                continue
+            status = parse_status(json.loads("".join(lines)), time.time())
+            lines.clear()
             if not self.statuses or self.statuses[-1].weights != status.weights:
                 self.statuses.append(status)
             else:  # the same weights: keep when they began, take the newer message
