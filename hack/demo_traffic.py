@@ -52,7 +52,11 @@ class Status:
 def parse_status(md: dict[str, Any], seen: float) -> Status:
     status = md.get("status", {})
     revisions = status.get("revisions", [])
-    weights = tuple(sorted((str(r.get("version")), int(r.get("weight") or 0)) for r in revisions))
+    # Only versions with weight: a revision at 0% (a canary coming up, the old stable
+    # scaling down) serves nothing, so it starts no new split.
+    weights = tuple(
+        sorted((str(r.get("version")), int(r["weight"])) for r in revisions if r.get("weight"))
+    )
     progressing = [c for c in status.get("conditions", []) if c["type"] == "Progressing"]
     message = str(progressing[0].get("message", "")) if progressing else ""
     stable = [r for r in revisions if r.get("role") == "stable" and r.get("weight") == 100]
@@ -140,7 +144,7 @@ def shares(answers: list[Answer]) -> str:
 
 
 def weights_text(weights: Weights) -> str:
-    return "  ".join(f"v{v} {w:3d}%" for v, w in weights if w) or "none"
+    return "  ".join(f"v{v} {w:3d}%" for v, w in weights) or "none"
 
 
 def by_status(statuses: list[Status], answers: list[Answer]) -> list[tuple[Status, list[Answer]]]:
