@@ -90,7 +90,7 @@ run: venv ## Run the operator from source, in the foreground, against $KUBECONFI
 	$(PY) -m modelroll
 
 .PHONY: demo
-demo: ## The main job end to end on a local cluster: deploy a model, watch it become Ready, predict; installs what it needs
+demo: ## The main job end to end on real pods of a local cluster: deploy, predict, canary under load; installs what it needs
 	hack/install-deps.sh
 	$(MAKE) --no-print-directory venv binaries
 	PY=$(abspath $(PY)) hack/demo.sh

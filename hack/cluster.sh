@@ -266,7 +266,8 @@ down() {
   if [ -d "$CLUSTER_DIR/node" ] || [ "$(cat "$run/node_mode" 2>/dev/null)" = real ]; then
     CLUSTER_DIR=$CLUSTER_DIR "$repo/hack/real-node.sh" down || say "real node teardown reported errors (above)"
   fi
-  for c in kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do stop "$c"; done
+  # model-store: the demo's (hack/demo.sh), which the pods of its example download from.
+  for c in model-store kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do stop "$c"; done
   rm -rf "$CLUSTER_DIR"
   say "stopped and removed $CLUSTER_DIR"
 }

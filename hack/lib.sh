@@ -14,7 +14,15 @@ alive() { [ -f "$run/$1.pid" ] && kill -0 "$(cat "$run/$1.pid")" 2>/dev/null; }
 start() { # name, then the command line
   local name=$1; shift
   mkdir -p "$logs"
-  setsid "$@" >"$logs/$name.log" 2>&1 < /dev/null &
+  # The daemon keeps no descriptor of ours beyond 0-2: one inherited from a caller (a
+  # `flock LOCK make demo`) would hold that caller's lock for as long as the cluster runs.
+  (
+    for fd in /proc/self/fd/*; do
+      fd=${fd##*/}
+      if [ "$fd" -gt 2 ]; then eval "exec $fd>&-" 2>/dev/null || true; fi
+    done
+    exec setsid "$@" >"$logs/$name.log" 2>&1 < /dev/null
+  ) &
   echo $! >"$run/$name.pid"
 }
 

@@ -7,6 +7,7 @@
 #   hack/real-node.sh up        start containerd, import images, start kubelet, kube-proxy, DNS
 #   hack/real-node.sh down      stop it all and remove every rule, link, mount and cgroup
 #   hack/real-node.sh healthy   exit 0 when containerd, kubelet and kube-proxy run
+#   hack/real-node.sh preflight exit 0 when this machine can run the node; else one line why
 #   hack/real-node.sh host-ip | node-name
 #
 # Everything is loopback or on the bridge, which has no uplink: nothing listens beyond the
@@ -51,14 +52,25 @@ kubectl() { "$(bin kubectl)" --kubeconfig "$CLUSTER_DIR/kubeconfig" "$@"; }
 ctr_() { ctr --address "$sock" --namespace k8s.io "$@"; }
 crictl_() { "$(bin crictl)" --runtime-endpoint "unix://$sock" --timeout 30s "$@"; }
 
+# The same tools as tests/support/prerequisites.py REAL_NODE_TOOLS (a unit test compares).
+REAL_NODE_TOOLS=(containerd ctr runc "$CNI_BIN_DIR/bridge" iptables ip6tables conntrack ip sysctl
+  buildah mmdebstrap gcc git)
+
+# What the node needs from this machine; dies with one line naming the first thing missing.
 require_host() {
   [ "$(id -u)" -eq 0 ] || die "a real node needs root (network namespaces, mounts, cgroups, iptables)"
   local tool
-  for tool in containerd ctr runc iptables conntrack ip; do
-    command -v "$tool" >/dev/null || die "$tool not found: run hack/install-deps.sh"
+  for tool in "${REAL_NODE_TOOLS[@]}"; do
+    case $tool in
+      /*) [ -x "$tool" ] || die "$tool not found: run hack/install-deps.sh" ;;
+      *) command -v "$tool" >/dev/null || die "$tool not found: run hack/install-deps.sh" ;;
+    esac
   done
-  [ -x "$CNI_BIN_DIR/bridge" ] || die "$CNI_BIN_DIR/bridge not found: run hack/install-deps.sh"
   [ -d /sys/fs/cgroup/cpu ] || die "the kubelet here needs cgroup v1 hierarchies under /sys/fs/cgroup"
+  grep -qw overlay /proc/filesystems || die "the kernel has no overlay filesystem (containerd's snapshotter): modprobe overlay"
+  [ -e /proc/sys/net/bridge/bridge-nf-call-iptables ] ||
+    die "bridged traffic does not pass iptables (kube-proxy's Service rules): modprobe br_netfilter"
+  iptables -t nat -S >/dev/null 2>&1 || die "iptables -t nat does not work here (kube-proxy's Service rules need it)"
 }
 
 take_lock() {
@@ -349,7 +361,8 @@ case ${1:-} in
   up) up ;;
   down) down ;;
   healthy) healthy ;;
+  preflight) require_host ;;
   host-ip) echo "$HOST_IP" ;;
   node-name) echo "$NODE_NAME" ;;
-  *) die "usage: $0 net-up|up|down|healthy|host-ip|node-name" ;;
+  *) die "usage: $0 net-up|up|down|healthy|preflight|host-ip|node-name" ;;
 esac
