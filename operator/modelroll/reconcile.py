@@ -51,6 +51,7 @@ SHARED_KINDS = (
     "Service",
     "HorizontalPodAutoscaler",
     "PodDisruptionBudget",
+    "NetworkPolicy",
     "ServiceMonitor",
 )
 

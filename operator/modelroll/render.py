@@ -42,6 +42,11 @@ CREDENTIAL_VARIABLES = (
     "GOOGLE_CLOUD_PROJECT",
 )
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+# The runtime container's ports by name, the one list that the Deployment's containerPorts
+# and the NetworkPolicy's ingress ports both come from (a gRPC port is added here).
+RUNTIME_PORTS = {"http": 8080}
+# The port Prometheus scrapes /metrics on.
+METRICS_PORT = "http"
 DEPLOYMENT_LABEL = f"{GROUP}/deployment"
 REVISION_LABEL = f"{GROUP}/revision"
 MODEL_VERSION_ANNOTATION = f"{GROUP}/model-version"
@@ -153,7 +158,7 @@ def runtime_env(
         "MODELROLL_MODEL_FORMAT": spec.model.format,
         "MODELROLL_MODEL_VERSION": spec.model.version or "1",
         "MODELROLL_MODEL_SHA256": spec.model.sha256,
-        "MODELROLL_HTTP_PORT": "8080",
+        "MODELROLL_HTTP_PORT": str(RUNTIME_PORTS["http"]),
         "MODELROLL_MAX_BATCH_SIZE": str(spec.runtime.batching.max_batch_size),
         "MODELROLL_WORKERS": str(spec.runtime.workers or ""),
         "MODELROLL_MODEL_DIR": DOWNLOAD_DIR,
@@ -258,7 +263,7 @@ def render_deployment(
         selector={DEPLOYMENT_LABEL: owner.name, REVISION_LABEL: revision},
         pod_annotations={
             "prometheus.io/scrape": "true",
-            "prometheus.io/port": "8080",
+            "prometheus.io/port": str(RUNTIME_PORTS[METRICS_PORT]),
             "prometheus.io/path": "/metrics",
             MODEL_VERSION_ANNOTATION: spec.model.version,
         },
@@ -266,6 +271,10 @@ def render_deployment(
         node_selector=node_selector,
         tolerations=tolerations,
         affinity=spec.affinity,
+        ports=[
+            {"name": name, "containerPort": port, "protocol": "TCP"}
+            for name, port in RUNTIME_PORTS.items()
+        ],
         image=spec.runtime.image or config.runtime_image,
         image_pull_policy=spec.runtime.image_pull_policy or config.runtime_image_pull_policy,
         env=runtime_env(owner, spec, model_uri, config),
@@ -274,6 +283,52 @@ def render_deployment(
         startup_failure_threshold=120,
         volume_mounts=[*scratch_mounts, *mounts],
         volumes=[*scratch, *volumes],
+    )
+
+
+def network_policy_name(owner_name: str) -> str:
+    """Suffixed like the ServiceAccount: users often name their own policies after the app."""
+    return f"{owner_name}-modelroll"
+
+
+def namespace_peer(namespace: str) -> JSON:
+    # The label the apiserver puts on every namespace, so that no tenant can fake it.
+    return {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}}
+
+
+def network_policy_ingress(spec: ModelDeploymentSpec, config: OperatorConfig) -> list[JSON]:
+    """Who may connect: the namespace itself, the operator's pods (smoke tests) and the
+    spec's allowFrom to every serving port; the monitoring namespace to the metrics port."""
+    ports = [{"protocol": "TCP", "port": port} for port in RUNTIME_PORTS.values()]
+    callers: list[JSON] = [{"podSelector": {}}]
+    if config.operator_namespace:
+        operator = namespace_peer(config.operator_namespace)
+        operator["podSelector"] = {"matchLabels": dict(config.operator_pod_labels)}
+        callers.append(operator)
+    callers += [dict(peer) for peer in spec.allow_from]
+    ingress = [{"from": callers, "ports": ports}]
+    if config.monitoring_namespace:
+        ingress.append(
+            {
+                "from": [namespace_peer(config.monitoring_namespace)],
+                "ports": [{"protocol": "TCP", "port": RUNTIME_PORTS[METRICS_PORT]}],
+            }
+        )
+    return ingress
+
+
+def render_network_policy(
+    owner: Owner, spec: ModelDeploymentSpec, config: OperatorConfig, labels: dict[str, str]
+) -> JSON:
+    """The fence around every revision's pods (ingress only: downloads and DNS stay open)."""
+    return render_template(
+        "networkpolicy.yaml.j2",
+        name=network_policy_name(owner.name),
+        namespace=owner.namespace,
+        labels=labels,
+        owner_references=owner_references(owner),
+        selector={DEPLOYMENT_LABEL: owner.name},
+        ingress=network_policy_ingress(spec, config),
     )
 
 
@@ -290,7 +345,8 @@ def render_shared_children(
     plan: Plan,
     context: RenderContext,
 ) -> list[JSON]:
-    """Children shared by the revisions: Services, ServiceAccount, HPA, PDB, route, monitor."""
+    """Children shared by the revisions: Services, ServiceAccount, route, NetworkPolicy, HPA,
+    PDB, monitor."""
     labels = common_labels(owner, plan.hpa_target)
     base = {
         "name": owner.name,
@@ -339,6 +395,8 @@ def render_shared_children(
                 ],
             )
         )
+    if context.config.network_policy:
+        children.append(render_network_policy(owner, spec, context.config, labels))
     if spec.autoscaling:
         children.append(
             render_template(

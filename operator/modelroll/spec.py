@@ -123,6 +123,8 @@ class ModelDeploymentSpec:
     replicas: int = default_of(api.ModelDeploymentSpec, "replicas")
     autoscaling: Autoscaling | None = None
     rollout: Rollout = field(default_factory=Rollout)
+    # spec.network.allowFrom as NetworkPolicyPeers, in their wire spelling.
+    allow_from: tuple[JSON, ...] = ()
 
     @property
     def min_replicas(self) -> int:
@@ -222,4 +224,8 @@ def parse_spec(raw: JSON) -> ModelDeploymentSpec:
         if scaling
         else None,
         rollout=_rollout(s.rollout),
+        # without empty defaults: `namespaceSelector: {}` (every namespace) stays just that
+        allow_from=tuple(
+            p.model_dump(by_alias=True, exclude_defaults=True) for p in s.network.allow_from
+        ),
     )

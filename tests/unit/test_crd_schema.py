@@ -199,7 +199,12 @@ def test_api_field_names() -> None:
         "replicas",
         "autoscaling",
         "rollout",
+        "network",
     }
+    assert set(spec["network"]["properties"]) == {"allowFrom"}
+    peer = spec["network"]["properties"]["allowFrom"]["items"]["properties"]
+    assert set(peer) == {"namespaceSelector", "podSelector"}
+    assert set(peer["podSelector"]["properties"]) == {"matchLabels", "matchExpressions"}
     assert set(spec["model"]["properties"]) == {"format", "uri", "version", "sha256", "credentials"}
     assert set(spec["runtime"]["properties"]) == {
         "image",

@@ -162,7 +162,7 @@ def one(objects: list[JSON], kind: str) -> JSON:
 
 def env_of(deployment: JSON) -> dict[str, str]:
     container = deployment["spec"]["template"]["spec"]["containers"][0]
-    return {e["name"]: e["value"] for e in container["env"]}
+    return {e["name"]: e["value"] for e in container["env"] if "value" in e}
 
 
 # --- dist/install.yaml ----------------------------------------------------------------------
