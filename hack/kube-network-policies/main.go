@@ -4,6 +4,11 @@
 // credentials, since the real node runs it as a plain process next to the kubelet.
 // It also stops on SIGTERM (hack/lib.sh's stop) and has --cleanup, which removes its
 // nftables table for hack/real-node.sh down after a crash.
+//
+// The controller decides every new connection in userspace, from the packets an
+// NFQUEUE hands it. It steers them there with an nftables `queue` rule; a kernel
+// without nft_queue refuses that rule (and the controller logs it), and then
+// hack/real-node.sh steers the same packets with iptables' NFQUEUE target instead.
 package main
 
 import (
@@ -71,7 +76,8 @@ func run(kubeconfig, nodeName string, queueID int, metrics string) int {
 			QueueID:             queueID,
 			NodeName:            nodeName,
 			NFTableName:         tableName,
-			NetfilterBug1766Fix: true,
+			// The DNS conntrack race it works around is fixed in the kernels since 6.12.
+			NetfilterBug1766Fix: false,
 			// NRI would need containerd's NRI socket; the apiserver's pod IPs suffice here.
 			NRIdisabled: true,
 		},
