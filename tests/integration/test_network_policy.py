@@ -4,6 +4,7 @@ Whether a network plugin enforces it is tests/e2e/test_real_network_policy.py's 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.integration.conftest import Cluster, OperatorProcess
-from tests.integration.helpers import apply_md, eventually, get_json
+from tests.integration.helpers import apply_md, condition, eventually, get_json
 
 pytestmark = pytest.mark.integration
 Json = dict[str, Any]
@@ -120,3 +121,27 @@ def test_with_the_setting_off_there_is_no_policy_and_an_earlier_one_is_pruned(
     apply_md(cluster, namespace, "later", spec())
     eventually(lambda: get_json(cluster, "-n", namespace, "service", "later"), timeout=60)
     assert policies(cluster, namespace) == []
+
+
+def test_a_policy_of_that_name_the_model_deployment_does_not_own_is_left_alone(
+    cluster: Cluster, operator: OperatorProcess, namespace: str
+) -> None:
+    theirs = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "taken-modelroll", "namespace": namespace},
+        "spec": {"podSelector": {"matchLabels": {"app": "theirs"}}, "ingress": [{}]},
+    }
+    cluster.kubectl("create", "-f", "-", input=json.dumps(theirs))
+    before = get_json(cluster, "-n", namespace, "networkpolicy", "taken-modelroll")
+    apply_md(cluster, namespace, "taken", spec())
+
+    def conflict() -> Json:
+        md: Json = get_json(cluster, "-n", namespace, "md", "taken")
+        assert condition(md, "Ready").get("reason") == "ChildConflict", md.get("status")
+        return md
+
+    assert "NetworkPolicy/taken-modelroll" in condition(eventually(conflict), "Ready")["message"]
+    after = get_json(cluster, "-n", namespace, "networkpolicy", "taken-modelroll")
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    assert after["spec"] == before["spec"]
