@@ -73,9 +73,9 @@ func run(kubeconfig, nodeName string, queueID int, metrics string) int {
 		factory.Core().V1().Pods(),
 		nil, nil, nil, nil,
 		networkpolicy.Config{
-			QueueID:             queueID,
-			NodeName:            nodeName,
-			NFTableName:         tableName,
+			QueueID:     queueID,
+			NodeName:    nodeName,
+			NFTableName: tableName,
 			// The DNS conntrack race it works around is fixed in the kernels since 6.12.
 			NetfilterBug1766Fix: false,
 			// NRI would need containerd's NRI socket; the apiserver's pod IPs suffice here.
@@ -93,7 +93,10 @@ func run(kubeconfig, nodeName string, queueID int, metrics string) int {
 	go func() { done <- controller.Run(ctx) }()
 	factory.Start(ctx.Done())
 	select {
-	case err = <-done: // Run returns early only on failure (nfqueue, cache sync)
+	case err = <-done: // before a signal, Run returns only on failure (nfqueue, cache sync)
+		if ctx.Err() != nil {
+			return 0
+		}
 		klog.ErrorS(err, "the controller stopped")
 		return 1
 	case <-ctx.Done():
