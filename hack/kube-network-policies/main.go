@@ -78,8 +78,11 @@ func run(kubeconfig, nodeName string, queueID int, metrics string) int {
 			NFTableName: tableName,
 			// The DNS conntrack race it works around is fixed in the kernels since 6.12.
 			NetfilterBug1766Fix: false,
-			// NRI would need containerd's NRI socket; the apiserver's pod IPs suffice here.
-			NRIdisabled: true,
+			// Left on although containerd 1.6 has no NRI socket (the plugin only logs that it
+			// cannot connect, and the apiserver's pod IPs are used): v0.8.0 asks the NRI
+			// plugin about every IP the apiserver does not know, and with NRI disabled that
+			// plugin is nil, so the first packet from the host or a new pod panics.
+			NRIdisabled: false,
 		},
 	)
 	if err != nil {
