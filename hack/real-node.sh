@@ -266,6 +266,7 @@ up() {
 
 # kube-network-policies runs on the host, with its own identity: it reads pods, namespaces
 # and NetworkPolicies and decides each new connection of a pod in userspace (fail closed).
+# NETWORK_POLICIES_V=2 logs every verdict.
 start_network_policies() {
   local knp
   say "building or reusing kube-network-policies"
@@ -291,7 +292,8 @@ EOF
   say "starting kube-network-policies (NetworkPolicy enforcement, nfqueue $NFQUEUE_ID)"
   start kube-network-policies "$knp" --kubeconfig "$node/network-policies.kubeconfig" \
     --hostname-override "$NODE_NAME" --nfqueue-id "$NFQUEUE_ID" \
-    --metrics-bind-address "127.0.0.1:$(cat "$run/network-policies-metrics.port")" --v=1
+    --metrics-bind-address "127.0.0.1:$(cat "$run/network-policies-metrics.port")" \
+    --v="${NETWORK_POLICIES_V:-1}"
   wait_for kube-network-policies "nfqueue $NFQUEUE_ID bound" queue_bound
   if nft list table inet kube-network-policies >/dev/null 2>&1; then
     say "kube-network-policies steers new connections to nfqueue $NFQUEUE_ID with its nftables table"

@@ -109,6 +109,9 @@ def call_from(cluster: Cluster, namespace: str, host: str) -> int:
 
     try:
         return eventually(finished, timeout=120, interval=1)
+    except AssertionError as error:
+        logs = cluster.kubectl("-n", namespace, "logs", name, check=False)
+        raise AssertionError(f"{error}\ncaller's output: {logs.stdout}{logs.stderr}") from None
     finally:
         cluster.kubectl("-n", namespace, "delete", "pod", name, "--wait=false")
 
