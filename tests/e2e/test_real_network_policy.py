@@ -27,8 +27,8 @@ from tests.integration.helpers import apply, eventually, get_json
 from tests.support.cluster import Cluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("installed_operator")]
-# Exit 0: an HTTP answer; 3: every attempt timed out; 4: any other failure. Three attempts:
-# the engine learns a new pod's IP from the apiserver, which may lag the pod's first packet.
+# Exit 0: an HTTP answer; 3: every attempt timed out; 4: any other failure. Three attempts,
+# as a client would retry.
 CALL = """
 import socket, sys, urllib.request
 for attempt in range(3):
@@ -69,8 +69,8 @@ def other_namespace(real_cluster: Cluster) -> Iterator[str]:
     real_cluster.kubectl("delete", "namespace", name, "--timeout=180s", timeout=200)
 
 
-def call_from(cluster: Cluster, namespace: str, host: str) -> int:
-    """The exit status of one pod in `namespace` that calls http://host/ (CALL)."""
+def start_caller(cluster: Cluster, namespace: str) -> str:
+    """A pod in `namespace` to call from (with kubectl exec), Ready: its IP is known."""
     name = f"caller-{uuid.uuid4().hex[:8]}"
     pod: dict[str, Any] = {
         "apiVersion": "v1",
@@ -78,8 +78,8 @@ def call_from(cluster: Cluster, namespace: str, host: str) -> int:
         "metadata": {"name": name, "namespace": namespace},
         "spec": {
             **ON_REAL_NODE,
-            "restartPolicy": "Never",
             "automountServiceAccountToken": False,
+            "terminationGracePeriodSeconds": 0,
             "securityContext": {
                 "runAsNonRoot": True,
                 "runAsUser": 65532,
@@ -90,7 +90,7 @@ def call_from(cluster: Cluster, namespace: str, host: str) -> int:
                     "name": "call",
                     "image": RUNTIME_IMAGE,
                     "imagePullPolicy": "Never",
-                    "command": ["python3", "-c", CALL, host],
+                    "command": ["python3", "-c", "import time; time.sleep(3600)"],
                     "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}},
                     "securityContext": {
                         "allowPrivilegeEscalation": False,
@@ -101,19 +101,24 @@ def call_from(cluster: Cluster, namespace: str, host: str) -> int:
         },
     }
     cluster.kubectl("create", "-f", "-", input=json.dumps(pod))
+    cluster.kubectl(
+        "-n", namespace, "wait", "--for=condition=Ready", f"pod/{name}", "--timeout=120s",
+        timeout=140,
+    )  # fmt: skip
+    return name
 
-    def finished() -> int:
-        status = get_json(cluster, "-n", namespace, "pod", name)["status"]
-        assert status.get("phase") in ("Succeeded", "Failed"), status
-        return int(status["containerStatuses"][0]["state"]["terminated"]["exitCode"])
 
-    try:
-        return eventually(finished, timeout=120, interval=1)
-    except AssertionError as error:
-        logs = cluster.kubectl("-n", namespace, "logs", name, check=False)
-        raise AssertionError(f"{error}\ncaller's output: {logs.stdout}{logs.stderr}") from None
-    finally:
-        cluster.kubectl("-n", namespace, "delete", "pod", name, "--wait=false")
+def call_from(cluster: Cluster, namespace: str, pod: str, host: str) -> int:
+    """The exit status of CALL run in `pod` against http://host/."""
+    result = cluster.kubectl(
+        "-n", namespace, "exec", pod, "--", "python3", "-c", CALL, host, check=False, timeout=60
+    )  # fmt: skip
+    assert result.returncode in (ANSWERED, TIMED_OUT), (
+        result.returncode,
+        result.stdout,
+        result.stderr,
+    )
+    return result.returncode
 
 
 def stable_version(cluster: Cluster, namespace: str, name: str) -> str:
@@ -133,9 +138,13 @@ def test_other_namespaces_are_refused_until_allow_from_admits_them_and_smoke_pas
     policy = get_json(real_cluster, "-n", ns, "networkpolicy", "iris-bg-modelroll")
     assert policy["spec"]["podSelector"] == {"matchLabels": {"modelroll.io/deployment": "iris-bg"}}
     host = cluster_ip(real_cluster, ns, "iris-bg")
+    outsider, neighbour = (
+        start_caller(real_cluster, other_namespace),
+        start_caller(real_cluster, ns),
+    )
 
-    assert call_from(real_cluster, other_namespace, host) == TIMED_OUT
-    assert call_from(real_cluster, ns, host) == ANSWERED
+    assert call_from(real_cluster, other_namespace, outsider, host) == TIMED_OUT
+    assert call_from(real_cluster, ns, neighbour, host) == ANSWERED
 
     # The blue-green smoke test reaches the preview pods from the operator's pod.
     set_version(body, model_store, "2")
@@ -145,7 +154,7 @@ def test_other_namespaces_are_refused_until_allow_from_admits_them_and_smoke_pas
         real_cluster, "-n", ns, "events", "--field-selector", "involvedObject.name=iris-bg"
     )["items"]
     assert "SmokeTestPassed" in {e["reason"] for e in events}
-    assert call_from(real_cluster, other_namespace, host) == TIMED_OUT
+    assert call_from(real_cluster, other_namespace, outsider, host) == TIMED_OUT
 
     body["spec"]["network"] = {
         "allowFrom": [
@@ -161,4 +170,4 @@ def test_other_namespaces_are_refused_until_allow_from_admits_them_and_smoke_pas
         assert body["spec"]["network"]["allowFrom"][0] in peers, peers
 
     eventually(admitted, timeout=60)
-    assert call_from(real_cluster, other_namespace, host) == ANSWERED
+    assert call_from(real_cluster, other_namespace, outsider, host) == ANSWERED
