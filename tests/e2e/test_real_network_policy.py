@@ -163,11 +163,12 @@ def test_other_namespaces_are_refused_until_allow_from_admits_them_and_smoke_pas
     }
     apply(real_cluster, ns, body)
 
-    def admitted() -> None:
-        peers = get_json(real_cluster, "-n", ns, "networkpolicy", "iris-bg-modelroll")["spec"][
-            "ingress"
-        ][0]["from"]
+    def admitted() -> list[Any]:
+        peers: list[Any] = get_json(real_cluster, "-n", ns, "networkpolicy", "iris-bg-modelroll")[
+            "spec"
+        ]["ingress"][0]["from"]
         assert body["spec"]["network"]["allowFrom"][0] in peers, peers
+        return peers
 
     eventually(admitted, timeout=60)
     assert call_from(real_cluster, other_namespace, outsider, host) == ANSWERED
