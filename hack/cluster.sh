@@ -7,7 +7,8 @@
 #   hack/cluster.sh env     print the two export lines
 #   hack/cluster.sh stats   resident memory of each component
 #
-# NODE=real adds one real node (containerd, runc, kubelet, kube-proxy; hack/real-node.sh).
+# NODE=real adds one real node (containerd, runc, kubelet, kube-proxy, kube-network-policies;
+# hack/real-node.sh).
 # Everything listens on 127.0.0.1 only, or with NODE=real on the node's host-local bridge
 # address, which pods need to reach the API server. Each component has its own data dir
 # and log.
@@ -55,7 +56,7 @@ EOF
       -out kubelet-client.crt -days 3650 2>/dev/null
     openssl genrsa -out sa.key 2048 2>/dev/null
     openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
-    for who in admin controller-manager scheduler kwok node kube-proxy; do
+    for who in admin controller-manager scheduler kwok node kube-proxy network-policies; do
       python3 -c 'import secrets, sys; sys.stdout.write(secrets.token_hex(24))' >"$who.token"
     done
     {
@@ -66,6 +67,8 @@ EOF
       # the real node's kubelet is limited by the Node authorizer to its own objects
       echo "$(cat node.token),system:node:$("$repo/hack/real-node.sh" node-name),node,\"system:nodes\""
       echo "$(cat kube-proxy.token),system:kube-proxy,kube-proxy,"
+      # the NetworkPolicy engine of the real node; hack/real-node.sh grants it what it reads
+      echo "$(cat network-policies.token),system:kube-network-policies,network-policies,"
     } >tokens.csv
     # Writes only, metadata level: enough to count who writes what (benchmarks use it).
     # Routing changes keep their bodies, to tell later which selector or endpoints were set.
@@ -274,7 +277,7 @@ down() {
 
 stats() {
   local c total=0 rss
-  for c in etcd kube-apiserver kube-controller-manager kube-scheduler kwok containerd kubelet kube-proxy; do
+  for c in etcd kube-apiserver kube-controller-manager kube-scheduler kwok containerd kubelet kube-proxy kube-network-policies; do
     alive "$c" || continue
     rss=$(awk '/VmRSS/ {print int($2 / 1024)}' "/proc/$(cat "$run/$c.pid")/status")
     total=$((total + rss))

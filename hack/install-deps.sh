@@ -12,6 +12,8 @@
 #
 #   containerd, runc, containernetworking-plugins, iptables, conntrack, iproute2, procps
 #                                 the node itself, and the host checks of the e2e tests
+#   nftables                      nft: whether kube-network-policies' own nftables table is
+#                                 there (hack/real-node.sh), and the e2e tests' host checks
 #   buildah, mmdebstrap, gcc, libc6-dev, git   hack/images.sh (Dockerfiles, base rootfs, pause)
 #   python3-venv                  only where python3 lacks the venv module (Debian's python3)
 #
@@ -44,7 +46,7 @@ done
 provides=(prometheus=/usr/bin/prometheus wrk=wrk curl=curl openssl=openssl
   chromium=/usr/bin/chromium chromium-driver=/usr/bin/chromedriver
   containerd=containerd runc=runc containernetworking-plugins=/usr/lib/cni/bridge
-  iptables=iptables conntrack=conntrack iproute2=ip procps=sysctl
+  iptables=iptables conntrack=conntrack iproute2=ip procps=sysctl nftables=nft
   buildah=buildah mmdebstrap=mmdebstrap gcc=gcc libc6-dev=/usr/include/stdio.h git=git)
 
 # A command on PATH, or in the sbin directories a non-root PATH may lack; or a path.

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # One real Kubernetes node next to the kwok nodes: containerd (CRI) with runc, the kubelet,
 # kube-proxy in iptables mode, a bridge CNI network with host-local IPAM, a locally built
-# pause image, and CoreDNS. hack/cluster.sh drives it when NODE=real.
+# pause image, CoreDNS, and kube-network-policies (the NetworkPolicy engine kind ships, as
+# a host process). hack/cluster.sh drives it when NODE=real.
 #
 #   hack/real-node.sh net-up    create the node's bridge; prints the host's address on it
 #   hack/real-node.sh up        start containerd, import images, start kubelet, kube-proxy, DNS
 #   hack/real-node.sh down      stop it all and remove every rule, link, mount and cgroup
-#   hack/real-node.sh healthy   exit 0 when containerd, kubelet and kube-proxy run
+#   hack/real-node.sh healthy   exit 0 when containerd, kubelet, kube-proxy and
+#                               kube-network-policies run
 #   hack/real-node.sh preflight exit 0 when this machine can run the node; else one line why
 #   hack/real-node.sh host-ip | node-name
 #
@@ -28,6 +30,10 @@ CLUSTER_DNS=10.96.0.10
 NODE_LABEL=modelroll.io/node=real
 NODE_TAINT=modelroll.io/real-node=true:NoSchedule
 CNI_BIN_DIR=/usr/lib/cni
+# The nfqueue kube-network-policies decides new connections from, and the chain that steers
+# them there where the kernel lacks nftables' queue expression (KUBE-*: removed on down).
+NFQUEUE_ID=100
+STEER_CHAIN=KUBE-NETWORK-POLICIES
 LOCK=/run/modelroll-real-node
 # The host settings the kubelet, kube-proxy and the bridge plugin change; restored on down.
 SYSCTLS=(net.ipv4.ip_forward net.bridge.bridge-nf-call-iptables vm.overcommit_memory
@@ -53,7 +59,7 @@ ctr_() { ctr --address "$sock" --namespace k8s.io "$@"; }
 crictl_() { "$(bin crictl)" --runtime-endpoint "unix://$sock" --timeout 30s "$@"; }
 
 # The same tools as tests/support/prerequisites.py REAL_NODE_TOOLS (a unit test compares).
-REAL_NODE_TOOLS=(containerd ctr runc "$CNI_BIN_DIR/bridge" iptables ip6tables conntrack ip sysctl
+REAL_NODE_TOOLS=(containerd ctr runc "$CNI_BIN_DIR/bridge" iptables ip6tables conntrack nft ip sysctl
   buildah mmdebstrap gcc git)
 
 # What the node needs from this machine; dies with one line naming the first thing missing.
@@ -240,7 +246,9 @@ up() {
   net_up >/dev/null
   say "building or reusing the images (pause, runtime, operator, coredns)"
   images >/dev/null
-  for p in kubelet kubelet-healthz kube-proxy-healthz kube-proxy-metrics; do free_port >"$run/$p.port"; done
+  for p in kubelet kubelet-healthz kube-proxy-healthz kube-proxy-metrics network-policies-metrics; do
+    free_port >"$run/$p.port"
+  done
   write_configs
 
   say "starting containerd ($sock)"
@@ -260,14 +268,72 @@ up() {
   start kube-proxy "$(bin kube-proxy)" --config "$node/kube-proxy.yaml" --v=1
   wait_for kube-proxy "healthz" curl -sf "http://127.0.0.1:$(cat "$run/kube-proxy-healthz.port")/healthz"
 
+  start_network_policies
+
   say "starting CoreDNS"
   sed "s|__COREDNS_IMAGE__|$(image_ref coredns)|" "$repo/hack/coredns/coredns.yaml" | kubectl apply -f - >/dev/null
   wait_for kubelet "CoreDNS available" kubectl -n kube-system wait --for=condition=Available deployment/coredns --timeout=2s
   say "real node $NODE_NAME ready in $(( $(date +%s) - t0 ))s (images ${t_images}s); label $NODE_LABEL, taint $NODE_TAINT"
 }
 
+# kube-network-policies runs on the host, with its own identity: it reads pods, namespaces
+# and NetworkPolicies and decides each new connection of a pod in userspace (fail closed).
+# NETWORK_POLICIES_V=2 logs every verdict.
+start_network_policies() {
+  local knp
+  say "building or reusing kube-network-policies"
+  knp=$("$repo/hack/kube-network-policies/build.sh")
+  kubectl apply --server-side -f - >/dev/null <<EOF
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: kube-network-policies}
+rules:
+- {apiGroups: [""], resources: [pods, namespaces], verbs: [list, watch]}
+- {apiGroups: [networking.k8s.io], resources: [networkpolicies], verbs: [list, watch]}
+- {apiGroups: ["", events.k8s.io], resources: [events], verbs: [create, patch, update]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: kube-network-policies}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: kube-network-policies}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: User, name: "system:kube-network-policies"}
+EOF
+  write_kubeconfig "$node/network-policies.kubeconfig" network-policies
+  echo "$knp" >"$run/kube-network-policies.bin"
+  say "starting kube-network-policies (NetworkPolicy enforcement, nfqueue $NFQUEUE_ID)"
+  start kube-network-policies "$knp" --kubeconfig "$node/network-policies.kubeconfig" \
+    --hostname-override "$NODE_NAME" --nfqueue-id "$NFQUEUE_ID" \
+    --metrics-bind-address "127.0.0.1:$(cat "$run/network-policies-metrics.port")" \
+    --v="${NETWORK_POLICIES_V:-1}"
+  wait_for kube-network-policies "nfqueue $NFQUEUE_ID bound" queue_bound
+  if nft list table inet kube-network-policies >/dev/null 2>&1; then
+    say "kube-network-policies steers new connections to nfqueue $NFQUEUE_ID with its nftables table"
+  else
+    say "this kernel has no nftables queue expression (nft_queue): steering with iptables' NFQUEUE target"
+    steer_with_iptables
+  fi
+}
+
+queue_bound() {
+  awk -v q="$NFQUEUE_ID" '$1 == q {found = 1} END {exit !found}' /proc/net/netfilter/nfnetlink_queue
+}
+
+# The rules kube-network-policies would install in nftables (its postrouting chain), as
+# iptables rules: root's own traffic (kubelet probes) and established flows pass, every
+# other new connection from or to a pod is decided by the controller.
+steer_with_iptables() {
+  iptables -t mangle -N "$STEER_CHAIN" 2>/dev/null || iptables -t mangle -F "$STEER_CHAIN"
+  iptables -t mangle -A "$STEER_CHAIN" -m owner --uid-owner 0 -j RETURN
+  iptables -t mangle -A "$STEER_CHAIN" -m conntrack --ctstate ESTABLISHED,RELATED -j RETURN
+  iptables -t mangle -A "$STEER_CHAIN" -s "$POD_SUBNET" -j NFQUEUE --queue-num "$NFQUEUE_ID"
+  iptables -t mangle -A "$STEER_CHAIN" -d "$POD_SUBNET" -j NFQUEUE --queue-num "$NFQUEUE_ID"
+  iptables -t mangle -C POSTROUTING -j "$STEER_CHAIN" 2>/dev/null \
+    || iptables -t mangle -A POSTROUTING -j "$STEER_CHAIN"
+}
+
 healthy() {
-  alive containerd && alive kubelet && alive kube-proxy
+  alive containerd && alive kubelet && alive kube-proxy && alive kube-network-policies
 }
 
 # Mount points under a directory, deepest first.
@@ -290,6 +356,13 @@ down() {
     stop kube-proxy
     "$(bin kube-proxy)" --cleanup --v=0 >"$logs/kube-proxy-cleanup.log" 2>&1 || {
       say "kube-proxy --cleanup failed; see $logs/kube-proxy-cleanup.log"; errors=1; }
+  fi
+  # Its own nftables table goes with it (--cleanup, in case it was killed); the iptables
+  # chain that steered packets to it is a KUBE-* chain, removed below.
+  stop kube-network-policies
+  if [ -s "$run/kube-network-policies.bin" ]; then
+    "$(cat "$run/kube-network-policies.bin")" --cleanup >"$logs/kube-network-policies-cleanup.log" 2>&1 || {
+      say "kube-network-policies --cleanup failed; see $logs/kube-network-policies-cleanup.log"; errors=1; }
   fi
   local m
   while read -r m; do

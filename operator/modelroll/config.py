@@ -44,6 +44,16 @@ class OperatorConfig:
     # customChecks are PromQL the tenant writes, run with the operator's access to a shared
     # Prometheus: off unless the platform enables them (behind a label-enforcing proxy).
     allow_custom_checks: bool = False
+    # A NetworkPolicy per ModelDeployment (render.render_network_policy): its serving port
+    # is open to its own namespace, to the operator's pods (smoke tests), to the monitoring
+    # namespace (metrics) and to what spec.network.allowFrom names; nothing else.
+    network_policy: bool = True
+    # Where the operator's own pods run and the labels they carry: the smoke tests' source.
+    # Empty namespace: no rule for the operator (an operator outside the cluster).
+    operator_namespace: str = ""
+    operator_pod_labels: dict[str, str] = field(default_factory=dict)
+    # The namespace of the platform's Prometheus, admitted to the metrics port; "": none.
+    monitoring_namespace: str = ""
 
     def service_url(self, service: str, namespace: str, port: int = 80, https: bool = False) -> str:
         """`https`: the runtime serves TLS (spec.runtime.tls), so an http:// template is
@@ -119,6 +129,30 @@ def default_endpoint(variable: str, raw: str | None, endpoints: dict[str, str]) 
     return raw
 
 
+LABEL_KEY = re.compile(
+    r"([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+)
+LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
+
+
+def labels(variable: str, raw: str) -> dict[str, str]:
+    """ "app.kubernetes.io/name=modelroll,tier=x" as a label map. ValueError names the
+    variable."""
+    found: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        key, equals, value = (s.strip() for s in item.partition("="))
+        if not (equals and LABEL_KEY.fullmatch(key) and LABEL_VALUE.fullmatch(value)):
+            raise ValueError(f"{variable}: {item!r} is not key=value with a valid label")
+        found[key] = value
+    return found
+
+
+def namespace(variable: str, raw: str) -> str:
+    if raw and not ENDPOINT_NAME.fullmatch(raw):
+        raise ValueError(f"{variable}: {raw!r} is not a namespace name")
+    return raw
+
+
 def flag(variable: str, raw: str) -> bool:
     value = raw.strip().lower()
     if value not in ("true", "false"):
@@ -182,5 +216,17 @@ def config_from_env(env: dict[str, str] | None = None) -> OperatorConfig:
         ),
         allow_custom_checks=flag(
             "MODELROLL_ALLOW_CUSTOM_CHECKS", env.get("MODELROLL_ALLOW_CUSTOM_CHECKS", "false")
+        ),
+        network_policy=flag(
+            "MODELROLL_NETWORK_POLICY", env.get("MODELROLL_NETWORK_POLICY", "true")
+        ),
+        operator_namespace=namespace(
+            "MODELROLL_OPERATOR_NAMESPACE", env.get("MODELROLL_OPERATOR_NAMESPACE", "")
+        ),
+        operator_pod_labels=labels(
+            "MODELROLL_OPERATOR_POD_LABELS", env.get("MODELROLL_OPERATOR_POD_LABELS", "")
+        ),
+        monitoring_namespace=namespace(
+            "MODELROLL_MONITORING_NAMESPACE", env.get("MODELROLL_MONITORING_NAMESPACE", "")
         ),
     )

@@ -35,6 +35,7 @@ CHILD_KINDS = {
     "ServiceAccount": ("", "v1", "serviceaccounts"),
     "HorizontalPodAutoscaler": ("autoscaling", "v2", "horizontalpodautoscalers"),
     "PodDisruptionBudget": ("policy", "v1", "poddisruptionbudgets"),
+    "NetworkPolicy": ("networking.k8s.io", "v1", "networkpolicies"),
     # Without the Gateway API CRDs kopf reports this resource unresolved and skips it.
     "HTTPRoute": ("gateway.networking.k8s.io", "v1", "httproutes"),
 }

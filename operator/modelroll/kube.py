@@ -22,6 +22,7 @@ PLURALS = {
     ("v1", "ServiceAccount"): "serviceaccounts",
     ("autoscaling/v2", "HorizontalPodAutoscaler"): "horizontalpodautoscalers",
     ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
+    ("networking.k8s.io/v1", "NetworkPolicy"): "networkpolicies",
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitors",
     ("monitoring.coreos.com/v1", "PrometheusRule"): "prometheusrules",
     ("gateway.networking.k8s.io/v1", "HTTPRoute"): "httproutes",

@@ -60,6 +60,7 @@ SHARED_KINDS = (
     "Service",
     "HorizontalPodAutoscaler",
     "PodDisruptionBudget",
+    "NetworkPolicy",
     "ServiceMonitor",
 )
 

@@ -45,12 +45,15 @@ CREDENTIAL_VARIABLES = (
 )
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 # The runtime container's ports by role, the one list that the Deployment's containerPorts,
-# the runtime's MODELROLL_*_PORT settings and the Services' ports all come from.
+# the runtime's MODELROLL_*_PORT settings, the Services' ports and the NetworkPolicy's
+# ingress ports all come from.
 RUNTIME_PORTS = {"http": 8080, "grpc": 8081}
 # Each port's Service port by name (HTTP on 80 and HTTPS on 443, as clients expect of a
 # Service), and the appProtocol that tells meshes and gateways what to speak to it.
 SERVICE_PORTS = {"http": 80, "https": 443, "grpc": 8081}
 APP_PROTOCOLS = {"https": "https", "grpc": "grpc"}
+# The port (by role) Prometheus scrapes /metrics on: the HTTP one, HTTPS with TLS.
+METRICS_PORT = "http"
 DEPLOYMENT_LABEL = f"{GROUP}/deployment"
 REVISION_LABEL = f"{GROUP}/revision"
 MODEL_VERSION_ANNOTATION = f"{GROUP}/model-version"
@@ -310,7 +313,7 @@ def render_deployment(
     tls, tls_mounts = tls_volume(spec)
     pod_annotations = {
         "prometheus.io/scrape": "true",
-        "prometheus.io/port": "8080",
+        "prometheus.io/port": str(RUNTIME_PORTS[METRICS_PORT]),
         "prometheus.io/path": "/metrics",
         MODEL_VERSION_ANNOTATION: spec.model.version,
     }
@@ -367,6 +370,52 @@ def service_ports(spec: ModelDeploymentSpec) -> list[JSON]:
     return ports
 
 
+def network_policy_name(owner_name: str) -> str:
+    """Suffixed like the ServiceAccount: users often name their own policies after the app."""
+    return f"{owner_name}-modelroll"
+
+
+def namespace_peer(namespace: str) -> JSON:
+    # The label the apiserver puts on every namespace, so that no tenant can fake it.
+    return {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}}
+
+
+def network_policy_ingress(spec: ModelDeploymentSpec, config: OperatorConfig) -> list[JSON]:
+    """Who may connect: the namespace itself, the operator's pods (smoke tests) and the
+    spec's allowFrom to every serving port; the monitoring namespace to the metrics port."""
+    ports = [{"protocol": "TCP", "port": port} for port in RUNTIME_PORTS.values()]
+    callers: list[JSON] = [{"podSelector": {}}]
+    if config.operator_namespace:
+        operator = namespace_peer(config.operator_namespace)
+        operator["podSelector"] = {"matchLabels": dict(config.operator_pod_labels)}
+        callers.append(operator)
+    callers += [dict(peer) for peer in spec.allow_from]
+    ingress = [{"from": callers, "ports": ports}]
+    if config.monitoring_namespace:
+        ingress.append(
+            {
+                "from": [namespace_peer(config.monitoring_namespace)],
+                "ports": [{"protocol": "TCP", "port": RUNTIME_PORTS[METRICS_PORT]}],
+            }
+        )
+    return ingress
+
+
+def render_network_policy(
+    owner: Owner, spec: ModelDeploymentSpec, config: OperatorConfig, labels: dict[str, str]
+) -> JSON:
+    """The fence around every revision's pods (ingress only: downloads and DNS stay open)."""
+    return render_template(
+        "networkpolicy.yaml.j2",
+        name=network_policy_name(owner.name),
+        namespace=owner.namespace,
+        labels=labels,
+        owner_references=owner_references(owner),
+        selector={DEPLOYMENT_LABEL: owner.name},
+        ingress=network_policy_ingress(spec, config),
+    )
+
+
 def service_url(owner: Owner, spec: ModelDeploymentSpec, config: OperatorConfig) -> str:
     host = f"{scheme(spec)}://{owner.name}.{owner.namespace}.svc.{config.cluster_domain}"
     if spec.runtime.protocol == "v1":
@@ -380,7 +429,8 @@ def render_shared_children(
     plan: Plan,
     context: RenderContext,
 ) -> list[JSON]:
-    """Children shared by the revisions: Services, ServiceAccount, HPA, PDB, route, monitor."""
+    """Children shared by the revisions: Services, ServiceAccount, route, NetworkPolicy, HPA,
+    PDB, monitor."""
     labels = common_labels(owner, plan.hpa_target)
     base = {
         "name": owner.name,
@@ -435,6 +485,8 @@ def render_shared_children(
                 ],
             )
         )
+    if context.config.network_policy:
+        children.append(render_network_policy(owner, spec, context.config, labels))
     if spec.autoscaling:
         children.append(
             render_template(

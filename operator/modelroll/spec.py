@@ -142,6 +142,8 @@ class ModelDeploymentSpec:
     autoscaling: Autoscaling | None = None
     rollout: Rollout = field(default_factory=Rollout)
     drift: Drift | None = None  # spec.monitoring.drift
+    # spec.network.allowFrom as NetworkPolicyPeers, in their wire spelling.
+    allow_from: tuple[JSON, ...] = ()
 
     @property
     def min_replicas(self) -> int:
@@ -248,6 +250,10 @@ def parse_spec(raw: JSON) -> ModelDeploymentSpec:
         else None,
         rollout=_rollout(s.rollout),
         drift=_drift(s.monitoring.drift if s.monitoring else None),
+        # without empty defaults: `namespaceSelector: {}` (every namespace) stays just that
+        allow_from=tuple(
+            p.model_dump(by_alias=True, exclude_defaults=True) for p in s.network.allow_from
+        ),
     )
 
 

@@ -63,4 +63,7 @@ def existed_before(body: JSON, manifest: JSON) -> bool:
     if manifest["kind"] == "Deployment":
         revision = manifest["metadata"]["labels"].get(REVISION_LABEL)
         return any(r.get("name") == revision for r in previous.get("revisions") or [])
-    return manifest["kind"] in ("Service", "ServiceAccount") and bool(previous.get("url"))
+    # The NetworkPolicy is rendered with the Service (only right after the operator's setting
+    # is turned on does its first creation also read as a restore).
+    shared = ("Service", "ServiceAccount", "NetworkPolicy")
+    return manifest["kind"] in shared and bool(previous.get("url"))

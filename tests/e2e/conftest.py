@@ -68,7 +68,8 @@ def real_cluster() -> Iterator[Cluster]:
 
 
 def host_state() -> dict[str, Any]:
-    """What the real node changes on the host: links, iptables chains, mounts, sysctls, dirs."""
+    """What the real node changes on the host: links, iptables chains, nftables tables and
+    nfqueues, mounts, sysctls, dirs."""
 
     def run(*args: str) -> str:
         return subprocess.run(args, capture_output=True, text=True, check=True).stdout
@@ -97,6 +98,13 @@ def host_state() -> dict[str, Any]:
             "kernel.panic_on_oops",
             "vm.overcommit_memory",
             "vm.panic_on_oom",
+        ),
+        # kube-network-policies: its nftables table (kube-proxy's iptables rules live in the
+        # ip and ip6 families) and its nfqueue binding
+        "nftables": sorted(run("nft", "list", "tables", "inet").splitlines()),
+        "nfqueues": sorted(
+            line.split()[0]
+            for line in Path("/proc/net/netfilter/nfnetlink_queue").read_text().splitlines()
         ),
         "cgroups": sorted(str(p) for p in Path("/sys/fs/cgroup").glob("*/kubepods")),
         "dirs": sorted(

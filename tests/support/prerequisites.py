@@ -25,6 +25,7 @@ REAL_NODE_TOOLS = (
     "iptables",
     "ip6tables",
     "conntrack",
+    "nft",
     "ip",
     "sysctl",
     "buildah",

@@ -57,6 +57,7 @@ def test_render_equals_render_children_of_the_defaulted_object() -> None:
         "Deployment",
         "ServiceAccount",
         "Service",
+        "NetworkPolicy",
         "PodDisruptionBudget",
     ]
     container = rendered[0]["spec"]["template"]["spec"]["containers"][0]

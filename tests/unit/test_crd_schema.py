@@ -200,6 +200,7 @@ def test_api_field_names() -> None:
         "autoscaling",
         "rollout",
         "monitoring",
+        "network",
     }
     drift = spec["monitoring"]["properties"]["drift"]["properties"]
     assert set(drift) == {
@@ -209,6 +210,10 @@ def test_api_field_names() -> None:
         "significance",
         "minSamples",
     }
+    assert set(spec["network"]["properties"]) == {"allowFrom"}
+    peer = spec["network"]["properties"]["allowFrom"]["items"]["properties"]
+    assert set(peer) == {"namespaceSelector", "podSelector"}
+    assert set(peer["podSelector"]["properties"]) == {"matchLabels", "matchExpressions"}
     assert set(spec["model"]["properties"]) == {"format", "uri", "version", "sha256", "credentials"}
     assert set(spec["runtime"]["properties"]) == {
         "image",

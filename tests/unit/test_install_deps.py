@@ -99,5 +99,5 @@ def test_with_everything_installed_it_changes_nothing_and_needs_no_root(machine:
     stub(machine, "dpkg-query", 'printf "install ok installed"')
     result = run(machine)
     assert result.returncode == 0, result.stderr
-    assert result.stderr.splitlines()[0].startswith("[install-deps] all 18 system packages present")
+    assert result.stderr.splitlines()[0].startswith("[install-deps] all 19 system packages present")
     assert not (machine.parent / "apt-get.calls").exists()

@@ -73,7 +73,7 @@ def test_hpa_owns_replicas_so_the_deployment_has_none() -> None:
 
 def test_single_replica_gets_no_pdb_and_no_hpa() -> None:
     kinds = [c["kind"] for c in render({**BASE, "replicas": 1})]
-    assert kinds == ["Deployment", "ServiceAccount", "Service"]
+    assert kinds == ["Deployment", "ServiceAccount", "Service", "NetworkPolicy"]
 
 
 def test_gpu_placement() -> None:

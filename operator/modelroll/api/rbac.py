@@ -81,6 +81,12 @@ CHILDREN = (
         "PDBs: watched, applied, pruned",
     ),
     Rule(
+        ("networking.k8s.io",),
+        ("networkpolicies",),
+        ("get", "list", "watch", "create", "patch", "delete"),
+        "the NetworkPolicy around the pods: watched, applied, pruned (when turned off)",
+    ),
+    Rule(
         ("gateway.networking.k8s.io",),
         ("httproutes",),
         ("get", "list", "watch", "create", "patch"),

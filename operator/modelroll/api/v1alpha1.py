@@ -786,6 +786,98 @@ class Monitoring(ApiModel):
 # --- spec -----------------------------------------------------------------------------------
 
 
+# --- spec.network -------------------------------------------------------------------------
+
+
+class LabelSelectorRequirement(ApiModel):
+    """A metav1.LabelSelectorRequirement."""
+
+    key: str = Field(description="The label key.", min_length=1, max_length=317)
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"] = Field(
+        description="How the label's value relates to values."
+    )
+    values: tuple[
+        Annotated[str, Field(max_length=63), _Schema(description="A label value.")], ...
+    ] = Field(
+        default_factory=tuple,
+        description="Label values (In, NotIn); empty for Exists and DoesNotExist.",
+        max_length=64,
+        json_schema_extra=ATOMIC,
+    )
+
+
+class LabelSelector(ApiModel):
+    """A metav1.LabelSelector. An empty selector ({}) selects everything."""
+
+    match_labels: dict[
+        str,
+        Annotated[str, Field(max_length=63), _Schema(description="Required label value.")],
+    ] = Field(
+        default_factory=dict,
+        description="Labels that must have exactly these values.",
+        max_length=64,
+    )
+    match_expressions: tuple[LabelSelectorRequirement, ...] = Field(
+        default_factory=tuple,
+        description="Label requirements, all of which must hold.",
+        max_length=16,
+        json_schema_extra=ATOMIC,
+    )
+
+
+def _values_match_operator(selector: str) -> JSON:
+    """As the apiserver checks a LabelSelector: values for In and NotIn, none otherwise."""
+    return rule(
+        f"""!has(self.{selector}) || !has(self.{selector}.matchExpressions) ||
+        self.{selector}.matchExpressions.all(e,
+          (e.operator in ['In', 'NotIn']) == (has(e.values) && size(e.values) > 0))""",
+        f"""spec.network.allowFrom.{selector}.matchExpressions values must be non-empty for
+        the operators In and NotIn, and empty for Exists and DoesNotExist""",
+        f".{selector}",
+    )
+
+
+class NetworkPeer(ApiModel):
+    """Callers admitted to the serving port: a networking/v1 NetworkPolicyPeer."""
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            rule(
+                "has(self.namespaceSelector) || has(self.podSelector)",
+                "spec.network.allowFrom entries need a namespaceSelector, a podSelector, or both",
+            ),
+            *(
+                _values_match_operator(selector)
+                for selector in ("namespaceSelector", "podSelector")
+            ),
+        )
+    )
+
+    namespace_selector: LabelSelector | None = Field(
+        None,
+        description="""Namespaces whose pods may call ({} for all namespaces). Without it, the
+        podSelector selects pods of the ModelDeployment's own namespace.""",
+    )
+    pod_selector: LabelSelector | None = Field(
+        None,
+        description="""Pods that may call, in the namespaces the namespaceSelector selects.
+        Without it, every pod of those namespaces may.""",
+    )
+
+
+class Network(ApiModel):
+    allow_from: tuple[NetworkPeer, ...] = Field(
+        default_factory=tuple,
+        description="""Callers outside the namespace that may reach the serving port, besides
+        the ones the operator always admits (the same namespace, the operator for smoke tests,
+        the platform's monitoring namespace for metrics). Only in effect while the operator
+        renders NetworkPolicies (MODELROLL_NETWORK_POLICY, on by default) and the cluster's
+        network plugin enforces them.""",
+        max_length=32,
+        json_schema_extra=ATOMIC,
+    )
+
+
 class ModelDeploymentSpec(ApiModel):
     model_config = ConfigDict(
         json_schema_extra=rules(
@@ -854,6 +946,11 @@ class ModelDeploymentSpec(ApiModel):
     )
     monitoring: Monitoring | None = Field(
         None, description="What the operator watches on the running model."
+    )
+    network: Network = Field(
+        default_factory=Network,
+        description="""Who may reach the pods, through the NetworkPolicy the operator renders
+        for each ModelDeployment.""",
     )
 
 
