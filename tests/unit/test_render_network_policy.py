@@ -33,7 +33,9 @@ def in_namespace(name: str) -> dict[str, Any]:
     return {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": name}}}
 
 
-SERVING = [{"protocol": "TCP", "port": 8080}]
+# HTTP (HTTPS with TLS) and gRPC
+SERVING = [{"protocol": "TCP", "port": 8080}, {"protocol": "TCP", "port": 8081}]
+METRICS = [{"protocol": "TCP", "port": 8080}]
 
 
 def test_the_policy_fences_every_revisions_pods_for_ingress_only() -> None:
@@ -57,7 +59,7 @@ def test_the_namespace_and_the_operator_pods_reach_the_serving_port_monitoring_t
         "podSelector": {"matchLabels": {"app.kubernetes.io/name": "modelroll"}},
     }
     assert serving == {"from": [{"podSelector": {}}, operator], "ports": SERVING}
-    assert metrics == {"from": [in_namespace("monitoring")], "ports": SERVING}
+    assert metrics == {"from": [in_namespace("monitoring")], "ports": METRICS}
 
 
 def test_allow_from_adds_its_peers_to_the_serving_port_as_written() -> None:
