@@ -75,8 +75,12 @@ def test_the_policy_admits_namespace_operator_monitoring_and_allow_from_and_come
         "podSelector": {"matchLabels": {"app.kubernetes.io/name": "modelroll"}},
     }
     assert serving["from"] == [{"podSelector": {}}, operator, WEB]
-    assert serving["ports"] == [{"protocol": "TCP", "port": 8080}]
-    assert metrics == {"from": [in_namespace("monitoring")], "ports": serving["ports"]}
+    # HTTP (HTTPS with TLS) and gRPC; /metrics is on the HTTP one
+    assert serving["ports"] == [
+        {"protocol": "TCP", "port": 8080},
+        {"protocol": "TCP", "port": 8081},
+    ]
+    assert metrics == {"from": [in_namespace("monitoring")], "ports": [serving["ports"][0]]}
 
     cluster.kubectl("-n", namespace, "delete", "networkpolicy", "iris-modelroll")
 
