@@ -165,7 +165,16 @@ def test_render_of_many_model_deployments_applies_with_kubectl(
         for c in children
         if c["kind"] == "Deployment" and looks_numeric(c["metadata"]["labels"][REVISION])
     )
-    live = get_json(cluster, "deployment", numeric["metadata"]["name"], "-n", namespace)
+    # The objects as the apiserver stored them, from the apply itself: a later GET races the
+    # garbage collector, which removes them (their owner, the rendered placeholder UID, does
+    # not exist).
+    stored = cluster.kubectl(
+        "apply", "--server-side", "--field-manager=gitops", "-o", "json", "-f", "-", input=text,
+        timeout=300,
+    )  # fmt: skip
+    items = json.loads(stored.stdout)["items"]
+    live = next(i for i in items if i["metadata"]["name"] == numeric["metadata"]["name"])
+    assert live["kind"] == "Deployment"
     assert live["metadata"]["labels"] == numeric["metadata"]["labels"]
 
 
