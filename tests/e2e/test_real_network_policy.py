@@ -149,7 +149,18 @@ def test_other_namespaces_are_refused_until_allow_from_admits_them_and_smoke_pas
     # The blue-green smoke test reaches the preview pods from the operator's pod.
     set_version(body, model_store, "2")
     apply(real_cluster, ns, body)
-    eventually(lambda: stable_version(real_cluster, ns, "iris-bg") == "2", timeout=300, interval=1)
+
+    def promoted() -> bool:
+        # on a timeout, say where the rollout stands (a refused smoke test shows here)
+        md = get_json(real_cluster, "-n", ns, "modeldeployment", "iris-bg")
+        status = md.get("status") or {}
+        assert stable_version(real_cluster, ns, "iris-bg") == "2", (
+            status.get("conditions"),
+            status.get("rollout"),
+        )
+        return True
+
+    eventually(promoted, timeout=300, interval=1)
     events = get_json(
         real_cluster, "-n", ns, "events", "--field-selector", "involvedObject.name=iris-bg"
     )["items"]
