@@ -102,3 +102,36 @@ def can_i_list(cluster: Cluster, user: str, namespace: str) -> dict[tuple[str, s
         if resource and urls == "[]":
             rows.setdefault((resource, names), set()).update(verbs.strip("[]").split())
     return rows
+
+
+SETOSA = {
+    "inputs": [
+        {"name": "input-0", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}
+    ]
+}
+
+
+def smoke_tested_iris_spec(version: str, runtime: dict[str, Any]) -> dict[str, Any]:
+    """A one-replica blue-green iris spec whose smoke test asks for setosa; `runtime` adds
+    the runtime fields under test (auth, TLS)."""
+    smoke = {
+        "name": "setosa",
+        "body": SETOSA,
+        "expectOutputs": {"outputs": [{"name": "predict", "data": [0]}]},
+    }
+    return {
+        "model": {
+            "format": "sklearn",
+            "uri": "https://models.example.com/iris/",
+            "version": version,
+        },
+        "runtime": {
+            "image": "modelroll/runtime:test",  # revision_of then needs no operator default
+            **runtime,
+        },
+        "replicas": 1,
+        "rollout": {
+            "strategy": "BlueGreen",
+            "blueGreen": {"autoPromote": True, "smokeTest": {"requests": [smoke]}},
+        },
+    }

@@ -22,7 +22,14 @@ from modelroll.revision import revision_of
 from typer.testing import CliRunner
 
 from tests.integration.conftest import Cluster, OperatorProcess
-from tests.integration.helpers import apply_md, condition, eventually, get_json
+from tests.integration.helpers import (
+    SETOSA,
+    apply_md,
+    condition,
+    eventually,
+    get_json,
+    smoke_tested_iris_spec,
+)
 from tests.runtime.models import train_sklearn
 from tests.runtime.runtime_process import RuntimeProcess
 from tests.support.prometheus import start_runtime
@@ -32,11 +39,6 @@ pytestmark = pytest.mark.integration
 Json = dict[str, Any]
 # Unique, so that finding it anywhere it must not be (log, status, Events) is meaningful.
 TOKEN = f"tok-{uuid.uuid4().hex}"
-SETOSA = {
-    "inputs": [
-        {"name": "input-0", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}
-    ]
-}
 
 
 @pytest.fixture(scope="module")
@@ -53,27 +55,9 @@ def secured_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtim
 
 
 def spec(version: str, key: str = "token") -> Json:
-    smoke = {
-        "name": "setosa",
-        "body": SETOSA,
-        "expectOutputs": {"outputs": [{"name": "predict", "data": [0]}]},
-    }
-    return {
-        "model": {
-            "format": "sklearn",
-            "uri": "https://models.example.com/iris/",
-            "version": version,
-        },
-        "runtime": {
-            "image": "modelroll/runtime:test",  # revision_of then needs no operator default
-            "auth": {"tokenSecretRef": {"name": "iris-token", "key": key}},
-        },
-        "replicas": 1,
-        "rollout": {
-            "strategy": "BlueGreen",
-            "blueGreen": {"autoPromote": True, "smokeTest": {"requests": [smoke]}},
-        },
-    }
+    return smoke_tested_iris_spec(
+        version, {"auth": {"tokenSecretRef": {"name": "iris-token", "key": key}}}
+    )
 
 
 def create_token_secret(cluster: Cluster, namespace: str) -> None:

@@ -20,7 +20,14 @@ from modelroll.revision import revision_of
 from typer.testing import CliRunner
 
 from tests.integration.conftest import Cluster, OperatorProcess
-from tests.integration.helpers import apply_md, condition, eventually, get_json
+from tests.integration.helpers import (
+    SETOSA,
+    apply_md,
+    condition,
+    eventually,
+    get_json,
+    smoke_tested_iris_spec,
+)
 from tests.runtime.models import train_sklearn
 from tests.runtime.runtime_process import RuntimeProcess
 from tests.support.certs import Issued, client_context, issue
@@ -28,37 +35,12 @@ from tests.support.prometheus import start_runtime
 
 pytestmark = pytest.mark.integration
 Json = dict[str, Any]
-SETOSA = {
-    "inputs": [
-        {"name": "input-0", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}
-    ]
-}
 # Unique, so that finding it where it must not be (status, Events) is meaningful.
 MARKER = f"key-{uuid.uuid4().hex}"
 
 
 def spec(version: str, secret: str = "iris-tls") -> Json:
-    smoke = {
-        "name": "setosa",
-        "body": SETOSA,
-        "expectOutputs": {"outputs": [{"name": "predict", "data": [0]}]},
-    }
-    return {
-        "model": {
-            "format": "sklearn",
-            "uri": "https://models.example.com/iris/",
-            "version": version,
-        },
-        "runtime": {
-            "image": "modelroll/runtime:test",  # revision_of then needs no operator default
-            "tls": {"secretRef": {"name": secret}},
-        },
-        "replicas": 1,
-        "rollout": {
-            "strategy": "BlueGreen",
-            "blueGreen": {"autoPromote": True, "smokeTest": {"requests": [smoke]}},
-        },
-    }
+    return smoke_tested_iris_spec(version, {"tls": {"secretRef": {"name": secret}}})
 
 
 def create_secret(cluster: Cluster, namespace: str, body: Json) -> None:
