@@ -2,13 +2,33 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import time
+from collections.abc import Callable, Sequence
 
 from modelroll.drift import is_subset
 from modelroll.inference import post_inference, runtime_error
+from modelroll.outbound import OutboundError
 from modelroll.rollout import SmokeResult
 from modelroll.spec import JSON
 from modelroll.tls import Trust
+
+# A preview that is Ready may not be reachable yet: kube-proxy programs a Service's new
+# endpoints a moment after its EndpointSlice changes (seconds on a busy node), and until
+# then a connection is refused. That is no answer from the model, so it is tried again after
+# these pauses (Argo Rollouts, too, counts such errors apart from failures). An answer of any
+# status, or a timeout, is final: retrying those would let a tenant hold a check worker.
+UNREACHABLE_PAUSES = (1.0, 2.0, 4.0)
+_UNREACHABLE_ERRNOS = {errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH}
+
+
+def unreachable(error: OSError) -> bool:
+    """The connection itself was refused or had no route: nothing at the address yet."""
+    cause = error.__cause__ if isinstance(error, OutboundError) else error
+    return isinstance(cause, OSError) and (
+        isinstance(cause, ConnectionRefusedError) or cause.errno in _UNREACHABLE_ERRNOS
+    )
 
 
 def protocol_of(body: JSON) -> str:
@@ -32,6 +52,8 @@ def run_smoke_tests(
     timeout: float = 10,
     token: str | None = None,
     trust: Trust | None = None,
+    pauses: Sequence[float] = UNREACHABLE_PAUSES,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> SmokeResult:
     """Messages name the request and the expectation that failed, never the answer's bytes:
     the preview runs the tenant's image, and its answer must not reach status or Events.
@@ -41,12 +63,17 @@ def run_smoke_tests(
         name = test.get("name") or f"request {index + 1}"
         body = test.get("body") or {}
         expected_status = int(test["expectStatus"])  # parse_spec filled in the default
-        try:
-            answer = post_inference(
-                base_url, model, protocol_of(body), body, timeout, token=token, trust=trust
-            )
-        except OSError as error:
-            return SmokeResult(False, f"{name}: no answer from the preview at {base_url}: {error}")
+        for pause in (*pauses, None):
+            try:
+                answer = post_inference(
+                    base_url, model, protocol_of(body), body, timeout, token=token, trust=trust
+                )
+                break
+            except OSError as error:
+                if pause is None or not unreachable(error):
+                    message = f"{name}: no answer from the preview at {base_url}: {error}"
+                    return SmokeResult(False, message)
+                sleep(pause)
         if answer.status != expected_status:
             error_message = runtime_error(answer.body)
             said = f" (runtime error: {error_message})" if error_message else ""

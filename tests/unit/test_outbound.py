@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ from modelroll.outbound import (
     TooLarge,
     request,
 )
-from modelroll.smoke import run_smoke_tests
+from modelroll.smoke import UNREACHABLE_PAUSES, run_smoke_tests
 
 SECRET = b"internal-secret-7f3a"
 
@@ -208,3 +209,43 @@ def test_smoke_messages_quote_no_body(hostile: str) -> None:
     assert error.message.endswith(
         "HTTP 400, expected 200 (runtime error: input 'x' has shape [2] expected [4])"
     )
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_a_preview_not_reachable_yet_is_tried_again_until_it_answers() -> None:
+    # kube-proxy programs a new endpoint a moment after the pod is Ready: refused, then served.
+    port = _free_port()
+    started: list[http.server.ThreadingHTTPServer] = []
+
+    def pause(seconds: float) -> None:
+        if not started:  # the first refusal: the endpoint appears during the pause
+            server = http.server.ThreadingHTTPServer(("127.0.0.1", port), _Hostile)
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+            started.append(server)
+
+    test = ({"body": {"inputs": []}, "expectStatus": 200},)
+    result = run_smoke_tests(f"http://127.0.0.1:{port}/ok", "m", test, sleep=pause)
+    started[0].shutdown()
+    started[0].server_close()
+    assert result.passed, result.message
+
+
+def test_a_preview_that_stays_unreachable_fails_after_the_pauses() -> None:
+    pauses: list[float] = []
+    test = ({"body": {"inputs": []}, "expectStatus": 200},)
+    result = run_smoke_tests(f"http://127.0.0.1:{_free_port()}", "m", test, sleep=pauses.append)
+    assert not result.passed and "no answer from the preview" in result.message
+    assert pauses == list(UNREACHABLE_PAUSES)
+
+
+def test_an_answer_or_a_timeout_is_never_retried(hostile: str) -> None:
+    pauses: list[float] = []
+    test = ({"body": {"inputs": []}, "expectStatus": 200},)
+    assert not run_smoke_tests(f"{hostile}/error", "m", test, sleep=pauses.append).passed
+    slow = run_smoke_tests(f"{hostile}/trickle", "m", test, timeout=1, sleep=pauses.append)
+    assert not slow.passed and pauses == []
