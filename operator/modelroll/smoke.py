@@ -2,33 +2,36 @@
 
 from __future__ import annotations
 
-import errno
 import json
+import ssl
 import time
 from collections.abc import Callable, Sequence
 
 from modelroll.drift import is_subset
 from modelroll.inference import post_inference, runtime_error
-from modelroll.outbound import OutboundError
+from modelroll.outbound import DeadlineExceeded, OutboundError
 from modelroll.rollout import SmokeResult
 from modelroll.spec import JSON
 from modelroll.tls import Trust
 
 # A preview that is Ready may not be reachable yet: kube-proxy programs a Service's new
-# endpoints a moment after its EndpointSlice changes (seconds on a busy node), and until
-# then a connection is refused. That is no answer from the model, so it is tried again after
-# these pauses (Argo Rollouts, too, counts such errors apart from failures). An answer of any
-# status, or a timeout, is final: retrying those would let a tenant hold a check worker.
+# endpoints, and a NetworkPolicy engine learns a new pod, a moment after the pod is Ready
+# (seconds on a busy node). Until then a connection is refused or its packets are dropped.
+# That is no answer from the model, so the FIRST request of a smoke run is tried again after
+# these pauses (Argo Rollouts, too, counts errors apart from failures). Once the preview has
+# answered anything, every outcome is final: retrying later requests would only let a tenant
+# hold a check worker longer.
 UNREACHABLE_PAUSES = (1.0, 2.0, 4.0)
-_UNREACHABLE_ERRNOS = {errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH}
 
 
-def unreachable(error: OSError) -> bool:
-    """The connection itself was refused or had no route: nothing at the address yet."""
-    cause = error.__cause__ if isinstance(error, OutboundError) else error
-    return isinstance(cause, OSError) and (
-        isinstance(cause, ConnectionRefusedError) or cause.errno in _UNREACHABLE_ERRNOS
-    )
+def unanswered(error: OSError) -> bool:
+    """Nothing answered: the connection failed, or the deadline passed. A redirect, an
+    answer too large or not HTTP at all, or a certificate we do not trust is an answer, and
+    final."""
+    if isinstance(error, DeadlineExceeded):
+        return True
+    cause = error.__cause__
+    return isinstance(cause, OSError) and not isinstance(cause, (OutboundError, ssl.SSLError))
 
 
 def protocol_of(body: JSON) -> str:
@@ -59,18 +62,20 @@ def run_smoke_tests(
     the preview runs the tenant's image, and its answer must not reach status or Events.
     `token` is sent as the bearer token (the runtime's auth) and appears in no message;
     `trust` verifies the preview's certificate (the runtime's TLS)."""
+    reached = False
     for index, test in enumerate(tests):
         name = test.get("name") or f"request {index + 1}"
         body = test.get("body") or {}
         expected_status = int(test["expectStatus"])  # parse_spec filled in the default
-        for pause in (*pauses, None):
+        for pause in (*(() if reached else pauses), None):
             try:
                 answer = post_inference(
                     base_url, model, protocol_of(body), body, timeout, token=token, trust=trust
                 )
+                reached = True
                 break
             except OSError as error:
-                if pause is None or not unreachable(error):
+                if pause is None or not unanswered(error):
                     message = f"{name}: no answer from the preview at {base_url}: {error}"
                     return SmokeResult(False, message)
                 sleep(pause)
