@@ -19,9 +19,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-
 from modelroll_runtime import packager
+from prometheus_client.parser import text_string_to_metric_families
 
 from .conftest import StartRuntime
 from .models import TrainedModel, iris
