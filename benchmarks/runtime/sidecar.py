@@ -6,7 +6,9 @@ CPU share of its own; wrk runs on core 1 as well (for the bare server too), so t
 shares its core with the load generator, which only makes it look slower. Bare and sidecar
 runs alternate, `--rounds` times each, so that a change in the machine's load hits both; the
 report gives the median of each, their ratio, the load average around the pair, and the
-sidecar's own CPU time per request (from /proc, which load on other cores does not change).
+CPU time per request of the user's server and of the sidecar (from /proc: load on the
+machine changes it far less than it changes req/s). With its own core, the sidecar caps
+throughput only where its CPU per request exceeds the server's.
 The sidecar counts every prediction (MODELROLL_DRIFT_MAX_ROWS_PER_SECOND=0), its worst case.
 
 usage: python benchmarks/runtime/sidecar.py [--duration 5] [--rounds 2] [--concurrency 1,8,64]
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -70,6 +73,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--concurrency", default="1,8,64")
     args = parser.parse_args()
+    # a SIGTERM unwinds like ^C: the finally blocks stop both servers
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if shutil.which("wrk") is None:
         sys.exit("wrk is missing: apt-get install -y wrk")
     logs = run.BENCH / "logs"
@@ -105,7 +110,15 @@ def main() -> None:
                 for concurrency in [int(c) for c in args.concurrency.split(",")]:
                     rows_out.append(
                         measure(
-                            args, protocol, concurrency, script, path, user_port, proxy_port, proxy
+                            args,
+                            protocol,
+                            concurrency,
+                            script,
+                            path,
+                            user_port,
+                            proxy_port,
+                            user,
+                            proxy,
                         )
                     )
         finally:
@@ -113,40 +126,48 @@ def main() -> None:
     finally:
         run.stop(user)
     print("| protocol | conc | bare req/s | sidecar req/s | ratio | bare p50 ms | sidecar p50 ms "
-          "| bare p99 ms | sidecar p99 ms | sidecar CPU µs/req | errors | load avg |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| bare p99 ms | sidecar p99 ms | server CPU µs/req | sidecar CPU µs/req | errors "
+          "| load avg |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     print("\n".join(rows_out))
 
 
 def measure(
     args: argparse.Namespace, protocol: str, concurrency: int, script: Path, path: str,
-    user_port: int, proxy_port: int, proxy: subprocess.Popen[bytes],
+    user_port: int, proxy_port: int, user: subprocess.Popen[bytes],
+    proxy: subprocess.Popen[bytes],
 ) -> str:  # fmt: skip
-    bare: list[tuple[float, float, float, int]] = []
-    side: list[tuple[float, float, float, int]] = []
-    cpu_per_request: list[float] = []
+    """One table row: bare and sidecar runs alternating, `args.rounds` of each."""
+    runs: dict[str, list[tuple[float, float, float, int]]] = {"bare": [], "sidecar": []}
+    # CPU µs per request: the bare user server's, and the sidecar's
+    cpu: dict[str, list[float]] = {"bare": [], "proxy": []}
     loads = [loadavg()]
     for _ in range(args.rounds):
-        bare.append(
-            run.wrk(f"http://127.0.0.1:{user_port}{path}", script, concurrency, args.duration)
-        )
-        before = run.cpu_seconds(proxy.pid)
-        result = run.wrk(f"http://127.0.0.1:{proxy_port}{path}", script, concurrency, args.duration)
-        cpu_per_request.append((run.cpu_seconds(proxy.pid) - before) / (result[0] * args.duration))
-        side.append(result)
+        for name, port in (("bare", user_port), ("sidecar", proxy_port)):
+            before = run.cpu_seconds(user.pid), run.cpu_seconds(proxy.pid)
+            url = f"http://127.0.0.1:{port}{path}"
+            result = run.wrk(url, script, concurrency, args.duration)
+            served = max(1.0, result[0] * args.duration)
+            if name == "bare":
+                cpu["bare"].append((run.cpu_seconds(user.pid) - before[0]) / served * 1e6)
+            else:
+                cpu["proxy"].append((run.cpu_seconds(proxy.pid) - before[1]) / served * 1e6)
+            runs[name].append(result)
         loads.append(loadavg())
-        print(f"{protocol} c={concurrency}: bare {bare[-1][0]:.0f} req/s, sidecar "
-              f"{side[-1][0]:.0f} req/s, load {loads[-1]}", file=sys.stderr, flush=True)  # fmt: skip
+        print(f"{protocol} c={concurrency}: bare {runs['bare'][-1][0]:.0f} req/s, sidecar "
+              f"{runs['sidecar'][-1][0]:.0f} req/s, load {loads[-1]}", file=sys.stderr,
+              flush=True)  # fmt: skip
 
-    def med(values: list[tuple[float, float, float, int]], i: int) -> float:
-        return statistics.median(v[i] for v in values)
+    def med(name: str, i: int) -> float:
+        return statistics.median(v[i] for v in runs[name])
 
-    errors = sum(v[3] for v in bare + side)
+    errors = sum(v[3] for v in runs["bare"] + runs["sidecar"])
     return (
-        f"| {protocol} | {concurrency} | {med(bare, 0):.0f} | {med(side, 0):.0f} | "
-        f"{med(side, 0) / med(bare, 0):.2f} | {med(bare, 1):.2f} | {med(side, 1):.2f} | "
-        f"{med(bare, 2):.2f} | {med(side, 2):.2f} | "
-        f"{statistics.median(cpu_per_request) * 1e6:.0f} | {errors} | {'-'.join(loads)} |"
+        f"| {protocol} | {concurrency} | {med('bare', 0):.0f} | {med('sidecar', 0):.0f} | "
+        f"{med('sidecar', 0) / med('bare', 0):.2f} | {med('bare', 1):.2f} | "
+        f"{med('sidecar', 1):.2f} | {med('bare', 2):.2f} | {med('sidecar', 2):.2f} | "
+        f"{statistics.median(cpu['bare']):.0f} | {statistics.median(cpu['proxy']):.0f} | "
+        f"{errors} | {' → '.join(loads)} |"
     )
 
 
