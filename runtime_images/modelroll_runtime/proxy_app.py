@@ -48,6 +48,7 @@ _OURS = frozenset({"x-model-name", "x-model-version"})
 KEEPALIVE_S = 2.0
 CONNECT_TIMEOUT_S = 5.0
 STREAM_CHUNK = 64 * 1024
+_NO_BODY = frozenset({204, 304})
 
 
 class Headers(Protocol):
@@ -209,7 +210,7 @@ class ProxyApp:
                     headers=headers, allow_redirects=False,
                 ) as response:  # fmt: skip
                     body = b""  # sent: not held while the answer comes
-                    return await self._relay(response, proto, protocol)
+                    return await self._relay(response, proto, protocol, scope.method)
             except aiohttp.ClientConnectionError as exc:
                 raise RequestError(502, f"upstream {self._upstream} failed: {exc}") from None
         finally:
@@ -225,7 +226,11 @@ class ProxyApp:
         self.metrics.inflight_gauge.inc()
 
     async def _relay(
-        self, response: aiohttp.ClientResponse, proto: HTTPProtocol, protocol: str | None
+        self,
+        response: aiohttp.ClientResponse,
+        proto: HTTPProtocol,
+        protocol: str | None,
+        method: str,
     ) -> int:
         """Send the upstream's answer on, and count its predictions where that is asked."""
         status = response.status
@@ -235,6 +240,8 @@ class ProxyApp:
         ]  # fmt: skip
         headers += self._ours
         length = response.content_length
+        if method == "HEAD" or status in _NO_BODY:
+            length = 0  # RFC 9110 6.4.1: no content, whatever the headers say
         if length is not None and self.budget.fits(length):
             self.budget.take(length)
             try:
