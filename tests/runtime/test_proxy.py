@@ -263,8 +263,8 @@ def test_hostile_clients_get_4xx_json_and_never_a_crash(
     fastapi_server: RuntimeProcess, start_proxy: StartProxy
 ) -> None:
     proxy = start_proxy(
-        fastapi_server.port, MODELROLL_MAX_BODY_BYTES="1000", MODELROLL_BODY_TIMEOUT_SECONDS="0.5",
-        MODELROLL_MODEL_NAME="iris",
+        fastapi_server.port, MODELROLL_MAX_BODY_BYTES="1000", MODELROLL_MAX_DECODE_BYTES="1000",
+        MODELROLL_BODY_TIMEOUT_SECONDS="0.5", MODELROLL_MODEL_NAME="iris",
     )  # fmt: skip
     big = proxy.request("POST", "/v2/models/iris/infer", b"[" + b"1," * 800 + b"1]")
     assert big.status == 413 and "exceeds 1000" in error_of(big)
@@ -285,6 +285,11 @@ def test_hostile_clients_get_4xx_json_and_never_a_crash(
     direct = fastapi_server.request("POST", "/v2/models/iris/infer", b"{{", json_headers)
     assert garbage.status == direct.status == 422 and garbage.body == direct.body
     assert proxy.get("/v2/health/live").status == 200  # still serving
+    # an answer larger than the byte budget is streamed through, never held whole
+    spec, spec_direct = (p.get("/openapi.json") for p in (proxy, fastapi_server))
+    assert spec.status == 200 and spec.body == spec_direct.body and len(spec.body) > 1000
+    assert spec.headers.get("transfer-encoding") == "chunked"
+    assert "transfer-encoding" not in spec_direct.headers
     codes = {dict(k)["code"]: v for k, v in samples(proxy, "modelroll_requests_total").items()}
     assert codes == {"413": 1.0, "408": 1.0, "422": 1.0}
 
