@@ -108,7 +108,12 @@ def send_batches(target: RuntimeProcess, protocol: str) -> int:
 
     def send(rows: np.ndarray) -> None:
         if protocol == "v2":
-            response = target.post_json("/v2/models/model/infer", v2_rows(rows))
+            document = v2_rows(rows)
+            if len(rows) == 1:  # the binary tensor extension's answer: JSON header, raw bytes
+                document["parameters"] = {"binary_data_output": True}
+            response = target.post_json("/v2/models/model/infer", document)
+            binary = "inference-header-content-length" in response.headers
+            assert binary == (len(rows) == 1), response.headers
         else:
             response = target.post_json("/v1/models/model:predict", {"instances": rows.tolist()})
         assert response.status == 200, response.body
@@ -116,6 +121,25 @@ def send_batches(target: RuntimeProcess, protocol: str) -> int:
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(send, batches))
     return sum(len(b) for b in batches)
+
+
+def test_with_protocol_none_every_request_but_health_is_counted_as_http(
+    fastapi_server: RuntimeProcess, start_proxy: StartProxy, iris_package: Path
+) -> None:
+    proxy = start_proxy(
+        fastapi_server.port, MODELROLL_PROXY_PROTOCOL="none", MODELROLL_MODEL_NAME="iris",
+        MODELROLL_MODEL_DIR=str(iris_package),
+    )  # fmt: skip
+    x, _ = iris()
+    assert proxy.post_json("/v2/models/iris/infer", v2_rows(x[:2])).status == 200
+    assert proxy.get("/v2/models/iris").status == 200
+    assert proxy.get("/no/such/route").status == 404
+    assert proxy.get("/v2/health/ready").status == 200
+    codes = {dict(k)["code"]: v for k, v in samples(proxy, "modelroll_requests_total").items()}
+    assert codes == {"200": 2.0, "404": 1.0}
+    assert {dict(k)["protocol"] for k in samples(proxy, "modelroll_requests_total")} == {"http"}
+    # neither V2 nor V1: no answer is read, so no prediction series, profile or not
+    assert samples(proxy, "modelroll_prediction_values_total") == {}
 
 
 @pytest.mark.parametrize("protocol", ["v2", "v1"])
