@@ -137,19 +137,16 @@ def unknown_operators(model: Any) -> list[str]:
 
 
 def _nodes(model: Any) -> list[Any]:
+    """Every node in graph order, then those of the model's functions and of If/Loop bodies."""
     nodes = list(model.graph.node)
     for function in model.functions:
         nodes.extend(function.node)
-    every = []
-    while nodes:  # with the bodies of If and Loop nodes
-        node = nodes.pop()
-        every.append(node)
+    for node in nodes:  # grows as it goes: bodies are visited too
         for attribute in node.attribute:
-            if attribute.g.node:
-                nodes.extend(attribute.g.node)
+            nodes.extend(attribute.g.node)
             for graph in attribute.graphs:
                 nodes.extend(graph.node)
-    return every
+    return nodes
 
 
 # How torch.onnx's exporters name an operator they have no ONNX function for: the TorchScript

@@ -9,6 +9,7 @@ Imported by the packager only for TensorFlow models
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 from pathlib import Path
@@ -35,8 +36,8 @@ OPSET = 18
 def require() -> None:
     """Raises ImportError, naming the module, when the extra is not installed."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # no CPU feature banners per import
-    import tensorflow  # noqa: F401
-    import tf2onnx  # noqa: F401
+    for module in ("tensorflow", "tf2onnx", "onnx"):  # tf2onnx imports tensorflow: named after
+        importlib.import_module(module)
 
 
 def convert(model_file: Path, rows: Array) -> Converted:

@@ -12,6 +12,7 @@ dimension must already be dynamic (`torch.export.Dim`).
 
 from __future__ import annotations
 
+import importlib
 import io
 import re
 import warnings
@@ -37,8 +38,10 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 def require() -> None:
     """Raises ImportError, naming the module, when the extra is not installed."""
-    import onnxscript  # noqa: F401  (torch.onnx's torch.export based exporter needs it)
-    import torch  # noqa: F401
+    # torch first, so a venv without either names torch; onnxscript: torch.onnx's
+    # torch.export based exporter builds its graphs with it
+    for module in ("torch", "onnxscript", "onnx"):
+        importlib.import_module(module)
 
 
 def convert(model_file: Path, rows: Array) -> Converted:

@@ -6,7 +6,8 @@ exporters (torch.onnx, tf2onnx), so the tests need the frameworks; the shared de
 the runtime image must not carry them (several GB). A venv is cached outside the repository,
 keyed by a hash of its requirements, so a warm run installs nothing (the same scheme as
 tests/support/peers.py). The packager runs in that venv from this checkout's source
-(PYTHONPATH): the runtime's own dependencies there are only numpy, onnx and onnxruntime.
+(PYTHONPATH): of the runtime's own dependencies it needs only numpy, onnx, onnxruntime and
+orjson.
 
 `python tests/support/frameworks.py --measure torch` reinstalls into a scratch venv and prints
 what it cost: the download (size, time), the install from the downloaded wheels, the disk.
@@ -18,16 +19,16 @@ import argparse
 import fcntl
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-import os
 from pathlib import Path
 
 # what the packager itself imports besides the framework (the runtime venv's versions)
-RUNTIME = ("numpy==2.4.6", "onnx==1.23.2", "onnxruntime==1.32.0")
+RUNTIME = ("numpy==2.4.6", "onnx==1.23.2", "onnxruntime==1.32.0", "orjson==3.13.0")
 FRAMEWORKS: dict[str, tuple[str, ...]] = {
     # onnxscript: torch.onnx's exporter builds the graph with it (torch.export based)
     "torch": ("torch==2.15.0", "onnxscript==0.7.2", *RUNTIME),
@@ -127,9 +128,12 @@ def cost(name: str) -> dict[str, object]:
 
 def main(argv: list[str] | None = None) -> int:
     cli = argparse.ArgumentParser(description=__doc__)
-    cli.add_argument("names", nargs="*", choices=[*FRAMEWORKS, []], default=list(FRAMEWORKS))
+    cli.add_argument("names", nargs="*", metavar="NAME", help=f"of {', '.join(FRAMEWORKS)}")
     cli.add_argument("--measure", action="store_true", help="reinstall and print the cost")
     args = cli.parse_args(argv)
+    unknown = sorted(set(args.names) - set(FRAMEWORKS))
+    if unknown:
+        cli.error(f"unknown framework(s) {', '.join(unknown)}; of {', '.join(FRAMEWORKS)}")
     for name in args.names or list(FRAMEWORKS):
         if args.measure:
             shutil.rmtree(venv_dir(name), ignore_errors=True)
