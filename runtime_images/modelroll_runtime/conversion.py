@@ -53,7 +53,11 @@ class Tolerance:
     rel: float = REL
 
     def document(self) -> dict[str, Any]:
-        return {"abs": self.abs, "rel": self.rel, "rule": "|onnx - framework| <= abs + rel * |framework|"}
+        return {
+            "abs": self.abs,
+            "rel": self.rel,
+            "rule": "|onnx - framework| <= abs + rel * |framework|",
+        }
 
 
 @dataclass(frozen=True)
@@ -107,7 +111,9 @@ def check(
         entry["outside"] = outside
         evidence[name] = entry
         if outside:
-            worst = f", max abs error {entry['max_abs_error']:.3g}" if "max_abs_error" in entry else ""
+            worst = (
+                f", max abs error {entry['max_abs_error']:.3g}" if "max_abs_error" in entry else ""
+            )
             problems.append(f"output {name}: {outside} of {want.size} values{worst}")
     if problems:
         raise ConversionError(

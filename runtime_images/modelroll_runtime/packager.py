@@ -36,8 +36,8 @@ from .compiler import NO_CONVERTER, ONNX_FILE, compile_native
 from .formats import FORMATS, Model
 from .formats.base import PREDICT_PROBA, Array
 from .formats.onnx_model import OnnxModel
-from .source import sha256_of
 from .reference_data import ReferenceError, Table
+from .source import sha256_of
 
 REFERENCE_ROWS_KEPT = 256  # reference.npy: the warm-up's rows, and a sample to look at
 SCHEMA_VERSION = 1
@@ -389,9 +389,7 @@ def parser() -> argparse.ArgumentParser:
     cli.add_argument("model_file", type=Path)
     cli.add_argument("--reference", type=Path, required=True, help="CSV, Parquet or .npy rows")
     cli.add_argument("--output", type=Path, required=True, help="new or empty directory")
-    cli.add_argument(
-        "--format", dest="model_format", choices=[*FORMATS, *conversion.FRAMEWORKS]
-    )
+    cli.add_argument("--format", dest="model_format", choices=[*FORMATS, *conversion.FRAMEWORKS])
     cli.add_argument("--categorical", action="append", default=[], help="a categorical column")
     cli.add_argument("--target", help="a reference column that is not a feature (the label)")
     cli.add_argument("--bins", type=int, default=profile.DEFAULT_BINS)

@@ -53,13 +53,17 @@ def convert(model_file: Path, rows: Array) -> Converted:
     try:
         onx, _ = tf2onnx.convert.from_function(call, input_signature=signature, opset=OPSET)
     except Exception as exc:
-        raise ConversionError(f"tf2onnx cannot convert the model: {type(exc).__name__}: {exc}") from None
+        raise ConversionError(
+            f"tf2onnx cannot convert the model: {type(exc).__name__}: {exc}"
+        ) from None
     # tf2onnx keeps an op it has no handler for as it is (and logs it): the graph would not load
     unknown = unknown_operators(onx)
     if unknown:
         raise unsupported(TENSORFLOW, unknown, converter)
     rename(onx, [INPUT], names)
-    return Converted(onx, dict(zip(names, expected, strict=True)), f"tensorflow {tf.__version__}", converter)
+    return Converted(
+        onx, dict(zip(names, expected, strict=True)), f"tensorflow {tf.__version__}", converter
+    )
 
 
 def _callable(tf: Any, model_file: Path) -> Any:

@@ -98,7 +98,11 @@ def _load(torch: Any, model_file: Path, exported: bool) -> Any:
             "a pickled nn.Module (torch.save) runs code of its own: script or export it first"
         ) from None
     users = set(program.graph_signature.user_inputs)
-    shapes = [n.meta["val"].shape for n in program.graph.nodes if n.op == "placeholder" and n.name in users]
+    shapes = [
+        n.meta["val"].shape
+        for n in program.graph.nodes
+        if n.op == "placeholder" and n.name in users
+    ]
     if len(shapes) != 1 or len(shapes[0]) != 2:
         raise ConversionError(
             f"the torch.export program takes {len(shapes)} inputs; a packaged model takes one "

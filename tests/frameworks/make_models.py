@@ -24,7 +24,7 @@ def torch_models(out: Path, x: np.ndarray, y: np.ndarray) -> None:
 
     torch.manual_seed(0)
 
-    class Mlp(torch.nn.Module):
+    class Mlp(torch.nn.Module):  # type: ignore[misc]  # torch is not in the dev venv
         def __init__(self) -> None:
             super().__init__()
             self.hidden = torch.nn.Sequential(torch.nn.Linear(x.shape[1], 16), torch.nn.ReLU())
@@ -33,7 +33,7 @@ def torch_models(out: Path, x: np.ndarray, y: np.ndarray) -> None:
         def forward(self, rows: torch.Tensor) -> torch.Tensor:
             return torch.softmax(self.out(self.hidden(rows)), dim=1)
 
-    class Whitened(torch.nn.Module):
+    class Whitened(torch.nn.Module):  # type: ignore[misc]
         """An MLP on SVD-whitened hidden features (torch.linalg.svd: no ONNX operator)."""
 
         def __init__(self, mlp: Mlp) -> None:
@@ -82,7 +82,7 @@ def tensorflow_models(out: Path, x: np.ndarray, y: np.ndarray) -> None:
     mlp.save(out / "mlp.keras")
     mlp.export(str(out / "mlp_savedmodel"), verbose=False)
 
-    class Whitened(keras.layers.Layer):
+    class Whitened(keras.layers.Layer):  # type: ignore[misc]  # nor is keras
         """Hidden features over their largest singular value (tf.linalg.svd: no ONNX operator)."""
 
         def call(self, hidden: tf.Tensor) -> tf.Tensor:

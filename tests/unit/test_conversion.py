@@ -42,7 +42,10 @@ def test_float32_round_off_is_within_the_tolerance_and_a_real_difference_is_not(
     assert 0 < evidence["predict"]["max_abs_error"] < 1e-6
     wrong = graph.copy()
     wrong[3, 1] += 1e-3
-    with pytest.raises(ConversionError, match=r"within abs 1e-05 \+ rel 0.0001: output predict: 1 of 450 values, max abs error 0.001"):
+    with pytest.raises(
+        ConversionError,
+        match=r"within abs 1e-05 \+ rel 0.0001: output predict: 1 of 450 values, max abs error 0.001",
+    ):
         conversion.check({"predict": framework}, {"predict": wrong}, Tolerance())
 
 
@@ -61,7 +64,9 @@ def test_nan_shapes_and_labels_are_never_within_the_tolerance() -> None:
         conversion.check({"label": labels}, {}, Tolerance())
 
 
-def _graph(*nodes: onnx.NodeProto, functions: list[onnx.FunctionProto] | None = None) -> onnx.ModelProto:
+def _graph(
+    *nodes: onnx.NodeProto, functions: list[onnx.FunctionProto] | None = None
+) -> onnx.ModelProto:
     x = helper.make_tensor_value_info("args_0:0", TensorProto.FLOAT, [None, 4])
     y = helper.make_tensor_value_info("Identity:0", TensorProto.FLOAT, [None, 4])
     graph = helper.make_graph(list(nodes), "g", [x], [y])
@@ -77,7 +82,10 @@ def test_operators_no_runtime_knows_are_named_once_each() -> None:
         helper.make_node("Whiten", ["u"], ["Identity:0"], domain="ai.onnx.contrib"),
     )
     assert conversion.unknown_operators(model) == ["Svd", "ai.onnx.contrib::Whiten"]
-    assert conversion.unknown_operators(_graph(helper.make_node("Relu", ["args_0:0"], ["Identity:0"]))) == []
+    assert (
+        conversion.unknown_operators(_graph(helper.make_node("Relu", ["args_0:0"], ["Identity:0"])))
+        == []
+    )
 
 
 def test_a_models_own_functions_are_known_operators() -> None:
@@ -86,13 +94,18 @@ def test_a_models_own_functions_are_known_operators() -> None:
         "pkg.local", "Twice", ["x"], ["y"], [helper.make_node("Add", ["x", "x"], ["y"])],
         [helper.make_opsetid("", 18)],
     )  # fmt: skip
-    model = _graph(helper.make_node("Twice", ["args_0:0"], ["Identity:0"], domain="pkg.local"), functions=[body])
+    model = _graph(
+        helper.make_node("Twice", ["args_0:0"], ["Identity:0"], domain="pkg.local"),
+        functions=[body],
+    )
     assert conversion.unknown_operators(model) == []
 
 
 def test_torch_errors_name_their_operator() -> None:
     # the two exporters' messages, as torch 2.15 writes them
-    script = "Exporting the operator 'aten::linalg_svdvals' to ONNX opset version 18 is not supported"
+    script = (
+        "Exporting the operator 'aten::linalg_svdvals' to ONNX opset version 18 is not supported"
+    )
     exported = (
         "Error when translating node %_linalg_svd : call_function[target=torch.ops.aten."
         "_linalg_svd.default]\n<class 'DispatchError'>: No ONNX function found for "
@@ -101,8 +114,12 @@ def test_torch_errors_name_their_operator() -> None:
     assert conversion.torch_operator(script) == "aten::linalg_svdvals"
     assert conversion.torch_operator(exported) == "aten::_linalg_svd"
     assert conversion.torch_operator("TorchExportError: data-dependent control flow") is None
-    message = str(conversion.unsupported("pytorch", ["aten::linalg_svdvals"], "torch.onnx 2.15.0 (opset 18)"))
-    assert message.startswith("the pytorch model uses aten::linalg_svdvals, which has no ONNX equivalent in torch.onnx")
+    message = str(
+        conversion.unsupported("pytorch", ["aten::linalg_svdvals"], "torch.onnx 2.15.0 (opset 18)")
+    )
+    assert message.startswith(
+        "the pytorch model uses aten::linalg_svdvals, which has no ONNX equivalent in torch.onnx"
+    )
 
 
 def test_rename_gives_the_graph_our_input_and_output_names() -> None:
@@ -120,28 +137,41 @@ def test_a_framework_model_without_its_extra_names_the_extra(tmp_path: Path) -> 
     reference = tmp_path / "reference.csv"
     reference.write_text("a,b\n1.0,2.0\n3.0,4.0\n")
     (tmp_path / "model.pt").write_bytes(b"not read")
-    with pytest.raises(packager.PackagingError, match=r"needs torch: pip install 'modelroll-runtime\[package-torch\]'"):
+    with pytest.raises(
+        packager.PackagingError,
+        match=r"needs torch: pip install 'modelroll-runtime\[package-torch\]'",
+    ):
         packager.build(tmp_path / "model.pt", reference, tmp_path / "out")
     (tmp_path / "model.keras").write_bytes(b"not read")
-    with pytest.raises(packager.PackagingError, match=r"needs tensorflow: .*\[package-tensorflow\]"):
+    with pytest.raises(
+        packager.PackagingError, match=r"needs tensorflow: .*\[package-tensorflow\]"
+    ):
         packager.build(tmp_path / "model.keras", reference, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
-def test_strings_in_the_reference_rows_are_refused_before_any_framework_loads(tmp_path: Path) -> None:
+def test_strings_in_the_reference_rows_are_refused_before_any_framework_loads(
+    tmp_path: Path,
+) -> None:
     reference = tmp_path / "reference.csv"
     reference.write_text("a,species\n1.0,setosa\n")
     (tmp_path / "model.pt").write_bytes(b"")
-    with pytest.raises(packager.PackagingError, match="species hold strings.*--target"):
+    with pytest.raises(packager.PackagingError, match=r"species hold strings.*--target"):
         packager.build(tmp_path / "model.pt", reference, tmp_path / "out")
 
 
-def test_the_manifest_states_the_source_and_its_tolerance_and_still_verifies(tmp_path: Path) -> None:
+def test_the_manifest_states_the_source_and_its_tolerance_and_still_verifies(
+    tmp_path: Path,
+) -> None:
     (tmp_path / "model.onnx").write_bytes(b"graph")
     source = {"framework": "pytorch", "tolerance": Tolerance().document()}
     digest = package.write_manifest(tmp_path, "onnx", "model.onnx", "model.onnx", "test", source)
     document = json.loads((tmp_path / package.MANIFEST_FILE).read_text())
-    assert document["source"]["tolerance"] == {"abs": 1e-5, "rel": 1e-4, "rule": "|onnx - framework| <= abs + rel * |framework|"}
+    assert document["source"]["tolerance"] == {
+        "abs": 1e-5,
+        "rel": 1e-4,
+        "rule": "|onnx - framework| <= abs + rel * |framework|",
+    }
     assert package.verify(tmp_path, digest).onnx == "model.onnx"
     # a package without a source (sklearn, ...) keeps the manifest it always had
     other = tmp_path / "other"
