@@ -80,6 +80,11 @@ test: ## Run the whole suite: lint, unit, runtime, integration and real-node e2e
 	$(MAKE) --no-print-directory lint
 	$(VENV)/bin/pytest tests
 
+.PHONY: test-frameworks
+test-frameworks: venv ## PyTorch and TensorFlow models through modelroll package, served by the runtime (installs both from PyPI into ~/.cache/modelroll/frameworks on a first run)
+	nice $(VENV)/bin/python tests/support/frameworks.py
+	$(VENV)/bin/pytest tests/frameworks
+
 .PHONY: install
 install: ## Apply the CRDs to $KUBECONFIG
 	kubectl apply --server-side --force-conflicts -k crds/

@@ -119,9 +119,16 @@ def _parse(raw: bytes) -> dict[str, Any]:
 
 
 def write_manifest(
-    directory: Path, model_format: str, model: str, onnx: str | None, created_by: str
+    directory: Path,
+    model_format: str,
+    model: str,
+    onnx: str | None,
+    created_by: str,
+    source: dict[str, Any] | None = None,
 ) -> str:
-    """Write manifest.json over every file in `directory`, and model.sha256; its digest."""
+    """Write manifest.json over every file in `directory`, and model.sha256; its digest.
+    `source`: the PyTorch or TensorFlow model the ONNX graph was converted from, and the
+    tolerance it was verified to (docs/drift.md, "Package format")."""
     files = {
         p.name: {"sha256": sha256_of(p), "bytes": p.stat().st_size}
         for p in sorted(directory.iterdir())
@@ -133,6 +140,7 @@ def write_manifest(
         "model": model,
         "onnx": onnx,
         "createdBy": created_by,
+        **({"source": source} if source is not None else {}),
         "files": files,
     }
     raw = (json.dumps(document, indent=2) + "\n").encode()

@@ -8,15 +8,22 @@ rows and on every reference row. This module needs the model libraries and conve
 runtime's sklearn, xgboost and lightgbm extras, `pip install 'modelroll-runtime[package]'`);
 the server never imports it.
 
+PyTorch and TensorFlow models are converted by their frameworks' own exporters instead
+(conversion.py; the `package-torch` and `package-tensorflow` extras) and packaged as `onnx`
+models: the graph must answer like the framework on every reference row within the
+tolerance the manifest states, float32 frameworks being exact to no graph.
+
 Also runnable as `python -m modelroll_runtime.packager MODEL --reference DATA --output DIR`.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,11 +31,13 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__, package, profile, reference_data, tensors
+from . import __version__, conversion, package, profile, reference_data, tensors
 from .compiler import NO_CONVERTER, ONNX_FILE, compile_native
 from .formats import FORMATS, Model
 from .formats.base import PREDICT_PROBA, Array
+from .formats.onnx_model import OnnxModel
 from .reference_data import ReferenceError, Table
+from .source import sha256_of
 
 REFERENCE_ROWS_KEPT = 256  # reference.npy: the warm-up's rows, and a sample to look at
 SCHEMA_VERSION = 1
@@ -50,6 +59,7 @@ class Packaged:
     features: int
     unprofiled: tuple[str, ...] = ()
     files: tuple[str, ...] = field(default=())
+    framework: str | None = None  # pytorch or tensorflow: converted by its own exporter
 
 
 @dataclass(frozen=True)
@@ -60,11 +70,14 @@ class _Inputs:
 
 
 def guess_format(model_file: Path) -> str:
+    framework = conversion.framework_of(model_file)
+    if framework is not None:
+        return framework
     suffix = model_file.suffix.lower()
     matches = [f.name for f in FORMATS.values() if any(n.endswith(suffix) for n in f.model_files)]
     if len(matches) == 1 and suffix:
         return matches[0]
-    known = ", ".join(FORMATS)
+    known = ", ".join([*FORMATS, *conversion.FRAMEWORKS])
     if matches:
         raise PackagingError(
             f"{model_file.name}: {suffix} files may be {' or '.join(matches)} models; "
@@ -86,11 +99,12 @@ def build(
     top_k: int = profile.DEFAULT_TOP_K,
 ) -> Packaged:
     """Write the package of `model_file` into `output` (new or empty)."""
-    if not model_file.is_file():
+    if not model_file.is_file() and conversion.framework_of(model_file) is None:
         raise PackagingError(f"model file {model_file} does not exist")
     fmt = (model_format or guess_format(model_file)).lower()
-    if fmt not in FORMATS:
-        raise PackagingError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
+    if fmt not in FORMATS and fmt not in conversion.FRAMEWORKS:
+        known = ", ".join([*FORMATS, *conversion.FRAMEWORKS])
+        raise PackagingError(f"unknown format {fmt!r}; one of {known}")
     try:
         table = reference_data.read(reference_file)
         if target is not None:
@@ -102,6 +116,23 @@ def build(
         raise PackagingError(f"--categorical names no reference column: {', '.join(unknown)}")
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise PackagingError(f"output {output} exists and is not an empty directory")
+    if fmt in conversion.FRAMEWORKS:
+        with tempfile.TemporaryDirectory(prefix="modelroll-package-") as scratch:
+            graph, source = _convert(fmt, model_file, table, Path(scratch))
+            return _build(graph, table, output, "onnx", categorical, bins, top_k, source)
+    return _build(model_file, table, output, fmt, categorical, bins, top_k, None)
+
+
+def _build(
+    model_file: Path,
+    table: Table,
+    output: Path,
+    fmt: str,
+    categorical: Sequence[str],
+    bins: int,
+    top_k: int,
+    source: dict[str, Any] | None,
+) -> Packaged:
     native = _load(fmt, model_file)
     inputs = _model_inputs(native, table, set(categorical))
     output_name = native.default_outputs[0]
@@ -121,6 +152,8 @@ def build(
     model_name = _well_known_name(fmt, model_file)
     shutil.copyfile(model_file, output / model_name)
     meta = _compile(fmt, native, output, inputs.matrix)
+    if source is not None:
+        meta["reason"] = _conversion_reason(source)
     onnx = model_name if fmt == "onnx" else (ONNX_FILE if meta["backend"] == "onnx" else None)
     _write_json(output / package.COMPILATION_FILE, meta)
     _write_json(output / package.SCHEMA_FILE, _schema(native, inputs, set(categorical)))
@@ -128,13 +161,100 @@ def build(
     if inputs.matrix is not None:
         np.save(output / package.REFERENCE_FILE, inputs.matrix[:REFERENCE_ROWS_KEPT])
     digest = package.write_manifest(
-        output, fmt, model_name, onnx, f"modelroll package {__version__}"
+        output, fmt, model_name, onnx, f"modelroll package {__version__}", source
     )
     return Packaged(
         output, digest, fmt, "onnx" if onnx else "native", str(meta.get("verdict", "")),
         str(meta.get("reason", "")), table.rows, len(document["features"]),
         tuple(document["unprofiled"]), tuple(sorted(p.name for p in output.iterdir())),
+        source["framework"] if source else None,
     )  # fmt: skip
+
+
+def _convert(
+    framework: str, model_file: Path, table: Table, scratch: Path
+) -> tuple[Path, dict[str, Any]]:
+    """The framework's model as a verified ONNX file in `scratch`, and the manifest's
+    `source`: what it was converted from, by what, and how closely it answers."""
+    rows = _float_rows(table)
+    exporter = _exporter(framework)
+    try:
+        converted = exporter.convert(model_file, rows)
+        unknown = conversion.unknown_operators(converted.onnx)
+        if unknown:
+            raise conversion.unsupported(framework, unknown, converted.converter)
+        graph = scratch / ONNX_FILE
+        graph.write_bytes(converted.onnx.SerializeToString())
+        served = OnnxModel()
+        served.load(graph)
+        answers = served.predict({conversion.INPUT: rows}, tuple(converted.expected))
+        tolerance = conversion.Tolerance()
+        evidence = conversion.check(converted.expected, answers, tolerance)
+    except conversion.ConversionError as exc:
+        raise PackagingError(str(exc)) from None
+    return graph, {
+        "framework": framework,
+        "file": model_file.name,
+        "sha256": _tree_digest(model_file),
+        "library": converted.framework,
+        "converter": converted.converter,
+        "tolerance": tolerance.document(),
+        "verifiedRows": len(rows),
+        "outputs": evidence,
+    }
+
+
+def _exporter(framework: str) -> Any:
+    """torch_convert or tf_convert, whose imports need the framework's extra."""
+    try:
+        if framework == conversion.PYTORCH:
+            from . import torch_convert
+
+            torch_convert.require()
+            return torch_convert
+        from . import tf_convert
+
+        tf_convert.require()
+        return tf_convert
+    except ImportError as exc:
+        extra = conversion.EXTRAS[framework]
+        raise PackagingError(
+            f"packaging a {framework} model needs {exc.name or exc}: "
+            f"pip install 'modelroll-runtime[{extra}]'"
+        ) from None
+
+
+def _float_rows(table: Table) -> Array:
+    """The reference rows as the framework model's one float32 input matrix, columns in order."""
+    strings = [n for n in table.names if table.column(n).dtype.kind == "O"]
+    if strings:
+        raise PackagingError(
+            f"a framework model takes one float matrix; reference column(s) "
+            f"{', '.join(strings)} hold strings (name a label column with --target)"
+        )
+    return np.column_stack([table.column(n) for n in table.names]).astype(np.float32)
+
+
+def _tree_digest(path: Path) -> str:
+    """sha256 of a model file; of a SavedModel directory, over its files' names and sha256s."""
+    if path.is_file():
+        return sha256_of(path)
+    lines = [
+        f"{p.relative_to(path).as_posix()} {sha256_of(p)}\n"
+        for p in sorted(path.rglob("*"))
+        if p.is_file()
+    ]
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
+
+
+def _conversion_reason(source: dict[str, Any]) -> str:
+    tolerance = source["tolerance"]
+    worst = max((e.get("max_abs_error", 0.0) for e in source["outputs"].values()), default=0.0)
+    return (
+        f"converted from {source['library']} by {source['converter']}; the graph answers "
+        f"within abs {tolerance['abs']:g} + rel {tolerance['rel']:g} of the framework on "
+        f"{source['verifiedRows']} reference rows (max abs error {worst:.3g})"
+    )
 
 
 def _load(fmt: str, model_file: Path) -> Model:
@@ -249,8 +369,11 @@ def _write_json(path: Path, document: Any) -> None:
 
 def describe(result: Packaged) -> list[str]:
     """What `modelroll package` prints."""
+    what = f"{result.model_format} model"
+    if result.framework is not None:
+        what = f"{result.framework} model as an {result.model_format} graph"
     lines = [
-        f"packaged a {result.model_format} model into {result.directory}",
+        f"packaged a {what} into {result.directory}",
         f"  backend {result.backend} ({result.verdict}): {result.reason}",
         f"  profile: {result.rows} reference rows, {result.features} features",
         f"  files: {', '.join(result.files)}",
@@ -266,7 +389,7 @@ def parser() -> argparse.ArgumentParser:
     cli.add_argument("model_file", type=Path)
     cli.add_argument("--reference", type=Path, required=True, help="CSV, Parquet or .npy rows")
     cli.add_argument("--output", type=Path, required=True, help="new or empty directory")
-    cli.add_argument("--format", dest="model_format", choices=list(FORMATS))
+    cli.add_argument("--format", dest="model_format", choices=[*FORMATS, *conversion.FRAMEWORKS])
     cli.add_argument("--categorical", action="append", default=[], help="a categorical column")
     cli.add_argument("--target", help="a reference column that is not a feature (the label)")
     cli.add_argument("--bins", type=int, default=profile.DEFAULT_BINS)

@@ -211,7 +211,12 @@ def predict_command(
 
 @app.command(name="package")
 def package(
-    model_file: Annotated[Path, typer.Argument(help="The model file (joblib, XGBoost, ...).")],
+    model_file: Annotated[
+        Path,
+        typer.Argument(
+            help="The model file (joblib, XGBoost, ..., TorchScript, Keras) or SavedModel directory."
+        ),
+    ],
     reference: Annotated[
         Path, typer.Option(help="Reference rows: CSV with a header, Parquet (pyarrow) or .npy.")
     ],
