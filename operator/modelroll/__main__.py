@@ -8,6 +8,11 @@ from urllib.parse import urlsplit
 
 from kopf import cli
 
+from modelroll import lease
+from modelroll.config import config_from_env
+from modelroll.leader import lead
+from modelroll.metrics import serve_metrics
+
 DEFAULT_LIVENESS = "http://0.0.0.0:8081/healthz"
 
 
@@ -47,7 +52,18 @@ def main() -> None:
         "modelroll.handlers",
         *sys.argv[1:],
     ]
-    sys.exit(cli.main(args=args, prog_name="modelroll-operator", standalone_mode=True))
+    elected = lease.parse_lease_name(os.environ.get("MODELROLL_LEADER_LEASE", ""))
+    if elected is None:
+        sys.exit(cli.main(args=args, prog_name="modelroll-operator", standalone_mode=True))
+    # A standby serves its metrics (modelroll_operator_leader 0) while it waits.
+    config = config_from_env()
+    serve_metrics(config.metrics_port, config.metrics_address)
+    url = os.environ.get("MODELROLL_LIVENESS", DEFAULT_LIVENESS)
+    elector = lead(*elected, liveness_url=url or None)
+    try:
+        cli.main(args=args, prog_name="modelroll-operator", standalone_mode=True)
+    finally:  # a clean stop (SIGTERM) hands the Lease over at once
+        elector.release()
 
 
 if __name__ == "__main__":
