@@ -73,27 +73,33 @@ class Recorder:
         self.most_per_revision = 0
         self.most_deployments = 0
         self.services: set[int] = set()
+        self.errors: list[str] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.wait(0.5):
-            md = get_json(self.cluster, "-n", self.namespace, "modeldeployment", NAME)
-            status = md.get("status") or {}
-            if status.get("canaryRevision"):
-                step = (int(status.get("currentStep", 0)), status["rollout"]["stepStartedAt"])
-                if not self.steps or self.steps[-1] != step:
-                    self.steps.append(step)
-            deployments = get_json(
-                self.cluster, "-n", self.namespace, "deployments", "-l", MANAGED
-            )["items"]
-            revisions = Counter(
-                d["metadata"]["labels"]["modelroll.io/revision"] for d in deployments
-            )
-            self.most_per_revision = max(self.most_per_revision, *revisions.values(), 0)
-            self.most_deployments = max(self.most_deployments, len(deployments))
-            services = get_json(self.cluster, "-n", self.namespace, "services", "-l", MANAGED)
-            self.services.add(len(services["items"]))
+            try:
+                self._sample()
+            except AssertionError as error:  # one failed kubectl call (busy node): next sample
+                self.errors.append(str(error))
+
+    def _sample(self) -> None:
+        md = get_json(self.cluster, "-n", self.namespace, "modeldeployment", NAME)
+        status = md.get("status") or {}
+        started = (status.get("rollout") or {}).get("stepStartedAt")
+        if status.get("canaryRevision") and started:
+            step = (int(status.get("currentStep", 0)), str(started))
+            if not self.steps or self.steps[-1] != step:
+                self.steps.append(step)
+        deployments = get_json(self.cluster, "-n", self.namespace, "deployments", "-l", MANAGED)[
+            "items"
+        ]
+        revisions = Counter(d["metadata"]["labels"]["modelroll.io/revision"] for d in deployments)
+        self.most_per_revision = max(self.most_per_revision, *revisions.values(), 0)
+        self.most_deployments = max(self.most_deployments, len(deployments))
+        services = get_json(self.cluster, "-n", self.namespace, "services", "-l", MANAGED)
+        self.services.add(len(services["items"]))
 
     @contextmanager
     def running(self) -> Iterator[Recorder]:
@@ -160,8 +166,12 @@ def test_killing_the_leader_mid_canary_delays_the_next_step_at_most_15s(
     try:
         endpoints.assert_never_empty()
         steps = recorder.steps
-        # Each step once, in order: no repeat (a step restarted shows a new start) and no skip.
-        assert [step for step, _ in steps] == [0, 1], steps
+        # Each step once, in order: no repeat (a restarted step shows a second start) and no
+        # skip; a last index past the steps (promoting) may show before the canary is gone.
+        indexes = [step for step, _ in steps]
+        assert indexes[:2] == [0, 1] and indexes == list(range(len(indexes))), steps
+        assert len(indexes) <= 3, steps
+        assert len(recorder.errors) < 10, recorder.errors
         late = server_time(steps[1][1]) - due
         print(f"killed {due - killed_at:.1f}s before the step; it came {late:.1f}s late")
         assert late <= LATE_LIMIT, steps
