@@ -75,6 +75,10 @@ def test_every_object_of_dist_install_yaml_is_stored(
             # the tenants' aggregated roles
             "ClusterRole",
             "ClusterRole",
+            # high availability: the leader Lease's Role and binding, the replicas' PDB
+            "Role",
+            "RoleBinding",
+            "PodDisruptionBudget",
         ]
     )
     for obj in applied:
