@@ -70,6 +70,9 @@ class Elector:
 
     def try_acquire(self) -> bool:
         """One look at the Lease; True once this identity holds it (written, not assumed)."""
+        # The hold counts from before the write, as client-go counts it: a slow reply then
+        # shortens the leader's own deadline, never the standby's wait.
+        sent = time.monotonic()
         try:
             current = self.kube.get(_path(self.namespace, self.name))
             if current is None:
@@ -89,7 +92,7 @@ class Elector:
         except Exception as error:  # the apiserver unreachable (urllib3's errors): look again
             log.warning("lease %s/%s: %s", self.namespace, self.name, error)
             return False
-        self.renewed_at = time.monotonic()
+        self.renewed_at = sent
         return True
 
     def acquire(self, wait: Callable[[float], object] = time.sleep) -> None:
@@ -101,19 +104,26 @@ class Elector:
 
     def renew_forever(self, lost: Callable[[str], None]) -> None:
         """Renews every `renew` seconds (retrying every `retry`) until `stop`; calls `lost`
-        when the hold is gone or could not be renewed within `deadline`."""
+        when another holds it. The deadline is `watch_deadline`'s."""
         while not self.stop.wait(self.timing.renew):
             try:
                 while not self.stop.is_set() and not self._renew():
-                    if time.monotonic() - self.renewed_at >= self.timing.deadline:
-                        raise LeaseLost(f"no renewal for {self.timing.deadline:g}s")
                     self.stop.wait(self.timing.retry)
             except LeaseLost as reason:
                 lost(str(reason))
                 return
 
+    def watch_deadline(self, lost: Callable[[str], None]) -> None:
+        """Calls `lost` once no renewal succeeded for `deadline`, even while a request hangs
+        (the client has no timeout of its own): a blocked renewal must not outlive the hold."""
+        while not self.stop.wait(self.timing.retry):
+            if time.monotonic() - self.renewed_at >= self.timing.deadline:
+                lost(f"no renewal for {self.timing.deadline:g}s")
+                return
+
     def _renew(self) -> bool:
         """True when renewed, False when it may work next time; LeaseLost when it cannot."""
+        sent = time.monotonic()
         try:
             current = self.kube.get(_path(self.namespace, self.name))
             holder = ((current or {}).get("spec") or {}).get("holderIdentity")
@@ -132,7 +142,7 @@ class Elector:
         except Exception as error:  # the apiserver unreachable (urllib3's errors)
             log.warning("renewing lease %s/%s: %s", self.namespace, self.name, error)
             return False
-        self.renewed_at = time.monotonic()
+        self.renewed_at = sent
         return True
 
     def release(self) -> None:
@@ -196,7 +206,9 @@ def lead(namespace: str, name: str, liveness_url: str | None) -> Elector:
         if probe is not None:
             probe.close()
     LEADING.set(1)
-    threading.Thread(
-        target=elector.renew_forever, args=(_exit_now,), name="lease-renewal", daemon=True
-    ).start()
+    for target, name in (
+        (elector.renew_forever, "lease-renewal"),
+        (elector.watch_deadline, "lease-deadline"),
+    ):
+        threading.Thread(target=target, args=(_exit_now,), name=name, daemon=True).start()
     return elector
