@@ -17,7 +17,7 @@ import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import yaml
@@ -152,6 +152,7 @@ def live_children(api: client.ApiClient, namespace: str) -> dict[Any, Json]:
             )
         )
         listed.read()
+        assert listed.data is not None
         for item in json.loads(listed.data)["items"]:
             if not item["metadata"].get("deletionTimestamp"):
                 found[(kind, item["metadata"]["name"])] = item
@@ -192,6 +193,7 @@ def test_the_standby_takes_over_within_15s_of_the_leaders_sigkill(
     assert took <= TAKEOVER_LIMIT
     assert is_leader(standby) is True
     lease = client.CoordinationV1Api(api_client).read_namespaced_lease(LEASE, namespace)
+    assert lease.spec is not None
     assert lease.spec.holder_identity and lease.spec.lease_transitions == 1
 
     # The killed replica comes back (as Kubernetes restarts it) and stands by.
@@ -232,7 +234,9 @@ def test_200_model_deployments_changed_at_random_end_exactly_as_rendered(
     def update(rng: random.Random, name: str) -> None:
         specs[name] = spec_of(rng)
         # A merge patch would keep a replicas beside a new autoscaling: replace the spec.
-        current = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        current = cast(
+            Json, custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        )
         current["spec"] = specs[name]
         custom.replace_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, current)
 
@@ -273,7 +277,9 @@ def test_200_model_deployments_changed_at_random_end_exactly_as_rendered(
         list(pool.map(worker, range(WORKERS)))
     print(f"seed {seed}: {len(specs)} remain; changes took {time.monotonic() - started:.0f}s")
 
-    listed = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"]
+    listed = cast(Json, custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL))[
+        "items"
+    ]
     uids = {md["metadata"]["name"]: md["metadata"]["uid"] for md in listed}
     assert set(uids) == set(specs)
     want = rendered(namespace, specs, uids)
