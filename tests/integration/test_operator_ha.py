@@ -139,7 +139,7 @@ def rendered(namespace: str, specs: dict[str, Json], uids: dict[str, str]) -> di
 
 
 def live_children(api: client.ApiClient, namespace: str) -> dict[Any, Json]:
-    found = {}
+    found: dict[Any, Json] = {}
     for kind, (group, version, plural) in CHILD_KINDS.items():
         prefix = f"/apis/{group}/{version}" if group else f"/api/{version}"
         listed = api.call_api(
