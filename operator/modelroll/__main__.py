@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from urllib.parse import urlsplit
 
+import kopf
 from kopf import cli
 
+from modelroll import lease
+from modelroll.config import config_from_env
+from modelroll.leader import lead
+from modelroll.metrics import serve_metrics
+
 DEFAULT_LIVENESS = "http://0.0.0.0:8081/healthz"
+HANDLERS = "modelroll.handlers"
 
 
 def liveness_args(value: str) -> list[str]:
@@ -44,10 +52,24 @@ def main() -> None:
         f"--log-format={log_format}",
         *scope,
         "-m",
-        "modelroll.handlers",
+        HANDLERS,
         *sys.argv[1:],
     ]
-    sys.exit(cli.main(args=args, prog_name="modelroll-operator", standalone_mode=True))
+    elected = lease.parse_lease_name(os.environ.get("MODELROLL_LEADER_LEASE", ""))
+    if elected is None:
+        sys.exit(cli.main(args=args, prog_name="modelroll-operator", standalone_mode=True))
+    # A hot standby: kopf's logging, the handlers kopf will load (seconds of imports) and
+    # the metrics (modelroll_operator_leader 0) are all up while it waits.
+    kopf.configure(log_format=kopf.LogFormat[log_format.upper()])
+    importlib.import_module(HANDLERS)
+    config = config_from_env()
+    serve_metrics(config.metrics_port, config.metrics_address)
+    url = os.environ.get("MODELROLL_LIVENESS", DEFAULT_LIVENESS)
+    elector = lead(*elected, liveness_url=url or None)
+    try:
+        cli.main(args=args, prog_name="modelroll-operator", standalone_mode=True)
+    finally:  # a clean stop (SIGTERM) hands the Lease over at once
+        elector.release()
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ from collections import Counter as Tally
 from typing import Any
 
 import kopf
-from prometheus_client import start_http_server
 
 from modelroll import GROUP, PLURAL, VERSION
 from modelroll.api import rbac
@@ -23,6 +22,7 @@ from modelroll.metrics import (
     RECONCILE_ERRORS,
     RECONCILES,
     WATCH_EVENTS,
+    serve_metrics,
 )
 from modelroll.reconcile import Children, Reconciler
 from modelroll.spec import JSON
@@ -79,7 +79,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     memo.reconciler = reconciler
     memo.config = operator_config
     memo.stale_since = None
-    start_http_server(operator_config.metrics_port, addr=operator_config.metrics_address)
+    serve_metrics(operator_config.metrics_port, operator_config.metrics_address)
 
 
 def _crd_exists(kube: Kube, name: str) -> bool:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import threading
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 RECONCILES = Counter("modelroll_operator_reconcile_total", "Reconciles run, by result.", ["result"])
 RECONCILE_ERRORS = Counter(
@@ -36,3 +38,15 @@ CONDITION = Gauge(
     "1 when the condition of a ModelDeployment is True, 0 when False.",
     ["namespace", "name", "condition"],
 )
+
+
+_serving: set[tuple[str, int]] = set()
+_serving_lock = threading.Lock()
+
+
+def serve_metrics(port: int, address: str) -> None:
+    """Starts the /metrics server once per process: a standby starts it before kopf does."""
+    with _serving_lock:
+        if (address, port) not in _serving:
+            start_http_server(port, addr=address)
+            _serving.add((address, port))

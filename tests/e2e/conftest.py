@@ -164,6 +164,28 @@ def installed_operator(real_cluster: Cluster) -> None:
     )
 
 
+OPERATOR_NAMESPACE = "modelroll-system"
+
+
+def operator_pods(cluster: Cluster) -> list[dict[str, Any]]:
+    """The operator's pods (two replicas: a leader and a standby)."""
+    return list(
+        get_json(
+            cluster, "-n", OPERATOR_NAMESPACE, "pods", "-l", "app.kubernetes.io/name=modelroll"
+        )["items"]
+    )
+
+
+def leader_pod(cluster: Cluster) -> str:
+    """The pod whose operator holds the leader Lease (its identity is `<pod>_<uuid>`)."""
+    lease = get_json(cluster, "-n", OPERATOR_NAMESPACE, "lease", "modelroll-operator")
+    holder = str(lease["spec"].get("holderIdentity") or "")
+    pods = {p["metadata"]["name"] for p in operator_pods(cluster)}
+    name = holder.rpartition("_")[0]
+    assert name in pods, f"lease held by {holder!r}, pods {sorted(pods)}"
+    return name
+
+
 @dataclass(frozen=True)
 class ModelStore:
     """Model files served over HTTP from the host's bridge address, as a bucket would be."""

@@ -14,13 +14,16 @@ from tests.e2e.conftest import (
     OPERATOR_IMAGE,
     REPO,
     ModelStore,
+    leader_pod,
     model_deployment_from_example,
+    operator_pods,
     wait_ready,
 )
 from tests.integration.helpers import apply, can_i_list, eventually, get_json
 from tests.support.cluster import Cluster
 from tests.support.operator_access import (
     CLUSTER_READS,
+    IN_OPERATOR_NAMESPACE,
     IN_WATCHED_NAMESPACE,
     OPERATOR_SA,
     SELF_REVIEWS,
@@ -33,14 +36,15 @@ pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("installed_operator")]
 def test_operator_runs_from_its_image_with_the_installed_service_account(
     real_cluster: Cluster,
 ) -> None:
-    (pod,) = get_json(
-        real_cluster, "-n", "modelroll-system", "pods", "-l", "app.kubernetes.io/name=modelroll"
-    )["items"]
-    assert pod["spec"]["nodeName"] == NODE_NAME
-    assert pod["spec"]["serviceAccountName"] == "modelroll-operator"
-    (container,) = pod["status"]["containerStatuses"]
-    assert container["image"] == OPERATOR_IMAGE and container["ready"]
-    assert container["restartCount"] == 0
+    pods = operator_pods(real_cluster)
+    assert len(pods) == 2  # a leader and a standby
+    for pod in pods:
+        assert pod["spec"]["nodeName"] == NODE_NAME
+        assert pod["spec"]["serviceAccountName"] == "modelroll-operator"
+        (container,) = pod["status"]["containerStatuses"]
+        assert container["image"] == OPERATOR_IMAGE and container["ready"]
+        assert container["restartCount"] == 0
+    assert leader_pod(real_cluster) in {p["metadata"]["name"] for p in pods}
 
 
 def rendered_children(body: dict[str, Any], namespace: str) -> list[dict[str, Any]]:
@@ -112,14 +116,19 @@ def test_model_deployment_reconciles_as_rendered_and_drift_is_put_back(
 def test_the_service_account_has_exactly_the_reduced_rbac(real_cluster: Cluster) -> None:
     # Cluster-wide install: the namespaced rules hold in every namespace, plus the two reads.
     expected = {**SELF_REVIEWS, **CLUSTER_READS, **IN_WATCHED_NAMESPACE}
-    for namespace in ("default", "modelroll-system"):
-        assert can_i_list(real_cluster, OPERATOR_SA, namespace) == expected
+    assert can_i_list(real_cluster, OPERATOR_SA, "default") == expected
+    # Its own namespace also holds the leader Lease.
+    assert can_i_list(real_cluster, OPERATOR_SA, "modelroll-system") == {
+        **expected,
+        **IN_OPERATOR_NAMESPACE,
+    }
 
 
 def test_metrics_listen_on_the_pod_ip_only(real_cluster: Cluster) -> None:
-    (pod,) = get_json(
-        real_cluster, "-n", "modelroll-system", "pods", "-l", "app.kubernetes.io/name=modelroll"
-    )["items"]
+    # The leader's (kopf's) metrics server; the standby starts the same one before it leads.
+    (pod,) = [
+        p for p in operator_pods(real_cluster) if p["metadata"]["name"] == leader_pod(real_cluster)
+    ]
     pod_ip = pod["status"]["podIP"]
     probe = (
         "import sys, urllib.request\n"

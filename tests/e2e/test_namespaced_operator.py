@@ -22,6 +22,7 @@ from tests.e2e.conftest import (
     REPO,
     ModelStore,
     model_deployment_from_example,
+    operator_pods,
     wait_ready,
 )
 from tests.integration.helpers import apply, can_i_list, eventually, get_json
@@ -132,10 +133,8 @@ def test_the_namespaced_operator_reconciles_its_namespace_only(
     elsewhere = get_json(real_cluster, "-n", namespaced_operator, "modeldeployment", "iris")
     assert elsewhere.get("status", {}) == {"observedGeneration": 0}  # the schema's default
     assert not get_json(real_cluster, "-n", namespaced_operator, "deployments")["items"]
-    (pod,) = get_json(real_cluster, "-n", SYSTEM, "pods", "-l", "app.kubernetes.io/name=modelroll")[
-        "items"
-    ]
-    (container,) = pod["status"]["containerStatuses"]
-    assert container["ready"] and container["restartCount"] == 0
-    log = real_cluster.kubectl("-n", SYSTEM, "logs", pod["metadata"]["name"]).stdout
-    assert "Forbidden" not in log and " 403" not in log, log[-3000:]
+    for pod in operator_pods(real_cluster):  # the leader and the standby
+        (container,) = pod["status"]["containerStatuses"]
+        assert container["ready"] and container["restartCount"] == 0
+        log = real_cluster.kubectl("-n", SYSTEM, "logs", pod["metadata"]["name"]).stdout
+        assert "Forbidden" not in log and " 403" not in log, log[-3000:]

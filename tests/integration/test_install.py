@@ -42,8 +42,9 @@ def test_operator_deployment_is_admitted_under_restricted_and_scheduled(
     namespace = get_json(cluster, "namespace", "modelroll-system")
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
     deployment = get_json(cluster, "-n", "modelroll-system", "deployment", "modelroll-operator")
-    assert deployment["spec"]["strategy"]["type"] == "Recreate"
-    assert deployment["spec"]["replicas"] == 1
+    # Two replicas, one leading through the Lease: a rolling update keeps one up.
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert deployment["spec"]["replicas"] == 2
 
     def scheduled() -> str:
         pods = get_json(
@@ -120,7 +121,12 @@ def test_operator_works_with_exactly_the_installed_rbac(
         cluster, "modelroll-system", "modelroll-operator", tmp_path / "operator.kubeconfig"
     )
     operator.stop()  # one operator at a time, as the Recreate strategy guarantees in-cluster
-    restricted = OperatorProcess(as_operator, str(tmp_path))
+    # With leader election on, as in-cluster: the installed Role must cover the Lease too.
+    restricted = OperatorProcess(
+        as_operator,
+        str(tmp_path),
+        {"MODELROLL_LEADER_LEASE": "modelroll-system/modelroll-operator"},
+    )
     try:
         restricted.start()
         body = model_deployment("rbac", replicas=2)

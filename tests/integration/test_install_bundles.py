@@ -75,6 +75,10 @@ def test_every_object_of_dist_install_yaml_is_stored(
             # the tenants' aggregated roles
             "ClusterRole",
             "ClusterRole",
+            # high availability: the leader Lease's Role and binding, the replicas' PDB
+            "Role",
+            "RoleBinding",
+            "PodDisruptionBudget",
         ]
     )
     for obj in applied:
@@ -103,7 +107,7 @@ def test_operator_deployment_gets_a_scheduled_pod_on_a_kwok_node(
 
     assert eventually(scheduled_node, timeout=60).startswith("kwok-")
     deployment = get_json(cluster, "-n", NAMESPACE, "deployment", "modelroll-operator")
-    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"  # leader election
     events = cluster.kubectl("-n", NAMESPACE, "get", "events", "-o", "json").stdout
     assert "violates PodSecurity" not in events
 

@@ -55,3 +55,9 @@ IN_WATCHED_NAMESPACE = {
     ("persistentvolumeclaims", "[]"): {"get"},
     ("events", "[]"): {"create"},
 }
+
+# Leader election, in the operator's own namespace only (a Role there in every install).
+IN_OPERATOR_NAMESPACE = {
+    ("leases.coordination.k8s.io", "[]"): {"create"},
+    ("leases.coordination.k8s.io", "[modelroll-operator]"): {"get", "update"},
+}

@@ -33,6 +33,10 @@ CORE_KINDS = (
     "Deployment",
     "Service",
     "NetworkPolicy",
+    # High availability: the leader Lease's Role and binding, and the replicas' PDB.
+    "Role",
+    "RoleBinding",
+    "PodDisruptionBudget",
 )
 # The tenants' aggregated ClusterRoles, beside the operator's.
 TENANT_ROLES = ("modelroll-edit", "modelroll-view")
@@ -256,8 +260,25 @@ def test_operator_deployment_is_single_recreate_and_restricted(bundle: str) -> N
     objects = kustomize(REPO / "config" / "default") if bundle == "kustomize" else helm_template()
     deployment = one(objects, "Deployment")
     spec = deployment["spec"]
-    assert spec["replicas"] == 1
-    assert spec["strategy"] == {"type": "Recreate"}
+    # Two replicas, one leading through the Lease (docs/install.md): a rolling update keeps
+    # one up, the PDB keeps one through a drain, and they prefer different nodes.
+    assert spec["replicas"] == 2
+    assert spec["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
+    assert env_of(deployment)["MODELROLL_LEADER_LEASE"] == (
+        "$(MODELROLL_OPERATOR_NAMESPACE)/modelroll-operator"
+    )
+    pdb = one(objects, "PodDisruptionBudget")
+    assert pdb["spec"] == {"minAvailable": 1, "selector": spec["selector"]}
+    (term,) = spec["template"]["spec"]["affinity"]["podAntiAffinity"][
+        "preferredDuringSchedulingIgnoredDuringExecution"
+    ]
+    assert term["podAffinityTerm"] == {
+        "topologyKey": "kubernetes.io/hostname",
+        "labelSelector": spec["selector"],
+    }
     pod = spec["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
@@ -422,7 +443,7 @@ def test_service_monitor_selects_the_operator_metrics_service() -> None:
 
 # --- the namespaced install, the tenants' roles, the metrics fence --------------------------
 
-NAMESPACED_KINDS = (*CORE_KINDS, "Role", "RoleBinding")
+NAMESPACED_KINDS = CORE_KINDS  # Role and RoleBinding are core too (the leader Lease's)
 
 
 def test_dist_install_namespaced_yaml_holds_exactly_the_objects_of_config_namespaced() -> None:
@@ -442,6 +463,9 @@ def test_helm_watch_namespaces_renders_the_namespaced_install_of_kustomize() -> 
     assert {(o["kind"], o["metadata"]["namespace"]) for o in roles} == {
         ("Role", "models"),
         ("RoleBinding", "models"),
+        # The leader Lease's, in the operator's own namespace.
+        ("Role", NAMESPACE),
+        ("RoleBinding", NAMESPACE),
     }
     assert env_of(helm[("Deployment", NAMESPACE, "modelroll-operator")])[
         "MODELROLL_NAMESPACES"
@@ -466,7 +490,7 @@ def test_a_namespaced_install_grants_only_the_cluster_scoped_reads_cluster_wide(
         assert [b["roleRef"]["name"] for b in bindings] == ["modelroll-operator"]
     helm = helm_template("watchNamespaces={team-a,team-b}")
     role_namespaces = sorted(o["metadata"]["namespace"] for o in helm if o["kind"] == "Role")
-    assert role_namespaces == ["team-a", "team-b"]
+    assert role_namespaces == [NAMESPACE, "team-a", "team-b"]
     for role in (o for o in helm if o["kind"] == "Role"):
         assert "nodes" not in {r["resources"][0] for r in role["rules"]}
 

@@ -30,6 +30,7 @@ IO_MODULES = {
     "handlers",
     "inference",
     "kube",
+    "leader",
     "metrics",
     "outbound",
     "prometheus",

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 
 import kopf
 import pytest
-from modelroll import GROUP, KIND, PLURAL, handlers, kube, reconcile, render
+from modelroll import GROUP, KIND, PLURAL, handlers, kube, leader, reconcile, render
 from modelroll.api import rbac
 
 Grant = tuple[str, str, str]  # (apiGroup, resource, verb)
@@ -181,3 +181,20 @@ def test_tenant_roles_aggregate_into_edit_admin_and_view() -> None:
     }
     view = granted(rbac.TENANT_ROLES["modelroll-view"][1])
     assert view == {(GROUP, PLURAL, verb) for verb in ("get", "list", "watch")}
+
+
+def test_the_leader_lease_rules_are_exactly_what_leader_election_sends() -> None:
+    # GET reads, POST creates (the first replica), PUT updates (renew, take over, release).
+    code = inspect.getsource(leader)
+    methods = set(re.findall(r'"(GET|POST|PUT|PATCH|DELETE)"', code)) | {"GET"}  # Kube.get
+    verbs = {"GET": "get", "POST": "create", "PUT": "update"}
+    assert methods == set(verbs)
+    assert granted(rbac.LEADER_RULES) == {
+        ("coordination.k8s.io", "leases", verb) for verb in verbs.values()
+    }
+    # Only the one Lease may be read or written; create cannot be limited to a name.
+    for rule in rbac.LEADER_RULES:
+        assert rule.resource_names == (() if rule.verbs == ("create",) else (rbac.LEASE,))
+    assert "coordination.k8s.io/v1/namespaces/" in code
+    # The leader rules are not the watched namespaces' (a namespaced install stays exact).
+    assert not {r for r in rbac.OPERATOR_RULES if "leases" in r.resources}

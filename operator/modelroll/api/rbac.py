@@ -149,6 +149,27 @@ OPERATOR_RULES = (
     ),
 )
 
+# Leader election (modelroll.leader): one Lease in the operator's own namespace, granted by
+# a Role there in every install (the watched namespaces never see it). create cannot be
+# limited to a name (the name is in the body), so it is a rule of its own.
+LEASE = OPERATOR
+LEADER_RULES = (
+    Rule(
+        ("coordination.k8s.io",),
+        ("leases",),
+        ("create",),
+        "leader election: the first replica creates the Lease",
+    ),
+    Rule(
+        ("coordination.k8s.io",),
+        ("leases",),
+        ("get", "update"),
+        "leader election: the replicas read the Lease; its holder renews it, a standby takes it "
+        "over (an update carrying the resourceVersion read: one writer wins)",
+        resource_names=(LEASE,),
+    ),
+)
+
 AGGREGATE = "rbac.authorization.k8s.io/aggregate-to-"
 TENANT_ROLES: dict[str, tuple[tuple[str, ...], tuple[Rule, ...]]] = {
     # Everything a tenant does with its ModelDeployments; the status stays the operator's.
@@ -233,6 +254,22 @@ def namespace_role() -> list[JSON]:
     return [role, _binding("RoleBinding", "Role")]
 
 
+def leader_role() -> list[JSON]:
+    """The Role and RoleBinding for the leader Lease, in the operator's namespace."""
+    name = f"{OPERATOR}-leader"
+    metadata = {"name": name, "namespace": OPERATOR_NAMESPACE, "labels": dict(LABELS)}
+    role = {
+        "apiVersion": RBAC_API,
+        "kind": "Role",
+        "metadata": metadata,
+        "rules": [rule.manifest() for rule in LEADER_RULES],
+    }
+    binding = _binding("RoleBinding", "Role")
+    binding["metadata"] = {**metadata, "labels": dict(LABELS)}
+    binding["roleRef"]["name"] = name
+    return [role, binding]
+
+
 def tenant_roles() -> list[JSON]:
     """The aggregated ClusterRoles that give tenants ModelDeployments in edit/admin/view."""
     roles = []
@@ -257,6 +294,7 @@ def chart_values() -> JSON:
     return {
         "namespaced": rules(namespaced=True),
         "cluster": rules(namespaced=False),
+        "leader": [rule.manifest() for rule in LEADER_RULES],
         "tenants": [
             {
                 "name": role["metadata"]["name"],

@@ -22,6 +22,7 @@ CLUSTER_ROLE_FILE = Path("config/rbac/role.yaml")
 TENANT_ROLES_FILE = Path("config/tenant-roles/tenant_roles.yaml")
 NAMESPACED_CLUSTER_ROLE_FILE = Path("config/namespaced/cluster_role.yaml")
 NAMESPACE_ROLE_FILE = Path("config/namespaced/watched-namespace/role.yaml")
+LEADER_ROLE_FILE = Path("config/operator-account/leader_role.yaml")
 CHART_FILE = Path("charts/modelroll/files/rbac.yaml")
 
 
@@ -75,6 +76,7 @@ def generated_files() -> dict[Path, str]:
         NAMESPACE_ROLE_FILE: _operator_role(
             rbac.namespace_role(), rbac.operator_rules(namespaced=True)
         ),
+        LEADER_ROLE_FILE: _operator_role(rbac.leader_role(), list(rbac.LEADER_RULES)),
         TENANT_ROLES_FILE: _documents(*tenants),
         CHART_FILE: chart,
     }
