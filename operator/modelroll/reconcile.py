@@ -182,6 +182,8 @@ class Reconciler:
         self.prometheus_rule_available = False
         self.clock: Callable[[], float] = time.time
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        # Bounded: a burst of thousands of objects queues here rather than in the API client.
+        self._slots = asyncio.Semaphore(config.max_concurrent_reconciles)
         self._pending: set[tuple[str, str]] = set()
         # The newest version of each ModelDeployment we have seen: our own writes, or what
         # the watch cache shows. The cache can lag behind our writes (and kopf's), and
@@ -201,19 +203,20 @@ class Reconciler:
         if key in self._pending:
             return False
         self._pending.add(key)
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        async with lock:
-            self._pending.discard(key)
-            body, children = load()
-            if body is None:
-                self._locks.pop(key, None)
-                self._newest.pop(key, None)
-                self.checks.forget(key)
-                self.drift_checks.forget(key)
-                self._drift_done.pop(key, None)
-                return False
-            body = self._prefer_newest(key, body)
-            await self.reconcile(body, children)
+        async with self._slots:
+            lock = self._locks.setdefault(key, asyncio.Lock())
+            async with lock:
+                self._pending.discard(key)
+                body, children = load()
+                if body is None:
+                    self._locks.pop(key, None)
+                    self._newest.pop(key, None)
+                    self.checks.forget(key)
+                    self.drift_checks.forget(key)
+                    self._drift_done.pop(key, None)
+                    return False
+                body = self._prefer_newest(key, body)
+                await self.reconcile(body, children)
         return True
 
     def _prefer_newest(self, key: tuple[str, str], body: JSON) -> JSON:
