@@ -49,14 +49,11 @@ def slim_pod(body: Mapping[str, Any]) -> JSON:
 
 
 def pack_child(body: Mapping[str, Any]) -> str:
+    """Everything drift detection compares (all but status: a ServiceAccount's fields are at
+    the top), less the server's bookkeeping in metadata."""
     metadata = body.get("metadata") or {}
-    slim: JSON = {
-        "apiVersion": body.get("apiVersion"),
-        "kind": body.get("kind"),
-        "metadata": {k: metadata[k] for k in CHILD_METADATA if k in metadata},
-    }
-    if "spec" in body:
-        slim["spec"] = body["spec"]
+    slim: JSON = {k: v for k, v in body.items() if k not in ("metadata", "status")}
+    slim["metadata"] = {k: metadata[k] for k in CHILD_METADATA if k in metadata}
     if body.get("kind") == "Deployment":
         status = body.get("status") or {}
         slim["status"] = {k: status[k] for k in DEPLOYMENT_STATUS if k in status}

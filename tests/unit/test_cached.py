@@ -103,6 +103,23 @@ def test_drift_is_judged_alike_on_the_cached_and_the_whole_child(desired: JSON) 
     assert needs_apply(manifest, cached) == needs_apply(manifest, whole)
 
 
+def test_fields_outside_spec_stay_for_drift_detection() -> None:
+    account: JSON = {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {"name": "iris-modelroll", "resourceVersion": "7", "uid": "u2"},
+        "automountServiceAccountToken": False,
+    }
+    cached = unpack_child(pack_child(account))
+    assert cached == {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {"name": "iris-modelroll"},
+        "automountServiceAccountToken": False,
+    }
+    assert not needs_apply({**cached, "metadata": {"name": "iris-modelroll"}}, cached)
+
+
 def test_a_cached_model_deployment_drops_only_what_kopf_and_the_server_keep() -> None:
     body: JSON = {
         "metadata": {
