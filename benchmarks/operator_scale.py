@@ -41,6 +41,8 @@ OPERATOR_USER = "system:serviceaccount:modelroll-system:modelroll-operator"
 NAMESPACE = "bench"
 LIMITS = {"default": ("20", "30"), "raised": ("200", "400")}
 IDLE_PROBES = 20
+# Sampling without stopping the operator, at a rate that costs it little; collapsed stacks.
+PY_SPY = ["py-spy", "record", "--nonblocking", "--rate", "20", "--format", "raw"]
 
 
 def sh(*args: str, env: dict[str, str], input: str | None = None) -> str:
@@ -247,7 +249,7 @@ def start_operator(cluster: Cluster) -> subprocess.Popen[bytes]:
     )
     if profile := os.environ.get("BENCH_PY_SPY"):  # where the operator's time went
         subprocess.Popen(
-            ["py-spy", "record", "--pid", str(operator.pid), "--format", "raw", "-o", profile],
+            [*PY_SPY, "--pid", str(operator.pid), "-o", profile],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
