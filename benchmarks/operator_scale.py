@@ -321,6 +321,7 @@ def main() -> None:
     for n in args.n or [100]:
         for limits in args.limits or ["raised"]:
             base = None if args.skip_floor else floor(n, limits)
+            print(json.dumps({"n": n, "limits": limits, "floor": base}), flush=True)
             ours = operator_run(n, limits, args.steady_seconds)
             rows.append((n, limits, base, ours))
             print(json.dumps({"n": n, "limits": limits, "floor": base, "operator": ours}))

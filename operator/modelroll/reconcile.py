@@ -13,6 +13,7 @@ from typing import Protocol, cast
 from modelroll import GROUP, VERSION
 from modelroll.analysis import analyze, refusal
 from modelroll.bearer import token_of, token_problem
+from modelroll.cached import slim_model_deployment
 from modelroll.checks import Checks
 from modelroll.conditions import Condition
 from modelroll.config import OperatorConfig
@@ -227,8 +228,12 @@ class Reconciler:
         return body
 
     def _remember(self, written: JSON) -> None:
+        """Keeps what a write answered, as the watch cache would keep it: the answer carries
+        managedFields and kopf's diff base, several times the rest of the object."""
         metadata = written["metadata"]
-        self._prefer_newest((metadata["namespace"], metadata["name"]), written)
+        self._prefer_newest(
+            (metadata["namespace"], metadata["name"]), slim_model_deployment(written)
+        )
 
     async def reconcile(self, body: JSON, children: Children) -> None:
         metadata = body["metadata"]
