@@ -111,6 +111,11 @@ class ApiError(Exception):
         )
 
     @property
+    def namespace_gone(self) -> bool:
+        """The namespace itself no longer exists (deleted while we worked)."""
+        return self.is_not_found("", "namespaces")
+
+    @property
     def namespace_terminating(self) -> bool:
         """The namespace is being deleted, so the server refuses anything new in it."""
         return self.status == 403 and self.has_cause("NamespaceTerminating")
