@@ -168,7 +168,8 @@ async def _reconcile(key: tuple[str, str], memo: kopf.Memo, indexes: dict[str, A
     except ApiError as error:
         if error.namespace_terminating or error.namespace_gone or error.is_not_found(GROUP, PLURAL):
             # Deleted while we worked (its children's deletion is what woke us, and a
-            # coalesced look may come after the namespace is gone): nothing to restore. Anything else that is missing stays an error.
+            # coalesced look may come after the namespace is gone): nothing to restore.
+            # Anything else that is missing stays an error.
             logging.getLogger(__name__).info("%s/%s is being deleted", *key)
             return
         RECONCILES.labels("error").inc()
