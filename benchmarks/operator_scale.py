@@ -1,27 +1,48 @@
-"""Operator scale benchmark on the local control plane (not part of the test suite).
+"""Operator scale benchmark against the control plane's own floor (not part of the test suite).
 
-Applies N ModelDeployments, then reports: time until all are Ready, the operator's peak
-RSS, and the operator's API writes per minute once everything is steady, counted from the
-apiserver's audit log by the operator's own ServiceAccount identity.
+For each N it starts a fresh local control plane (hack/cluster.sh, kwok nodes) twice:
 
-    .venv/bin/python benchmarks/operator_scale.py --n 100 --n 1000
+- the floor: `kubectl create` of exactly the children `modelroll render` gives for the N
+  ModelDeployments (as JSON, ownerReferences dropped: their owners do not exist, and the
+  garbage collector would delete them), then a wait until every Deployment is available;
+- the operator: it runs from source under its own ServiceAccount token; `kubectl create` of
+  the N ModelDeployments, then a wait until every one is Ready.
+
+It reports the operator's time as a ratio to the floor's, the operator's peak RSS, the
+apply-to-children latency (a ModelDeployment's create to its Deployment's create, both from
+the apiserver's audit log) during the burst and on the idle cluster afterwards, and the
+operator's writes per minute once everything is steady (audit log, by its user name).
+`--raised-limits` runs kube-controller-manager with --kube-api-qps 200 --kube-api-burst 400
+(hack/cluster.sh KCM_API_QPS/KCM_API_BURST) instead of its defaults, 20 and 30.
+
+    .venv/bin/python benchmarks/operator_scale.py --n 1000 --limits default --limits raised
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 OPERATOR_USER = "system:serviceaccount:modelroll-system:modelroll-operator"
+NAMESPACE = "bench"
+LIMITS = {"default": ("20", "30"), "raised": ("200", "400")}
+IDLE_PROBES = 20
+# Sampling without stopping the operator, at a rate that costs it little; collapsed stacks.
+PY_SPY = ["py-spy", "record", "--nonblocking", "--rate", "20", "--format", "raw"]
 
 
 def sh(*args: str, env: dict[str, str], input: str | None = None) -> str:
@@ -49,26 +70,11 @@ def peak_rss_sampler(pid: int, stop: threading.Event, peak: list[int]) -> None:
         time.sleep(0.2)
 
 
-def operator_writes(audit_log: Path, since: float, until: float) -> list[str]:
-    writes = []
-    for line in audit_log.read_text().splitlines():
-        event = json.loads(line)
-        if event["user"]["username"] != OPERATOR_USER:
-            continue
-        stamp = (
-            time.mktime(time.strptime(event["stageTimestamp"][:19], "%Y-%m-%dT%H:%M:%S"))
-            - time.timezone
-        )
-        if since <= stamp <= until:
-            writes.append(f"{event['verb']} {event['requestURI']}")
-    return writes
-
-
-def model_deployment(i: int) -> dict[str, object]:
+def model_deployment(i: int) -> dict[str, Any]:
     return {
         "apiVersion": "modelroll.io/v1alpha1",
         "kind": "ModelDeployment",
-        "metadata": {"name": f"m{i:04d}", "namespace": "bench"},
+        "metadata": {"name": f"m{i:04d}", "namespace": NAMESPACE},
         "spec": {
             "model": {"format": "onnx", "uri": f"s3://bench/models/{i}/", "version": "1"},
             "replicas": 1,
@@ -77,134 +83,266 @@ def model_deployment(i: int) -> dict[str, object]:
     }
 
 
-def run(n: int, steady_seconds: int) -> dict[str, object]:
-    cluster_dir = REPO / ".bench" / f"operator-scale-{n}"
-    env = {
-        **os.environ,
-        "CLUSTER_DIR": str(cluster_dir),
-        "KWOK_CPU_NODES": str(max(3, math.ceil(n / 200) + 1)),
-        "KWOK_NODE_PODS": "250",
-    }
-    script = str(REPO / "hack" / "cluster.sh")
-    subprocess.run([script, "down"], env=env, capture_output=True)
-    exports = sh(script, "up", env=env)
-    for line in exports.splitlines():
-        key, _, value = line.removeprefix("export ").partition("=")
-        env[key] = value.replace("$PATH", os.environ["PATH"])
-    operator = None
-    try:
-        sh("kubectl", "create", "namespace", "modelroll-system", env=env)
-        sh("kubectl", "create", "namespace", "bench", env=env)
-        sh("kubectl", "apply", "--server-side", "-k", str(REPO / "crds"), env=env)
-        sh("kubectl", "apply", "--server-side", "-k", str(REPO / "config" / "rbac"), env=env)
-        sh(str(REPO / "hack" / "wait-crd.sh"), "modeldeployments.modelroll.io", env=env)
-        token = sh(
-            "kubectl",
-            "create",
-            "token",
-            "modelroll-operator",
-            "-n",
-            "modelroll-system",
-            "--duration=2h",
-            env=env,
-        ).strip()
-        config = json.loads(
-            sh("kubectl", "config", "view", "--raw", "--minify", "-o", "json", env=env)
-        )
-        config["users"] = [{"name": "operator", "user": {"token": token}}]
-        config["contexts"][0]["context"]["user"] = "operator"
-        kubeconfig = cluster_dir / "operator.kubeconfig"
-        kubeconfig.write_text(json.dumps(config))
-        liveness = free_port()
-        operator_env = {
-            **env,
-            "KUBECONFIG": str(kubeconfig),
-            "MODELROLL_METRICS_PORT": str(free_port()),
-            "MODELROLL_LIVENESS": f"http://127.0.0.1:{liveness}/healthz",
-        }
-        log = open(cluster_dir / "operator.log", "wb")  # noqa: SIM115
-        operator = subprocess.Popen(
-            [sys.executable, "-m", "modelroll"],
-            env=operator_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-        )
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{liveness}/healthz", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.2)
-        stop, peak = threading.Event(), [0]
-        sampler = threading.Thread(
-            target=peak_rss_sampler, args=(operator.pid, stop, peak), daemon=True
-        )
-        sampler.start()
+def rendered_children(n: int) -> str:
+    """`modelroll render` of the N ModelDeployments, as one JSON document per line."""
+    source = yaml.safe_dump_all([model_deployment(i) for i in range(n)])
+    out = subprocess.run(
+        [sys.executable, "-c", "from modelroll.cli.main import app; app()", "render", "-"],
+        input=source,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(REPO / "operator")},
+    ).stdout
+    children = [doc for doc in yaml.safe_load_all(out) if doc]
+    for child in children:
+        child["metadata"].pop("ownerReferences", None)
+    return "\n".join(json.dumps(child) for child in children)
 
-        manifests = "\n".join(json.dumps(model_deployment(i)) for i in range(n))
-        started = time.monotonic()
-        sh("kubectl", "create", "-f", "-", env=env, input=manifests)
-        applied = time.monotonic() - started
-        ready = 0
-        while time.monotonic() - started < 1800:
-            items = json.loads(sh("kubectl", "get", "md", "-n", "bench", "-o", "json", env=env))[
-                "items"
-            ]
-            ready = sum(
-                1
-                for md in items
-                for c in (md.get("status") or {}).get("conditions", [])
-                if c["type"] == "Ready" and c["status"] == "True"
-            )
-            if ready == n:
+
+# --- audit log ----------------------------------------------------------------------------
+
+
+def _stamp(text: str) -> float:
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def audit_events(cluster_dir: Path) -> list[dict[str, Any]]:
+    events = []
+    for path in sorted((cluster_dir / "logs").glob("audit*.log")):
+        events += [json.loads(line) for line in path.read_text().splitlines() if line]
+    return events
+
+
+def operator_writes(events: list[dict[str, Any]], since: float, until: float) -> list[str]:
+    return [
+        f"{e['verb']} {e['requestURI']}"
+        for e in events
+        if e["user"]["username"] == OPERATOR_USER and since <= _stamp(e["stageTimestamp"]) <= until
+    ]
+
+
+def apply_latencies(events: list[dict[str, Any]], names: set[str]) -> list[float]:
+    """Seconds from each ModelDeployment's create to its Deployment's create (both answered)."""
+    created: dict[str, float] = {}
+    deployed: dict[str, float] = {}
+    for e in events:
+        ref = e.get("objectRef") or {}
+        code = (e.get("responseStatus") or {}).get("code")
+        if ref.get("resource") == "modeldeployments" and e["verb"] == "create" and code == 201:
+            created[ref["name"]] = _stamp(e["stageTimestamp"])
+        elif (
+            ref.get("resource") == "deployments"
+            and e["user"]["username"] == OPERATOR_USER
+            and code == 201
+        ):
+            owner = ref["name"].rsplit("-", 1)[0]
+            deployed.setdefault(owner, _stamp(e["stageTimestamp"]))
+    return [deployed[n] - created[n] for n in names if n in created and n in deployed]
+
+
+def percentiles_ms(samples: list[float]) -> dict[str, float]:
+    if not samples:
+        return {"p50_ms": math.nan, "p99_ms": math.nan}
+    ordered = sorted(samples)
+    p99 = ordered[min(len(ordered) - 1, math.ceil(0.99 * len(ordered)) - 1)]
+    return {
+        "p50_ms": round(statistics.median(ordered) * 1000, 1),
+        "p99_ms": round(p99 * 1000, 1),
+    }
+
+
+# --- clusters -----------------------------------------------------------------------------
+
+
+class Cluster:
+    """A fresh hack/cluster.sh control plane with enough kwok nodes for N pods."""
+
+    def __init__(self, name: str, n: int, limits: str) -> None:
+        self.dir = REPO / ".bench" / name
+        qps, burst = LIMITS[limits]
+        self.env = {
+            **os.environ,
+            "CLUSTER_DIR": str(self.dir),
+            "KWOK_CPU_NODES": str(max(3, math.ceil(n / 200) + 1)),
+            "KWOK_NODE_PODS": "250",
+            "KCM_API_QPS": qps,
+            "KCM_API_BURST": burst,
+        }
+        self.script = str(REPO / "hack" / "cluster.sh")
+
+    def __enter__(self) -> Cluster:
+        subprocess.run([self.script, "down"], env=self.env, capture_output=True)
+        for line in sh(self.script, "up", env=self.env).splitlines():
+            key, _, value = line.removeprefix("export ").partition("=")
+            self.env[key] = value.replace("$PATH", os.environ["PATH"])
+        sh("kubectl", "create", "namespace", NAMESPACE, env=self.env)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        subprocess.run([self.script, "down"], env=self.env, capture_output=True)
+
+    def kubectl(self, *args: str, input: str | None = None) -> str:
+        return sh("kubectl", *args, env=self.env, input=input)
+
+    def count(self, resource: str, jsonpath: str, value: str) -> int:
+        out = self.kubectl("get", resource, "-n", NAMESPACE, "-o", f"jsonpath={jsonpath}")
+        return out.split().count(value)
+
+    def wait_count(self, resource: str, jsonpath: str, value: str, n: int) -> int:
+        done = 0
+        deadline = time.monotonic() + 3600
+        while time.monotonic() < deadline:
+            done = self.count(resource, jsonpath, value)
+            if done >= n:
                 break
             time.sleep(1)
-        all_ready = time.monotonic() - started
+        return done
 
-        time.sleep(30)  # let watch events and timers of the ramp-up drain
-        window_start = time.time()
-        time.sleep(steady_seconds)
-        writes = operator_writes(cluster_dir / "logs" / "audit.log", window_start, time.time())
-        stop.set()
+
+AVAILABLE = '{range .items[*]}{.status.availableReplicas}{" "}{end}'
+READY = '{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{" "}{end}'
+
+
+def floor(n: int, limits: str) -> dict[str, Any]:
+    children = rendered_children(n)
+    with Cluster(f"floor-{n}-{limits}", n, limits) as cluster:
+        started = time.monotonic()
+        cluster.kubectl("create", "-f", "-", input=children)
+        created = time.monotonic() - started
+        available = cluster.wait_count("deployments", AVAILABLE, "1", n)
         return {
-            "n": n,
-            "create_seconds": round(applied, 1),
-            "all_ready_seconds": round(all_ready, 1),
-            "ready": ready,
-            "peak_rss_mib": peak[0],
-            "steady_writes_per_minute": round(len(writes) * 60 / steady_seconds, 1),
-            "steady_write_samples": writes[:5],
+            "seconds": round(time.monotonic() - started, 1),
+            "create_seconds": round(created, 1),
+            "available": available,
         }
-    finally:
-        if operator:
+
+
+def start_operator(cluster: Cluster) -> subprocess.Popen[bytes]:
+    cluster.kubectl("create", "namespace", "modelroll-system")
+    cluster.kubectl("apply", "--server-side", "-k", str(REPO / "crds"))
+    cluster.kubectl("apply", "--server-side", "-k", str(REPO / "config" / "rbac"))
+    sh(str(REPO / "hack" / "wait-crd.sh"), "modeldeployments.modelroll.io", env=cluster.env)
+    token = cluster.kubectl(
+        "create", "token", "modelroll-operator", "-n", "modelroll-system", "--duration=2h"
+    ).strip()
+    config = json.loads(cluster.kubectl("config", "view", "--raw", "--minify", "-o", "json"))
+    config["users"] = [{"name": "operator", "user": {"token": token}}]
+    config["contexts"][0]["context"]["user"] = "operator"
+    kubeconfig = cluster.dir / "operator.kubeconfig"
+    kubeconfig.write_text(json.dumps(config))
+    liveness = free_port()
+    operator_env = {
+        **cluster.env,
+        "KUBECONFIG": str(kubeconfig),
+        "PYTHONPATH": str(REPO / "operator"),
+        "MODELROLL_METRICS_PORT": str(free_port()),
+        "MODELROLL_LIVENESS": f"http://127.0.0.1:{liveness}/healthz",
+    }
+    log = open(cluster.dir / "operator.log", "wb")  # noqa: SIM115
+    operator = subprocess.Popen(
+        [sys.executable, "-m", "modelroll"],
+        env=operator_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=REPO,
+    )
+    if profile := os.environ.get("BENCH_PY_SPY"):  # where the operator's time went
+        subprocess.Popen(
+            [*PY_SPY, "--pid", str(operator.pid), "-o", profile],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    for _ in range(300):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{liveness}/healthz", timeout=2)
+            break
+        except OSError:
+            time.sleep(0.2)
+    return operator
+
+
+def operator_run(n: int, limits: str, steady_seconds: int) -> dict[str, Any]:
+    with Cluster(f"operator-{n}-{limits}", n, limits) as cluster:
+        operator = start_operator(cluster)
+        stop, peak = threading.Event(), [0]
+        threading.Thread(
+            target=peak_rss_sampler, args=(operator.pid, stop, peak), daemon=True
+        ).start()
+        try:
+            manifests = "\n".join(json.dumps(model_deployment(i)) for i in range(n))
+            started = time.monotonic()
+            cluster.kubectl("create", "-f", "-", input=manifests)
+            created = time.monotonic() - started
+            ready = cluster.wait_count("md", READY, "True", n)
+            all_ready = time.monotonic() - started
+
+            time.sleep(30)  # let the watch events and checks of the ramp-up drain
+            window_start = time.time()
+            time.sleep(steady_seconds)
+            window_end = time.time()
+            # Idle apply-to-children: one ModelDeployment at a time on the settled cluster.
+            probes = {f"p{i:03d}" for i in range(IDLE_PROBES)}
+            for name in sorted(probes):
+                body = {**model_deployment(0), "metadata": {"name": name, "namespace": NAMESPACE}}
+                cluster.kubectl("create", "-f", "-", input=json.dumps(body))
+                time.sleep(1)
+            time.sleep(2)
+            events = audit_events(cluster.dir)
+            writes = operator_writes(events, window_start, window_end)
+            return {
+                "seconds": round(all_ready, 1),
+                "create_seconds": round(created, 1),
+                "ready": ready,
+                "peak_rss_mib": peak[0],
+                "burst": percentiles_ms(apply_latencies(events, {f"m{i:04d}" for i in range(n)})),
+                "idle": percentiles_ms(apply_latencies(events, probes)),
+                "steady_writes_per_minute": round(len(writes) * 60 / steady_seconds, 1),
+                "steady_write_samples": writes[:5],
+            }
+        finally:
+            stop.set()
             operator.terminate()
-            operator.wait(timeout=30)
-        subprocess.run([script, "down"], env=env, capture_output=True)
+            operator.wait(timeout=60)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--n", type=int, action="append", help="ModelDeployments (repeatable)")
     parser.add_argument(
-        "--n", type=int, action="append", help="ModelDeployments to apply (repeatable)"
+        "--limits", choices=sorted(LIMITS), action="append", help="controller-manager limits"
     )
     parser.add_argument("--steady-seconds", type=int, default=60)
+    parser.add_argument("--skip-floor", action="store_true", help="operator runs only")
     args = parser.parse_args()
-    results = [run(n, args.steady_seconds) for n in args.n or [100]]
+    rows = []
+    for n in args.n or [100]:
+        for limits in args.limits or ["raised"]:
+            base = None if args.skip_floor else floor(n, limits)
+            print(json.dumps({"n": n, "limits": limits, "floor": base}), flush=True)
+            ours = operator_run(n, limits, args.steady_seconds)
+            rows.append((n, limits, base, ours))
+            print(json.dumps({"n": n, "limits": limits, "floor": base, "operator": ours}))
+            sys.stdout.flush()
+    print()
     print(
-        "| N | kubectl create (s) | all Ready (s) | operator peak RSS (MiB) | steady-state writes/min |"
+        "| N | KCM limits | floor all available | operator all Ready | ratio | peak RSS "
+        "| apply-to-children p50 / p99, burst | idle | steady writes/min |"
     )
-    print("|---|---|---|---|---|")
-    for r in results:
+    print("|---|---|---|---|---|---|---|---|---|")
+    for n, limits, base, ours in rows:
+        qps, burst = LIMITS[limits]
+        ratio = f"{ours['seconds'] / base['seconds']:.2f}" if base else "-"
+        floor_cell = f"{base['seconds']} s" if base else "-"
         print(
-            f"| {r['n']} | {r['create_seconds']} | {r['all_ready_seconds']} ({r['ready']} Ready) "
-            f"| {r['peak_rss_mib']} | {r['steady_writes_per_minute']} |"
+            f"| {n} | {limits} ({qps}/{burst}) | {floor_cell} | {ours['seconds']} s "
+            f"({ours['ready']} Ready) | {ratio} | {ours['peak_rss_mib']} MiB "
+            f"| {ours['burst']['p50_ms']} / {ours['burst']['p99_ms']} ms "
+            f"| {ours['idle']['p50_ms']} / {ours['idle']['p99_ms']} ms "
+            f"| {ours['steady_writes_per_minute']} |"
         )
-    for r in results:
-        if r["steady_write_samples"]:
-            print(f"N={r['n']} sample steady writes: {r['steady_write_samples']}")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,10 @@ KWOK_CPU_NODES=${KWOK_CPU_NODES:-3}
 KWOK_GPU_NODES=${KWOK_GPU_NODES:-2}
 KWOK_NODE_PODS=${KWOK_NODE_PODS:-250}
 START_TIMEOUT=${START_TIMEOUT:-90}
+# kube-controller-manager's client-side rate limit (its own defaults: 20 and 30). The scale
+# benchmark raises them, as production clusters do, to see past the controllers' limit.
+KCM_API_QPS=${KCM_API_QPS:-20}
+KCM_API_BURST=${KCM_API_BURST:-30}
 NODE=${NODE:-kwok}
 GPU_PRODUCT=NVIDIA-A100-SXM4-80GB
 GPUS_PER_NODE=4
@@ -232,6 +236,7 @@ up() {
     --service-account-private-key-file "$pki/sa.key" --root-ca-file "$pki/ca.crt" \
     --cluster-signing-cert-file "$pki/ca.crt" --cluster-signing-key-file "$pki/ca.key" \
     --controllers '*,bootstrapsigner,tokencleaner' \
+    --kube-api-qps "$KCM_API_QPS" --kube-api-burst "$KCM_API_BURST" \
     --horizontal-pod-autoscaler-sync-period 5s --v=1
   start kube-scheduler "$bin_dir/kube-scheduler" \
     --kubeconfig "$CLUSTER_DIR/scheduler.kubeconfig" \

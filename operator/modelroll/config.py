@@ -32,6 +32,13 @@ class OperatorConfig:
     # outside a cluster, the loopback address keeps them off the network.
     metrics_address: str = "127.0.0.1"
     timer_interval_seconds: float = 15.0
+    # Reconciles that run at once (each holds at most one API call at a time), and the API
+    # client's rate limit, as client-go's --kube-api-qps/--kube-api-burst; 0 QPS: unlimited.
+    max_concurrent_reconciles: int = 16
+    api_qps: float = 100.0
+    api_burst: int = 200
+    # How long a child's watch event waits for the others of its burst (modelroll.coalesce).
+    coalesce_seconds: float = 0.25
     watch_stall_seconds: float = 120.0
     namespaces: tuple[str, ...] = ()
     # How the operator reaches a Service (smoke tests). Cluster DNS in-cluster; operators
@@ -196,6 +203,12 @@ def config_from_env(env: dict[str, str] | None = None) -> OperatorConfig:
         watch_stall_seconds=float(
             env.get("MODELROLL_WATCH_STALL_SECONDS", defaults.watch_stall_seconds)
         ),
+        max_concurrent_reconciles=int(
+            env.get("MODELROLL_MAX_CONCURRENT_RECONCILES", defaults.max_concurrent_reconciles)
+        ),
+        api_qps=float(env.get("MODELROLL_API_QPS", defaults.api_qps)),
+        api_burst=int(env.get("MODELROLL_API_BURST", defaults.api_burst)),
+        coalesce_seconds=float(env.get("MODELROLL_COALESCE_SECONDS", defaults.coalesce_seconds)),
         namespaces=namespaces,
         default_requests=lists.get("MODELROLL_DEFAULT_REQUESTS", defaults.default_requests),
         default_limits=lists.get("MODELROLL_DEFAULT_LIMITS", defaults.default_limits),

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import copy
 import fnmatch
 import logging
 import time
 from collections import Counter as Tally
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
 
 from modelroll import GROUP, PLURAL, VERSION
 from modelroll.api import rbac
+from modelroll.cached import pack_child, slim_model_deployment, slim_pod, unpack_child
+from modelroll.coalesce import Coalescer
 from modelroll.config import config_from_env
-from modelroll.kube import ApiError, Kube, connect
+from modelroll.kube import ApiError, Kube, RateLimiter, connect
 from modelroll.metrics import (
     MODEL_DEPLOYMENTS,
     RECONCILE_DURATION,
@@ -41,15 +43,6 @@ CHILD_KINDS = {
 }
 
 
-def trimmed(body: kopf.Body, keep_spec: bool = True) -> JSON:
-    """A plain copy of an object without managedFields, to keep the caches small."""
-    raw = copy.deepcopy(dict(body))
-    raw.get("metadata", {}).pop("managedFields", None)
-    if not keep_spec:
-        raw.pop("spec", None)
-    return raw
-
-
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
@@ -68,7 +61,13 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.scanning.disabled = not operator_config.namespace_patterns()
     # Every watch event runs a handler; kopf's per-object "succeeded" lines would flood the log.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    kube = Kube(connect())
+    # One thread per API call in flight: reconciles, Events and reference checks share them.
+    threads = operator_config.max_concurrent_reconciles + 4
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(threads))
+    kube = Kube(
+        connect(pool_size=threads),
+        RateLimiter(operator_config.api_qps, operator_config.api_burst),
+    )
     reconciler = Reconciler(kube, operator_config, emit=_event_poster(kube))
     reconciler.service_monitor_available = await asyncio.to_thread(
         _crd_exists, kube, rbac.SERVICE_MONITOR_CRD
@@ -115,14 +114,14 @@ def _event_poster(kube: Kube) -> Any:
 @kopf.index(GROUP, VERSION, PLURAL)
 def model_deployments(namespace: str, name: str, body: kopf.Body, **_: Any) -> JSON:
     WATCH_EVENTS.labels("ModelDeployment").inc()
-    return {(namespace, name): trimmed(body)}
+    return {(namespace, name): slim_model_deployment(body)}
 
 
 def _child_index(kind: str) -> None:
     group, version, plural = CHILD_KINDS[kind]
 
     def index(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any) -> JSON:
-        return {(namespace, labels[OWNER_LABEL]): trimmed(body)}
+        return {(namespace, labels[OWNER_LABEL]): pack_child(body)}
 
     kopf.index(
         group,
@@ -139,7 +138,7 @@ for _kind in CHILD_KINDS:
 
 @kopf.index("", "v1", "pods", labels={**MANAGED, OWNER_LABEL: kopf.PRESENT})
 def children_pods(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any) -> JSON:
-    return {(namespace, labels[OWNER_LABEL]): trimmed(body, keep_spec=False)}
+    return {(namespace, labels[OWNER_LABEL]): slim_pod(body)}
 
 
 def _load(key: tuple[str, str], indexes: dict[str, kopf.Index[Any, Any]]):  # type: ignore[no-untyped-def]
@@ -147,7 +146,7 @@ def _load(key: tuple[str, str], indexes: dict[str, kopf.Index[Any, Any]]):  # ty
         bodies = list(indexes["model_deployments"].get(key, []))
         children = Children(
             by_kind={
-                kind: list(indexes[f"children_{plural}"].get(key, []))
+                kind: [unpack_child(c) for c in indexes[f"children_{plural}"].get(key, [])]
                 for kind, (_, _, plural) in CHILD_KINDS.items()
             },
             pods=list(indexes["children_pods"].get(key, [])),
@@ -165,9 +164,10 @@ async def _reconcile(key: tuple[str, str], memo: kopf.Memo, indexes: dict[str, A
     try:
         ran = await memo.reconciler.trigger(key, _load(key, indexes))
     except ApiError as error:
-        if error.namespace_terminating or error.is_not_found(GROUP, PLURAL):
-            # Deleted while we worked (its children's deletion is what woke us): nothing to
-            # restore. Anything else that is missing stays an error.
+        if error.namespace_terminating or error.namespace_gone or error.is_not_found(GROUP, PLURAL):
+            # Deleted while we worked (its children's deletion is what woke us, and a
+            # coalesced look may come after the namespace is gone): nothing to restore.
+            # Anything else that is missing stays an error.
             logging.getLogger(__name__).info("%s/%s is being deleted", *key)
             return
         RECONCILES.labels("error").inc()
@@ -245,33 +245,35 @@ async def start_resync(memo: kopf.Memo, **kwargs: Any) -> None:
     memo.reconciler.checks.wake = wake
     memo.reconciler.drift_checks.wake = wake
 
+    async def look_again(key: tuple[str, str]) -> None:
+        await _reconcile_logged(key, memo, indexes, "reconcile after a child changed")
+
+    memo.coalescer = Coalescer(look_again, memo.config.coalesce_seconds)
+
 
 @kopf.on.cleanup()
 async def stop_resync(memo: kopf.Memo, **_: Any) -> None:
     memo.resync.cancel()
+    memo.coalescer.shutdown()
     memo.reconciler.checks.shutdown()
     memo.reconciler.drift_checks.shutdown()
 
 
-async def _on_child_event(
-    event: JSON,
-    namespace: str,
-    labels: kopf.Labels,
-    memo: kopf.Memo,
-    kind: str,
-    kwargs: dict[str, Any],
+def _on_child_event(
+    event: JSON, namespace: str, labels: kopf.Labels, memo: kopf.Memo, kind: str
 ) -> None:
     WATCH_EVENTS.labels(kind).inc()
     owner = labels.get(OWNER_LABEL)
     if owner and event.get("type") in ("ADDED", "MODIFIED", "DELETED"):
-        await _reconcile((namespace, owner), memo, _indexes(kwargs))
+        # The burst of events one change of a child brings is one reconcile, a moment later.
+        memo.coalescer.schedule((namespace, owner))
 
 
 def _child_event_handler(kind: str, group: str, version: str, plural: str) -> None:
     async def handler(
-        event: JSON, namespace: str, labels: kopf.Labels, memo: kopf.Memo, **kwargs: Any
+        event: JSON, namespace: str, labels: kopf.Labels, memo: kopf.Memo, **_: Any
     ) -> None:
-        await _on_child_event(event, namespace, labels, memo, kind, kwargs)
+        _on_child_event(event, namespace, labels, memo, kind)
 
     kopf.on.event(
         group, version, plural, id=f"on_{plural}", labels={**MANAGED, OWNER_LABEL: kopf.PRESENT}

@@ -8,6 +8,9 @@ from __future__ import annotations
 import datetime
 import json
 import socket
+import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 from kubernetes import client, config
@@ -30,13 +33,52 @@ PLURALS = {
 }
 
 
-def connect() -> client.ApiClient:
-    """In-cluster credentials when running in a pod, else $KUBECONFIG or ~/.kube/config."""
+def connect(pool_size: int = 0) -> client.ApiClient:
+    """In-cluster credentials when running in a pod, else $KUBECONFIG or ~/.kube/config.
+    `pool_size`: connections kept open, one per thread that calls at once (0: the client's
+    default, five per CPU)."""
     try:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
     except config.ConfigException:
         config.load_kube_config()  # type: ignore[no-untyped-call]
-    return client.ApiClient()
+    configuration = client.Configuration.get_default_copy()
+    if pool_size:
+        configuration.connection_pool_maxsize = pool_size
+    return client.ApiClient(configuration)
+
+
+class RateLimiter:
+    """client-go's token bucket: `qps` requests a second on average, `burst` at once. A
+    caller reserves its token and sleeps until it is due, so callers go in turn."""
+
+    def __init__(
+        self,
+        qps: float,
+        burst: int,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.qps = qps
+        self.burst = max(1, burst)
+        self.clock = clock
+        self.sleep = sleep
+        self._tokens = float(self.burst)
+        self._last = clock()
+        self._lock = threading.Lock()
+
+    def wait(self) -> float:
+        """Blocks until this request may go; returns the seconds it waited."""
+        if self.qps <= 0:
+            return 0.0
+        with self._lock:
+            now = self.clock()
+            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.qps)
+            self._last = now
+            self._tokens -= 1
+            delay = -self._tokens / self.qps if self._tokens < 0 else 0.0
+        if delay:
+            self.sleep(delay)
+        return delay
 
 
 class ApiError(Exception):
@@ -69,6 +111,11 @@ class ApiError(Exception):
         )
 
     @property
+    def namespace_gone(self) -> bool:
+        """The namespace itself no longer exists (deleted while we worked)."""
+        return self.is_not_found("", "namespaces")
+
+    @property
     def namespace_terminating(self) -> bool:
         """The namespace is being deleted, so the server refuses anything new in it."""
         return self.status == 403 and self.has_cause("NamespaceTerminating")
@@ -81,8 +128,9 @@ def object_path(api_version: str, kind: str, namespace: str, name: str = "") -> 
 
 
 class Kube:
-    def __init__(self, api_client: client.ApiClient) -> None:
+    def __init__(self, api_client: client.ApiClient, limiter: RateLimiter | None = None) -> None:
         self.api_client = api_client
+        self.limiter = limiter or RateLimiter(0, 1)
 
     def request(
         self,
@@ -111,6 +159,7 @@ class Kube:
             body=body if "json" in content_type or body is None else json.dumps(body),
             auth_settings=["BearerToken"],
         )
+        self.limiter.wait()
         response = self.api_client.call_api(*params)
         response.read()  # type: ignore[no-untyped-call]
         text = response.data.decode() if response.data else ""

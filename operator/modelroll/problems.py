@@ -51,6 +51,27 @@ def pod_problem(pod: JSON) -> PodProblem | None:
     return None
 
 
+def problem_fields(pod: JSON) -> JSON:
+    """The part of a pod's status `pod_problem` reads: what the watch cache keeps of a pod."""
+    status = pod.get("status") or {}
+    conditions = [
+        {k: c[k] for k in ("type", "status", "message") if k in c}
+        for c in status.get("conditions") or []
+        if c.get("type") == "PodScheduled" and c.get("status") == "False"
+    ]
+    containers = []
+    for container in status.get("containerStatuses") or []:
+        slim: JSON = {"ready": container.get("ready") is True}
+        terminated = (container.get("lastState") or {}).get("terminated") or {}
+        if str(terminated.get("message", "")).startswith("ModelLoadFailed"):
+            slim["lastState"] = {"terminated": {"message": terminated["message"]}}
+        waiting = (container.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in WAITING_REASONS:
+            slim["state"] = {"waiting": waiting}
+        containers.append(slim)
+    return {"conditions": conditions, "containerStatuses": containers}
+
+
 def gpu_not_offered(product: str) -> PodProblem:
     """Pods that select a GPU product no node carries: waiting will not schedule them."""
     return PodProblem(

@@ -13,6 +13,7 @@ from typing import Protocol, cast
 from modelroll import GROUP, VERSION
 from modelroll.analysis import analyze, refusal
 from modelroll.bearer import token_of, token_problem
+from modelroll.cached import slim_model_deployment
 from modelroll.checks import Checks
 from modelroll.conditions import Condition
 from modelroll.config import OperatorConfig
@@ -182,6 +183,8 @@ class Reconciler:
         self.prometheus_rule_available = False
         self.clock: Callable[[], float] = time.time
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        # Bounded: a burst of thousands of objects queues here rather than in the API client.
+        self._slots = asyncio.Semaphore(config.max_concurrent_reconciles)
         self._pending: set[tuple[str, str]] = set()
         # The newest version of each ModelDeployment we have seen: our own writes, or what
         # the watch cache shows. The cache can lag behind our writes (and kopf's), and
@@ -201,19 +204,20 @@ class Reconciler:
         if key in self._pending:
             return False
         self._pending.add(key)
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        async with lock:
-            self._pending.discard(key)
-            body, children = load()
-            if body is None:
-                self._locks.pop(key, None)
-                self._newest.pop(key, None)
-                self.checks.forget(key)
-                self.drift_checks.forget(key)
-                self._drift_done.pop(key, None)
-                return False
-            body = self._prefer_newest(key, body)
-            await self.reconcile(body, children)
+        async with self._slots:
+            lock = self._locks.setdefault(key, asyncio.Lock())
+            async with lock:
+                self._pending.discard(key)
+                body, children = load()
+                if body is None:
+                    self._locks.pop(key, None)
+                    self._newest.pop(key, None)
+                    self.checks.forget(key)
+                    self.drift_checks.forget(key)
+                    self._drift_done.pop(key, None)
+                    return False
+                body = self._prefer_newest(key, body)
+                await self.reconcile(body, children)
         return True
 
     def _prefer_newest(self, key: tuple[str, str], body: JSON) -> JSON:
@@ -224,8 +228,12 @@ class Reconciler:
         return body
 
     def _remember(self, written: JSON) -> None:
+        """Keeps what a write answered, as the watch cache would keep it: the answer carries
+        managedFields and kopf's diff base, several times the rest of the object."""
         metadata = written["metadata"]
-        self._prefer_newest((metadata["namespace"], metadata["name"]), written)
+        self._prefer_newest(
+            (metadata["namespace"], metadata["name"]), slim_model_deployment(written)
+        )
 
     async def reconcile(self, body: JSON, children: Children) -> None:
         metadata = body["metadata"]

@@ -98,3 +98,22 @@ def test_named_namespaces_are_exact_and_globs_are_patterns(
     config = config_from_env({"MODELROLL_NAMESPACES": namespaces})
     assert config.namespace_patterns() is patterns
     assert config.exact_namespaces() is exact
+
+
+def test_reconcile_concurrency_and_the_api_rate_limit_are_settings() -> None:
+    defaults = config_from_env({})
+    assert (defaults.max_concurrent_reconciles, defaults.api_qps, defaults.api_burst) == (
+        16,
+        100.0,
+        200,
+    )
+    tuned = config_from_env(
+        {
+            "MODELROLL_MAX_CONCURRENT_RECONCILES": "32",
+            "MODELROLL_API_QPS": "400",
+            "MODELROLL_API_BURST": "800",
+            "MODELROLL_COALESCE_SECONDS": "0.5",
+        }
+    )
+    assert (tuned.max_concurrent_reconciles, tuned.api_qps, tuned.api_burst) == (32, 400.0, 800)
+    assert tuned.coalesce_seconds == 0.5

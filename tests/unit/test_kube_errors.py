@@ -85,3 +85,21 @@ def test_a_deleted_owner_is_told_apart_from_a_missing_api() -> None:
     assert ApiError(404, OWNER_GONE).is_not_found("modelroll.io", "modeldeployments")
     assert not ApiError(404, OWNER_GONE).is_not_found("apps", "deployments")
     assert not ApiError(404, API_MISSING).is_not_found("modelroll.io", "modeldeployments")
+
+
+NAMESPACE_GONE = json.dumps(
+    {
+        "kind": "Status",
+        "status": "Failure",
+        "message": 'namespaces "t-gone" not found',
+        "reason": "NotFound",
+        "details": {"name": "t-gone", "kind": "namespaces"},
+        "code": 404,
+    }
+)
+
+
+def test_a_namespace_that_is_gone_is_told_from_a_missing_object() -> None:
+    assert ApiError(404, NAMESPACE_GONE).namespace_gone
+    assert not ApiError(404, NAMESPACE_GONE).is_not_found("modelroll.io", "modeldeployments")
+    assert not ApiError(403, TERMINATING).namespace_gone

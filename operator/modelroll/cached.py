@@ -1,0 +1,80 @@
+"""What the watch caches keep of each object: only what status, drift detection and planning
+read. Pure functions, no I/O.
+
+A pod is kept as its revision label and the fields `problems.pod_problem` reads. A child is
+kept as one compact JSON string (a Python dict costs about ten times its JSON), unpacked only
+by the reconcile that reads it; its status only where `status.revision_state` reads one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from modelroll.problems import problem_fields
+from modelroll.render import REVISION_LABEL
+from modelroll.spec import JSON
+
+# Written by kopf for its own diffing (a copy of the whole spec); the operator never reads it.
+KOPF_DIFFBASE = "modelroll.io/last-handled-configuration"
+CHILD_METADATA = (
+    "name",
+    "namespace",
+    "labels",
+    "annotations",
+    "ownerReferences",
+    "generation",
+    "deletionTimestamp",
+)
+DEPLOYMENT_STATUS = (
+    "replicas",
+    "readyReplicas",
+    "availableReplicas",
+    "updatedReplicas",
+    "observedGeneration",
+)
+
+
+def slim_pod(body: Mapping[str, Any]) -> JSON:
+    metadata = body.get("metadata") or {}
+    labels = metadata.get("labels") or {}
+    return {
+        "metadata": {
+            "name": metadata.get("name"),
+            "labels": {REVISION_LABEL: labels.get(REVISION_LABEL, "")},
+        },
+        "status": problem_fields(dict(body)),
+    }
+
+
+def pack_child(body: Mapping[str, Any]) -> str:
+    """Everything drift detection compares (all but status: a ServiceAccount's fields are at
+    the top), less the server's bookkeeping in metadata."""
+    metadata = body.get("metadata") or {}
+    slim: JSON = {k: v for k, v in body.items() if k not in ("metadata", "status")}
+    slim["metadata"] = {k: metadata[k] for k in CHILD_METADATA if k in metadata}
+    if body.get("kind") == "Deployment":
+        status = body.get("status") or {}
+        slim["status"] = {k: status[k] for k in DEPLOYMENT_STATUS if k in status}
+        slim["status"]["conditions"] = [
+            {k: c[k] for k in ("type", "status", "reason") if k in c}
+            for c in status.get("conditions") or []
+        ]
+    return json.dumps(slim, separators=(",", ":"))
+
+
+def unpack_child(packed: str) -> JSON:
+    child: JSON = json.loads(packed)
+    return child
+
+
+def slim_model_deployment(body: Mapping[str, Any]) -> JSON:
+    """The whole object (spec and status are what reconciles read) but kopf's diff base and
+    the managedFields."""
+    raw: JSON = json.loads(json.dumps(dict(body)))
+    metadata = raw.get("metadata") or {}
+    metadata.pop("managedFields", None)
+    annotations = metadata.get("annotations") or {}
+    annotations.pop(KOPF_DIFFBASE, None)
+    return raw
