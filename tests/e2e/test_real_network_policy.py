@@ -31,9 +31,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("installed_operator")]
 # as a client would retry.
 CALL = """
 import socket, sys, urllib.request
+path = sys.argv[2] if len(sys.argv) > 2 else "/v2/health/ready"
 for attempt in range(3):
     try:
-        urllib.request.urlopen(f"http://{sys.argv[1]}/v2/health/ready", timeout=5).read()
+        urllib.request.urlopen(f"http://{sys.argv[1]}{path}", timeout=5).read()
         sys.exit(0)
     except Exception as error:
         reason = getattr(error, "reason", error)
@@ -108,10 +109,13 @@ def start_caller(cluster: Cluster, namespace: str) -> str:
     return name
 
 
-def call_from(cluster: Cluster, namespace: str, pod: str, host: str) -> int:
-    """The exit status of CALL run in `pod` against http://host/."""
+def call_from(
+    cluster: Cluster, namespace: str, pod: str, host: str, path: str = "/v2/health/ready"
+) -> int:
+    """The exit status of CALL run in `pod` against http://host/path."""
     result = cluster.kubectl(
-        "-n", namespace, "exec", pod, "--", "python3", "-c", CALL, host, check=False, timeout=60
+        "-n", namespace, "exec", pod, "--", "python3", "-c", CALL, host, path, check=False,
+        timeout=60,
     )  # fmt: skip
     assert result.returncode in (ANSWERED, TIMED_OUT), (
         result.returncode,
@@ -183,3 +187,40 @@ def test_other_namespaces_are_refused_until_allow_from_admits_them_and_smoke_pas
 
     eventually(admitted, timeout=60)
     assert call_from(real_cluster, other_namespace, outsider, host) == ANSWERED
+
+
+def test_only_the_monitoring_namespace_reaches_the_operators_metrics(
+    real_cluster: Cluster, other_namespace: str
+) -> None:
+    # dist/install.yaml's NetworkPolicy admits the namespace named monitoring to the metrics port
+    created = real_cluster.kubectl("get", "namespace", "monitoring", check=False).returncode != 0
+    if created:
+        create_namespace(real_cluster, "monitoring", {})
+    callers: list[str] = []
+    try:
+        pods = get_json(
+            real_cluster, "-n", "modelroll-system", "pods", "-l",
+            "app.kubernetes.io/name=modelroll,app.kubernetes.io/component=operator",
+        )["items"]  # fmt: skip
+        running = [
+            p for p in pods if p["status"].get("podIP") and p["status"]["phase"] == "Running"
+        ]
+        assert running, [p["status"] for p in pods]
+        port = next(
+            p["containerPort"]
+            for c in running[0]["spec"]["containers"]
+            for p in c.get("ports", [])
+            if p.get("name") == "metrics"
+        )
+        host = f"{running[0]['status']['podIP']}:{port}"
+        callers.append(start_caller(real_cluster, "monitoring"))
+        monitoring, outsider = callers[0], start_caller(real_cluster, other_namespace)
+        assert call_from(real_cluster, "monitoring", monitoring, host, "/metrics") == ANSWERED
+        assert call_from(real_cluster, other_namespace, outsider, host, "/metrics") == TIMED_OUT
+    finally:
+        if created:
+            real_cluster.kubectl("delete", "namespace", "monitoring", "--timeout=180s", timeout=200)
+        else:
+            real_cluster.kubectl(
+                "-n", "monitoring", "delete", "pod", "-l", "run-by=e2e", check=False
+            )
