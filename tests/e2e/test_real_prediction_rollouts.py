@@ -2,9 +2,10 @@
 traffic through each Service's ClusterIP, and a real Prometheus scraping the pods.
 
 Prometheus is Debian's binary on the host (tests/support/prometheus.py), listening on the
-node's bridge address. It discovers the runtime pods through the API server and attaches
-`namespace` and `revision` as target labels, as the operator's ServiceMonitor does, and the
-in-cluster operator queries it as its endpoint `e2e`. The packages (`modelroll package`,
+node's bridge address. It scrapes every running runtime pod with `namespace` and `revision`
+as target labels, as the operator's ServiceMonitor has them (the pods come from the API
+server, as file_sd targets: Debian's build has no Kubernetes discovery), and the in-cluster
+operator queries it as its endpoint `e2e`. The packages (`modelroll package`,
 ONNX plus reference profile) reach the pods through a PersistentVolumeClaim
 (`pvc://models/<package>`), bound to a hostPath volume on the node.
 
@@ -16,6 +17,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import threading
 import time
 import uuid
 from collections import Counter
@@ -28,6 +31,7 @@ from typing import Any
 import joblib
 import numpy as np
 import pytest
+from modelroll.render import RUNTIME_PORTS
 from modelroll_runtime import packager
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
@@ -39,7 +43,7 @@ from tests.e2e.conftest import (
     create_namespace,
     wait_ready,
 )
-from tests.e2e.test_real_rollouts import revisions, settled_on
+from tests.e2e.test_real_rollouts import REVISION_LABEL, revisions, settled_on
 from tests.e2e.traffic import Answer, Load, predicted_classes
 from tests.integration.helpers import apply_md, condition, eventually, get_json
 from tests.support.cluster import Cluster
@@ -95,47 +99,66 @@ def packages(tmp_path_factory: pytest.TempPathFactory) -> Packages:
     return Packages(root, digest, models)
 
 
-def pod_scrape_config(kubeconfig: str) -> Json:
-    """The runtime pods' HTTP port (it serves /metrics), labelled as the ServiceMonitor's
-    relabelings label them."""
-    return {
-        "job_name": "modelroll-pods",
-        "metrics_path": "/metrics",
-        "kubernetes_sd_configs": [{"role": "pod", "kubeconfig_file": kubeconfig}],
-        "relabel_configs": [
-            {
-                "source_labels": ["__meta_kubernetes_pod_label_modelroll_io_revision"],
-                "regex": ".+",
-                "action": "keep",
+def runtime_targets(cluster: Cluster) -> list[Json]:
+    """Every running runtime pod's HTTP port (it serves /metrics), with the target labels
+    the operator's ServiceMonitor gives it: namespace, revision (from the pod label), pod."""
+    pods = get_json(
+        cluster, "pods", "-A", "-l", REVISION_LABEL, "--field-selector=status.phase=Running"
+    )
+    return [
+        {
+            "targets": [f"{pod['status']['podIP']}:{RUNTIME_PORTS['http']}"],
+            "labels": {
+                "namespace": pod["metadata"]["namespace"],
+                "revision": pod["metadata"]["labels"][REVISION_LABEL],
+                "pod": pod["metadata"]["name"],
             },
-            {
-                "source_labels": ["__meta_kubernetes_pod_container_port_name"],
-                "regex": "http",
-                "action": "keep",
-            },
-            {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
-            {
-                "source_labels": ["__meta_kubernetes_pod_label_modelroll_io_revision"],
-                "target_label": "revision",
-            },
-            {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
-        ],
-    }
+        }
+        for pod in pods["items"]
+        if pod["status"].get("podIP")
+    ]
+
+
+def discover_pods(cluster: Cluster, targets_file: Path, stop: threading.Event) -> None:
+    """Debian builds Prometheus without Kubernetes discovery: this stands in for it, writing
+    the runtime pods as file_sd targets (replaced atomically; Prometheus watches the file)."""
+    written = None
+    while not stop.wait(1):
+        try:
+            targets = runtime_targets(cluster)
+        except (AssertionError, subprocess.TimeoutExpired):
+            continue  # the API server was busy: the next round catches up
+        if targets != written:
+            scratch = targets_file.with_suffix(".tmp")
+            scratch.write_text(json.dumps(targets))
+            scratch.rename(targets_file)
+            written = targets
 
 
 @pytest.fixture(scope="module")
 def prometheus(
     real_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[PrometheusServer]:
+    work = tmp_path_factory.mktemp("prometheus")
+    targets_file = work / "runtime-pods.json"
+    targets_file.write_text("[]")
+    stop = threading.Event()
+    discovery = threading.Thread(
+        target=discover_pods, args=(real_cluster, targets_file, stop), daemon=True
+    )
+    discovery.start()
+    scrape = {
+        "job_name": "modelroll-pods",
+        "metrics_path": "/metrics",
+        "file_sd_configs": [{"files": [str(targets_file)], "refresh_interval": "5s"}],
+    }
     server = PrometheusServer(
-        tmp_path_factory.mktemp("prometheus"),
-        [],
-        scrape_interval_seconds=2,
-        host=HOST_IP,
-        scrape_configs=[pod_scrape_config(real_cluster.kubeconfig)],
+        work, [], scrape_interval_seconds=2, host=HOST_IP, scrape_configs=[scrape]
     ).start()
     yield server
     server.stop()
+    stop.set()
+    discovery.join(timeout=30)
 
 
 def operator_env(cluster: Cluster) -> dict[str, str]:
