@@ -171,7 +171,9 @@ class DriftTelemetry:
             log.exception("drift telemetry could not count a batch; counting goes on")
 
     def _observe(self, inputs: Mapping[str, Array], predictions: Array | None) -> None:
-        rows = len(next(iter(inputs.values())))
+        first = next(iter(inputs.values()))
+        rows = len(first)
+        cells = first.size if len(inputs) == 1 else sum(a.size for a in inputs.values())
         second = int(self._clock())
         with self._lock:
             if second != self._second:
@@ -181,7 +183,7 @@ class DriftTelemetry:
                 return
             self._rows_this_second += rows
             self._pending.append((inputs, predictions))
-            self._pending_cells += sum(a.size for a in inputs.values())
+            self._pending_cells += cells
             full = self._pending_cells >= PENDING_CELLS
         if full:
             self._bin_pending()
