@@ -26,8 +26,9 @@ MAX_CLASSES = 50
 MAX_BINS_PER_FEATURE = 32  # a numeric feature's bins plus underflow and overflow
 MAX_FEATURE_BINS = 1024  # bins over all features of one model: its series cap
 MAX_LABEL_CHARS = 64
-# rows x lower edges compared at once: 4 MiB of scratch booleans at most
-_CHUNK_CELLS = 1 << 22
+# rows x features x planes compared at once: 384 KiB of scratch booleans, which stay in
+# a core's L2 cache (4 MiB at once was a third slower)
+_CHUNK_CELLS = 3 << 17
 UNDERFLOW, OVERFLOW, OTHER = "underflow", "overflow", "__other__"
 NUMERIC, CATEGORICAL, CLASSES = "numeric", "categorical", "classes"
 
@@ -168,8 +169,9 @@ def _as_number(value: Any) -> float | None:
 class Layout:
     """Where each feature's bins sit in one flat count vector, and how a batch fills it.
 
-    Slots: feature after feature, each its bins then a missing slot. `slots()` returns the
-    slot of every (row, feature) of a batch; np.bincount over them is the batch's counts.
+    Slots: feature after feature, each its bins then a missing slot. `count()` bins a batch
+    into them: each numeric value's slot by comparison with every edge rank at once,
+    each categorical value's by lookup, and np.bincount over the slots.
     """
 
     def __init__(self, features: Sequence[Feature]) -> None:
@@ -180,16 +182,19 @@ class Layout:
         numeric = [i for i, f in enumerate(self.features) if f.kind == NUMERIC]
         self._numeric = np.asarray(numeric, dtype=np.intp)
         widest = max((len(self.features[i].edges) for i in numeric), default=2)
-        # The lower edges of each feature's inner bins, one plane per edge rank ([edge,
-        # 1, feature]: comparing a batch with a plane is one contiguous operation, and the
-        # planes sum up fast). A value's bin is the number of lower edges at or below it,
-        # plus one above the upper edge (overflow). Padding is NaN, which no value reaches.
-        lower = np.full((widest - 1, 1, len(numeric)), np.nan)
+        # One plane per edge rank ([rank, 1, feature]: comparing a batch with a plane is one
+        # contiguous operation, and the planes sum up fast): the lower edges of each
+        # feature's inner bins, then the float just above its upper edge, so that a value's
+        # bin is the number of planes at or below it (x >= nextafter(u) is x > u: overflow).
+        # Padding is NaN, which no value reaches; so is the overflow plane of an upper edge
+        # of +inf (nothing lies above it).
+        planes = np.full((widest, 1, len(numeric)), np.nan)
         for column, i in enumerate(numeric):
             edges = self.features[i].edges
-            lower[: len(edges) - 1, 0, column] = edges[:-1]
-        self._lower = lower
-        self._upper = np.asarray([self.features[i].edges[-1] for i in numeric], dtype=np.float64)
+            planes[: len(edges) - 1, 0, column] = edges[:-1]
+            if edges[-1] != math.inf:
+                planes[widest - 1, 0, column] = np.nextafter(edges[-1], math.inf)
+        self._planes = planes
         self._missing_slot = np.asarray(
             [len(self.features[i].edges) + 1 for i in numeric], dtype=np.intp
         )
@@ -202,24 +207,23 @@ class Layout:
             i: _Categories(f.values) for i, f in enumerate(self.features) if f.kind != NUMERIC
         }
 
-    def numeric_slots(self, matrix: Array) -> Array:
-        """Slots of a [rows, numeric features] float matrix, columns in layout order."""
-        step = max(1, _CHUNK_CELLS // max(1, self._lower.size))
-        if len(matrix) > step:  # bounded scratch memory for a batch of 500k rows
-            parts = [self.numeric_slots(matrix[i : i + step]) for i in range(0, len(matrix), step)]
-            return np.concatenate(parts)
+    def numeric_counts(self, matrix: Array) -> Array:
+        """Counts per slot of a [rows, numeric features] float matrix, columns in layout
+        order: binned a chunk of rows at a time, so the scratch booleans stay in cache."""
         x = matrix.astype(np.float64, copy=False)
-        # counts of at most 32 edges: uint8 sums are 3x faster than numpy's default intp
-        position = (x >= self._lower).sum(axis=0, dtype=np.uint8)
-        position += x > self._upper
-        slots = position + self._numeric_offsets  # intp from here
-        missing = np.isnan(x)
-        if missing.any():
-            slots[missing] = np.broadcast_to(self._missing_slot + self._numeric_offsets, x.shape)[
-                missing
-            ]
-        flat: Array = slots.ravel()
-        return flat
+        counts: Array = np.zeros(self.size, dtype=np.intp)
+        step = max(1, _CHUNK_CELLS // max(1, self._planes.size))
+        for start in range(0, len(x), step):
+            chunk = x[start : start + step]
+            # counts of at most 32 planes: uint8 sums are 3x faster than numpy's default intp
+            slots = (chunk >= self._planes).sum(axis=0, dtype=np.uint8) + self._numeric_offsets
+            if np.isnan(chunk.min()):  # one fast pass finds NaN: min propagates it
+                missing = np.isnan(chunk)
+                slots[missing] = np.broadcast_to(
+                    self._missing_slot + self._numeric_offsets, chunk.shape
+                )[missing]
+            counts += np.bincount(slots.ravel(), minlength=self.size)
+        return counts
 
     def category_slots(self, i: int, column: Array) -> Array:
         positions, missing = self._categories[i].positions(column)
@@ -229,7 +233,7 @@ class Layout:
     def count(self, columns: Mapping[int, Array], matrix: Array | None = None) -> Array:
         """Counts per slot of one batch. `matrix`: the model's input matrix (features by
         index); `columns`: feature position -> its column, for features it does not hold."""
-        parts = []
+        counts: Array = np.zeros(self.size, dtype=np.intp)
         if self._numeric.size:
             if matrix is not None:
                 wide = self._whole_matrix and matrix.shape[1] == self._numeric.size
@@ -238,12 +242,13 @@ class Layout:
                 numeric = np.column_stack(
                     [columns[int(i)].astype(np.float64) for i in self._numeric]
                 )
-            parts.append(self.numeric_slots(numeric))
+            counts += self.numeric_counts(numeric)
+        parts = []
         for i in self._categories:
             column = columns[i] if i in columns else np.asarray(matrix)[:, self.features[i].index]
             parts.append(self.category_slots(i, column))
-        flat = parts[0] if len(parts) == 1 else np.concatenate(parts)
-        counts: Array = np.bincount(flat, minlength=self.size)
+        if parts:
+            counts += np.bincount(np.concatenate(parts), minlength=self.size)
         return counts
 
     def split(self, counts: Array) -> list[tuple[Feature, Array, int]]:

@@ -4,7 +4,7 @@ profile bins them, as Prometheus counters (metric names: docs/drift.md).
 Counting must cost next to nothing per request, and numpy's cost is per call, not per
 row: so an answered batch is only set aside (a list append), and the batches set aside are
 binned together, in a few vectorised calls over all their rows (profile.Layout), into
-in-process count arrays when PENDING_ROWS have gathered or when someone looks. The counts
+in-process count arrays when PENDING_CELLS values have gathered or when someone looks. The counts
 reach the Prometheus counters only then: on every /metrics scrape, and once a second when
 several workers share the multiprocess files (another worker may answer the scrape).
 """
@@ -26,9 +26,12 @@ from .profile import NUMERIC, OVERFLOW, UNDERFLOW, Profile
 log = logging.getLogger("modelroll.telemetry")
 
 FLUSH_EVERY_S = 1.0
-# rows set aside before they are binned on the spot: bounds the memory held (4096 rows of
-# 64 float64 features: 2 MiB) while the binning still runs over many batches at once
-PENDING_ROWS = 4096
+# values (rows x input columns) set aside before they are binned on the spot: 256 KiB of
+# float64, so the batches are binned while still in cache, and their memory goes back to the
+# allocator while it is warm (at 4096 rows of 64 features, 2 MiB, joining the cold batches
+# cost as much as binning them: py-spy on the rf benchmark); still hundreds of 1-row
+# batches per call, which keeps numpy's per-call cost small
+PENDING_CELLS = 1 << 15
 
 
 class DriftTelemetry:
@@ -47,7 +50,7 @@ class DriftTelemetry:
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()  # one flush at a time: deltas are read and moved
         self._pending: list[tuple[Mapping[str, Array], Array | None]] = []
-        self._pending_rows = 0
+        self._pending_cells = 0
         layout = profile.features
         self._counts = np.zeros(layout.size, dtype=np.int64)
         self._flushed = np.zeros(layout.size, dtype=np.int64)
@@ -168,7 +171,9 @@ class DriftTelemetry:
             log.exception("drift telemetry could not count a batch; counting goes on")
 
     def _observe(self, inputs: Mapping[str, Array], predictions: Array | None) -> None:
-        rows = len(next(iter(inputs.values())))
+        first = next(iter(inputs.values()))
+        rows = len(first)
+        cells = first.size if len(inputs) == 1 else sum(a.size for a in inputs.values())
         second = int(self._clock())
         with self._lock:
             if second != self._second:
@@ -178,15 +183,15 @@ class DriftTelemetry:
                 return
             self._rows_this_second += rows
             self._pending.append((inputs, predictions))
-            self._pending_rows += rows
-            full = self._pending_rows >= PENDING_ROWS
+            self._pending_cells += cells
+            full = self._pending_cells >= PENDING_CELLS
         if full:
             self._bin_pending()
 
     def _bin_pending(self) -> None:
         """Bin every batch set aside, all at once, into the count arrays."""
         with self._lock:
-            pending, self._pending, self._pending_rows = self._pending, [], 0
+            pending, self._pending, self._pending_cells = self._pending, [], 0
         if not pending:
             return
         try:

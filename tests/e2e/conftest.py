@@ -225,33 +225,29 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+def create_namespace(cluster: Cluster, name: str, labels: dict[str, str] | None = None) -> None:
+    """A namespace that enforces Pod Security Standards "restricted", with its default
+    ServiceAccount in place (pods can be created in it)."""
+    restricted = {
+        "pod-security.kubernetes.io/enforce": "restricted",
+        "pod-security.kubernetes.io/enforce-version": "latest",
+    }
+    manifest = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": name, "labels": {**restricted, **(labels or {})}},
+    }
+    cluster.kubectl("create", "-f", "-", input=json.dumps(manifest))
+    eventually(
+        lambda: cluster.kubectl("-n", name, "get", "sa", "default", check=False).returncode == 0
+    )
+
+
 @pytest.fixture
 def restricted_namespace(real_cluster: Cluster) -> Iterator[str]:
     """A namespace that enforces Pod Security Standards "restricted"."""
     name = f"e2e-{uuid.uuid4().hex[:8]}"
-    real_cluster.kubectl(
-        "create",
-        "-f",
-        "-",
-        input=json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Namespace",
-                "metadata": {
-                    "name": name,
-                    "labels": {
-                        "pod-security.kubernetes.io/enforce": "restricted",
-                        "pod-security.kubernetes.io/enforce-version": "latest",
-                    },
-                },
-            }
-        ),
-    )
-    eventually(
-        lambda: (
-            real_cluster.kubectl("-n", name, "get", "sa", "default", check=False).returncode == 0
-        )
-    )
+    create_namespace(real_cluster, name)
     yield name
     # Waits, so that the next test gets the node's CPU (2 cores) that these pods requested.
     real_cluster.kubectl("delete", "namespace", name, "--timeout=180s", timeout=200)

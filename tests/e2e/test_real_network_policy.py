@@ -19,6 +19,7 @@ from tests.e2e.conftest import (
     RUNTIME_IMAGE,
     ModelStore,
     cluster_ip,
+    create_namespace,
     model_deployment_from_example,
     set_version,
     wait_ready,
@@ -44,22 +45,6 @@ for attempt in range(3):
 sys.exit(3)
 """
 ANSWERED, TIMED_OUT = 0, 3
-
-
-def create_namespace(cluster: Cluster, name: str, labels: dict[str, str]) -> None:
-    restricted = {
-        "pod-security.kubernetes.io/enforce": "restricted",
-        "pod-security.kubernetes.io/enforce-version": "latest",
-    }
-    manifest = {
-        "apiVersion": "v1",
-        "kind": "Namespace",
-        "metadata": {"name": name, "labels": {**restricted, **labels}},
-    }
-    cluster.kubectl("create", "-f", "-", input=json.dumps(manifest))
-    eventually(
-        lambda: cluster.kubectl("-n", name, "get", "sa", "default", check=False).returncode == 0
-    )
 
 
 @pytest.fixture

@@ -90,6 +90,7 @@ class Load:
     model: str
     rows: np.ndarray
     threads: int = 2
+    pause: float = 0.0  # seconds each thread waits between requests (a steady, modest rate)
     answers: list[Answer] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _workers: list[threading.Thread] = field(default_factory=list)
@@ -112,6 +113,7 @@ class Load:
             answer = infer(self.host, self.model, self.rows)
             with self._lock:
                 self.answers.append(answer)
+            self._stop.wait(self.pause)
 
     def count(self) -> int:
         with self._lock:

@@ -180,15 +180,22 @@ def _series(collector: MetricWrapperBase) -> dict[str, set[str]]:
     }
 
 
-def exported_runtime_series() -> dict[str, set[str]]:
-    metrics = RuntimeMetrics("model", "1")
-    # the drift telemetry's families, as a packaged model with a profile exports them
-    profile = Profile.from_document(build([("x", 0, np.arange(4.0), False)], np.zeros(4), True))
-    telemetry = DriftTelemetry(profile, "model", "1", CollectorRegistry(), 0)
+def _collected(*objects: object) -> dict[str, set[str]]:
     series: dict[str, set[str]] = {}
-    for value in [*vars(metrics).values(), *vars(telemetry).values()]:
+    for value in [v for o in objects for v in vars(o).values()]:
         if isinstance(value, MetricWrapperBase):
             series.update(_series(value))
+    return series
+
+
+def telemetry_series() -> dict[str, set[str]]:
+    """The drift telemetry's families, as a packaged model with a profile exports them."""
+    profile = Profile.from_document(build([("x", 0, np.arange(4.0), False)], np.zeros(4), True))
+    return _collected(DriftTelemetry(profile, "model", "1", CollectorRegistry(), 0))
+
+
+def exported_runtime_series() -> dict[str, set[str]]:
+    series = {**_collected(RuntimeMetrics("model", "1")), **telemetry_series()}
     return {name: labels | RUNTIME_TARGET_LABELS for name, labels in series.items()}
 
 
@@ -350,6 +357,44 @@ def test_dashboard_covers_requests_errors_latency_weights_and_reconciles() -> No
     ids = [p["id"] for p in _panels(board["panels"])]
     assert len(ids) == len(set(ids))
     assert board["uid"] == "modelroll-overview"
+
+
+def row_panels(title_prefix: str) -> list[JSON]:
+    """The panels under the row whose title starts so (up to the next row)."""
+    panels, inside = [], False
+    for panel in dashboard()["panels"]:
+        if panel["type"] == "row":
+            inside = panel["title"].startswith(title_prefix)
+        elif inside:
+            panels.append(panel)
+    return panels
+
+
+def test_the_drift_row_shows_every_telemetry_family_per_version_and_the_condition() -> None:
+    """Feature PSI, prediction shift, prediction shares, missing and out-of-range values and
+    the sampled rows, per model and version, from the families the runtime's drift
+    telemetry really exports (docs/drift.md), plus the operator's DriftDetected condition."""
+    panels = row_panels("Drift")
+    assert len(panels) >= 5, [p["title"] for p in panels]
+    exprs = [as_promql(t["expr"]) for p in panels for t in p["targets"]]
+    shown = {s.metric for e in exprs for s in parse(e).selectors}
+    # The reference's row count is not needed: PSI compares shares of the reference counts.
+    missing = set(telemetry_series()) - shown - {"modelroll_reference_rows"}
+    assert not missing, f"drift telemetry not on the dashboard: {sorted(missing)}"
+    titles = " ".join(p["title"] for p in panels)
+    assert "Feature PSI" in titles and "Prediction shift" in titles, titles
+    by_feature = [e for e in exprs if "modelroll_feature_values_total" in e]
+    assert by_feature and all(
+        {"feature", "version"} <= parse(e).grouping_labels for e in by_feature
+    )
+    by_version = [e for e in exprs if "modelroll_prediction_values_total" in e]
+    assert by_version and all("version" in parse(e).grouping_labels for e in by_version)
+    assert any(
+        s.metric == "modelroll_operator_modeldeployment_condition"
+        and s.matchers.get("condition") == "DriftDetected"
+        for e in exprs
+        for s in parse(e).selectors
+    ), exprs
 
 
 def test_promtool_accepts_every_expression(tmp_path: Path) -> None:
