@@ -286,13 +286,13 @@ class Container(ApiModel):
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = Field(
         None, description="Image pull policy for this container (Kubernetes' default if unset)."
     )
-    command: tuple[str, ...] = Field(
+    command: tuple[Annotated[str, _Schema(description="One word of the entrypoint.")], ...] = Field(
         default_factory=tuple,
         description="The entrypoint, as in core/v1 Container.command (the image's if empty).",
         max_length=64,
         json_schema_extra=ATOMIC,
     )
-    args: tuple[str, ...] = Field(
+    args: tuple[Annotated[str, _Schema(description="One argument.")], ...] = Field(
         default_factory=tuple,
         description="Arguments to the entrypoint, as in core/v1 Container.args.",
         max_length=256,
