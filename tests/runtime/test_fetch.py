@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from modelroll_runtime.package import write_manifest
 
-from .conftest import TrainedModel
+from .models import TrainedModel
 
 pytestmark = pytest.mark.runtime
 RUNTIME = Path(__file__).resolve().parents[2] / "runtime_images"
