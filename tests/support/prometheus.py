@@ -55,10 +55,14 @@ class PrometheusServer:
     scrape_interval_seconds: int = 1
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    # Where it listens: loopback, unless pods must reach it (the e2e operator in-cluster).
+    host: str = "127.0.0.1"
+    # Scrape configs of its own (e.g. kubernetes_sd_configs) in place of the static targets.
+    scrape_configs: Sequence[Mapping[str, Any]] = ()
 
     @property
     def address(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def log_file(self) -> Path:
@@ -86,7 +90,8 @@ class PrometheusServer:
                 "scrape_timeout": interval,
                 "query_log_file": str(self.query_log_file),
             },
-            "scrape_configs": [
+            "scrape_configs": [dict(c) for c in self.scrape_configs]
+            or [
                 {
                     "job_name": "modelroll-runtime",
                     "metrics_path": "/metrics",
@@ -110,7 +115,7 @@ class PrometheusServer:
                     f"--config.file={config_file}",
                     f"--storage.tsdb.path={self.work_dir / 'data'}",
                     "--storage.tsdb.retention.time=1h",
-                    f"--web.listen-address=127.0.0.1:{self.port}",
+                    f"--web.listen-address={self.host}:{self.port}",
                     "--log.level=warn",
                 ],
                 stdout=log,
