@@ -16,7 +16,8 @@ import signal
 import ssl
 import sys
 import tempfile
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from . import jsonlog
 from .config import DRAIN_SECONDS, MULTIPROC_ENV, ConfigError, Settings
@@ -98,7 +99,24 @@ def _tls_options(settings: Settings) -> dict[str, Any]:
 
 
 def _serve_embedded(settings: Settings) -> int:
-    """One worker, in this process: granian's embedded server on a uvloop loop.
+    """One worker, in this process: granian's embedded server on a uvloop loop."""
+    from .app import create_app
+
+    return serve_embedded(
+        create_app, settings.http_host, settings.http_port, settings.log_level,
+        _tls_options(settings),
+    )  # fmt: skip
+
+
+class Closable(Protocol):
+    async def closed(self) -> None: ...
+
+
+def serve_embedded(
+    make_app: Callable[[], Closable], host: str, port: int, level: str, options: dict[str, Any]
+) -> int:
+    """Serve the RSGI apps `make_app` makes (the runtime's, or the metrics sidecar's) with
+    granian's embedded server on a uvloop loop, in this process.
 
     SIGTERM/SIGINT stop accepting and wait for in-flight requests (up to DRAIN_SECONDS),
     like granian's process supervisor does for its workers; the gRPC server too.
@@ -108,25 +126,23 @@ def _serve_embedded(settings: Settings) -> int:
     from granian.log import LogLevels
     from granian.server.embed import Server as EmbeddedServer
 
-    from .app import RuntimeApp, create_app
+    apps: list[Closable] = []
 
-    apps: list[RuntimeApp] = []
-
-    def app_factory() -> RuntimeApp:
-        apps.append(create_app())
+    def app_factory() -> Closable:
+        apps.append(make_app())
         return apps[-1]
 
     server = EmbeddedServer(
         app_factory,
-        address=settings.http_host,
-        port=settings.http_port,
+        address=host,
+        port=port,
         interface=Interfaces.RSGI,
         http=HTTPModes.http1,
         backlog=2048,
         factory=True,
-        log_level=LogLevels(settings.log_level.lower()),
-        log_dictconfig=_granian_log_config(settings.log_level),
-        **_tls_options(settings),
+        log_level=LogLevels(level.lower()),
+        log_dictconfig=_granian_log_config(level),
+        **options,
     )
     server.workers_kill_timeout = DRAIN_SECONDS
 

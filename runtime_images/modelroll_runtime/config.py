@@ -17,6 +17,7 @@ import functools
 import math
 import os
 import tempfile
+import urllib.parse
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,11 @@ DEFAULT_DECODE_BYTES = 64 * 1024 * 1024
 # Kubernetes' default terminationGracePeriodSeconds is 30: drain for a bit less than that.
 DRAIN_SECONDS = 25
 DEFAULT_GRPC_PORT = 8081
+# the metrics sidecar (proxy.py): which answers it reads predictions from
+PROXY_PROTOCOLS = ("v2", "v1", "none")
+# the sidecar shares the pod's network namespace with the server it fronts: an upstream
+# anywhere else would make it an open relay, and its metrics another pod's
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 class ConfigError(ValueError):
@@ -78,9 +84,10 @@ class Settings:
 
         Raises ConfigError naming the first unknown MODELROLL_* variable or invalid value."""
         env = os.environ if env is None else env
-        unknown = sorted(k for k in env if k.startswith(PREFIX) and k not in known_names())
+        known = runtime_names()
+        unknown = sorted(k for k in env if k.startswith(PREFIX) and k not in known)
         if unknown:
-            raise ConfigError("; ".join(_unknown(name) for name in unknown))
+            raise ConfigError("; ".join(_unknown(name, known, "runtime") for name in unknown))
         return cls._parse(env)
 
     @classmethod
@@ -151,10 +158,117 @@ class Settings:
         )
 
 
+@dataclass(frozen=True)
+class ProxySettings:
+    """The metrics sidecar's settings (`python -m modelroll_runtime.proxy`, docs/runtime.md,
+    "Metrics sidecar"): the same names as the runtime's where they mean the same."""
+
+    upstream: str  # http://127.0.0.1:PORT, no path
+    protocol: str  # one of PROXY_PROTOCOLS
+    model_name: str
+    model_version: str
+    model_dir: Path
+    http_host: str
+    http_port: int
+    max_inflight: int
+    max_body_bytes: int
+    max_decode_bytes: int
+    body_timeout_seconds: float
+    log_level: str
+    drift_telemetry: bool
+    drift_max_rows_per_second: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ProxySettings:
+        """Raises ConfigError naming the first variable the sidecar does not read (the
+        runtime's MODELROLL_AUTH_TOKEN, say: ignored, it would look like auth it does not
+        do) or invalid value."""
+        env = os.environ if env is None else env
+        known = proxy_names() | _IMAGE_DEFAULTS
+        unknown = sorted(k for k in env if k.startswith(PREFIX) and k not in known)
+        if unknown:
+            raise ConfigError("; ".join(_unknown(name, known, "sidecar") for name in unknown))
+        return cls._parse(env)
+
+    @classmethod
+    def _parse(cls, env: Mapping[str, str]) -> ProxySettings:
+        # the runtime's own parser gives the shared names their defaults and limits
+        shared = {k: env[k] for k in _PROXY_SHARED if k in env}
+        base = Settings._parse(
+            {**shared, "MODELROLL_MODEL_FORMAT": "onnx", "MODELROLL_MODEL_URI": "-",
+             "MODELROLL_WORKERS": "1", "MODELROLL_GRPC_PORT": "off"}
+        )  # fmt: skip
+        protocol = env.get("MODELROLL_PROXY_PROTOCOL", "").strip().lower() or "v2"
+        if protocol not in PROXY_PROTOCOLS:
+            raise ConfigError(
+                f"MODELROLL_PROXY_PROTOCOL must be one of {', '.join(PROXY_PROTOCOLS)}, "
+                f"got {protocol!r}"
+            )
+        return cls(
+            upstream=_upstream(env.get("MODELROLL_PROXY_UPSTREAM", "")),
+            protocol=protocol,
+            model_name=base.model_name,
+            model_version=base.model_version,
+            model_dir=Path(env.get("MODELROLL_MODEL_DIR") or "/mnt/models"),
+            http_host=base.http_host,
+            http_port=base.http_port,
+            max_inflight=base.max_inflight,
+            max_body_bytes=base.max_body_bytes,
+            max_decode_bytes=base.max_decode_bytes,
+            body_timeout_seconds=base.body_timeout_seconds,
+            log_level=base.log_level,
+            drift_telemetry=base.drift_telemetry,
+            drift_max_rows_per_second=base.drift_max_rows_per_second,
+        )
+
+
+# the image's ENV sets it for the runtime; the sidecar, the same image, compiles nothing
+_IMAGE_DEFAULTS = frozenset({"MODELROLL_CACHE_DIR"})
+# the runtime's settings that mean the same in the sidecar
+_PROXY_SHARED = (
+    "MODELROLL_MODEL_NAME", "MODELROLL_MODEL_VERSION", "MODELROLL_HTTP_HOST",
+    "MODELROLL_HTTP_PORT", "MODELROLL_MAX_INFLIGHT", "MODELROLL_MAX_BODY_BYTES",
+    "MODELROLL_MAX_DECODE_BYTES", "MODELROLL_BODY_TIMEOUT_SECONDS", "MODELROLL_LOG_LEVEL",
+    "MODELROLL_DRIFT_TELEMETRY", "MODELROLL_DRIFT_MAX_ROWS_PER_SECOND",
+)  # fmt: skip
+
+
+def _upstream(raw: str) -> str:
+    """MODELROLL_PROXY_UPSTREAM as `http://host:port`, or ConfigError unless it is plain
+    HTTP to a loopback address with a port and nothing else."""
+    raw = raw.strip()
+    if not raw:
+        raise ConfigError("MODELROLL_PROXY_UPSTREAM is required, e.g. http://127.0.0.1:8000")
+    url = urllib.parse.urlsplit(raw)
+    try:
+        port = url.port
+    except ValueError:
+        port = None
+    problem = ""
+    if url.scheme != "http":
+        problem = "its scheme must be http (the server shares the pod's loopback)"
+    elif url.hostname not in LOOPBACK_HOSTS:
+        problem = "its host must be 127.0.0.1, localhost or [::1]: the server in the same pod"
+    elif port is None or not 1 <= port <= 65535:
+        problem = "it needs a port between 1 and 65535"
+    elif url.username is not None or url.path not in ("", "/") or url.query or url.fragment:
+        problem = "it must be only scheme, host and port"
+    if problem:
+        raise ConfigError(f"MODELROLL_PROXY_UPSTREAM={raw!r}: {problem}")
+    return f"http://{url.netloc}"
+
+
 @functools.cache
 def known_names() -> frozenset[str]:
-    """Every variable the parser reads, recorded while it parses a valid environment: so
-    this set is the parser itself, not a second list beside it that could drift."""
+    """Every variable the runtime or the sidecar reads (docs/runtime.md's table)."""
+    return runtime_names() | proxy_names()
+
+
+@functools.cache
+def runtime_names() -> frozenset[str]:
+    """Every variable the runtime's parser reads, recorded while it parses a valid
+    environment: so this set is the parser itself, not a second list beside it that could
+    drift."""
     reads = _RecordingEnv(
         {
             "MODELROLL_MODEL_FORMAT": "onnx",
@@ -163,6 +277,14 @@ def known_names() -> frozenset[str]:
         }
     )
     Settings._parse(reads)
+    return frozenset(reads.looked_up)
+
+
+@functools.cache
+def proxy_names() -> frozenset[str]:
+    """The variables the sidecar's parser reads, recorded the same way."""
+    reads = _RecordingEnv({"MODELROLL_PROXY_UPSTREAM": "http://127.0.0.1:8000"})
+    ProxySettings._parse(reads)
     return frozenset(reads.looked_up)
 
 
@@ -184,10 +306,10 @@ class _RecordingEnv(Mapping[str, str]):
         return len(self._values)
 
 
-def _unknown(name: str) -> str:
-    close = difflib.get_close_matches(name, sorted(known_names()), n=1, cutoff=0.8)
-    hint = f"did you mean {close[0]}?" if close else f"known: {', '.join(sorted(known_names()))}"
-    return f"{name} is not a runtime setting ({hint})"
+def _unknown(name: str, known: frozenset[str], what: str) -> str:
+    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.8)
+    hint = f"did you mean {close[0]}?" if close else f"known: {', '.join(sorted(known))}"
+    return f"{name} is not a {what} setting ({hint})"
 
 
 def cpu_limit(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:

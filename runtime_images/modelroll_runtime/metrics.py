@@ -26,11 +26,13 @@ LATENCY_BUCKETS = (
     0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 7.5, 10.0,
 )  # fmt: skip
 PROTOCOLS = ("v1", "v2", "grpc")  # REST V1, REST V2, and V2 over gRPC
+# the metrics sidecar in front of a server that speaks neither V1 nor V2 (proxy.py)
+OTHER_HTTP = "http"
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 
 
 class RuntimeMetrics:
-    def __init__(self, model: str, version: str) -> None:
+    def __init__(self, model: str, version: str, protocols: tuple[str, ...] = PROTOCOLS) -> None:
         self.model, self.version = model, version
         self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
         self.registry = CollectorRegistry()
@@ -94,7 +96,7 @@ class RuntimeMetrics:
             multiprocess.MultiProcessCollector(self.registry)  # type: ignore[no-untyped-call]
         self.observe_batch: Callable[[float], None] = self.batch_size.labels(model, version).observe
         self.inflight_gauge = self.inflight.labels(model, version)
-        self._durations = {p: self.duration.labels(model, version, p).observe for p in PROTOCOLS}
+        self._durations = {p: self.duration.labels(model, version, p).observe for p in protocols}
         self._counters: dict[tuple[str, int], Callable[[], None]] = {}
 
     def record(self, protocol: str, code: int, seconds: float) -> None:

@@ -73,6 +73,25 @@ class BodyReader:
         them back when the request is done. RequestError 408, 413, 415 or 400 when it cannot
         be had, BudgetExceeded (503) when it does not fit; nothing stays taken then."""
         wbits, declared = _check_headers(headers, self.limit)
+        body = await self._receive_in_time(proto, declared)
+        if wbits is None:
+            return body
+        raw = joined(body)
+        try:
+            decoded = _decompress(raw, wbits, self.limit)
+            self.budget.take(len(decoded) - len(raw))
+        except RequestError:
+            self.budget.give(len(raw))
+            raise
+        return decoded
+
+    async def read_raw(self, headers: Headers, proto: BodyStream) -> Body:
+        """The body as it came, for the metrics sidecar to forward: the size cap on its
+        Content-Length and bytes, the deadline and the budget as read() has them, but any
+        media type and Content-Encoding (the server behind it judges those)."""
+        return await self._receive_in_time(proto, _declared_length(headers, self.limit))
+
+    async def _receive_in_time(self, proto: BodyStream, declared: int | None) -> Body:
         task = asyncio.current_task()
         assert task is not None  # granian runs each request in an asyncio task
         loop = asyncio.get_running_loop()
@@ -91,16 +110,7 @@ class BodyReader:
             ) from None
         finally:
             self._reading.pop(task, None)
-        if wbits is None:
-            return body
-        raw = joined(body)
-        try:
-            decoded = _decompress(raw, wbits, self.limit)
-            self.budget.take(len(decoded) - len(raw))
-        except RequestError:
-            self.budget.give(len(raw))
-            raise
-        return decoded
+        return body
 
     async def _receive(self, proto: BodyStream, declared: int | None) -> Body:
         """The raw body, its size taken from the budget (and nothing taken on an error).
@@ -148,13 +158,19 @@ def _check_headers(headers: Headers, limit: int) -> tuple[int | None, int | None
     if media_type not in _ACCEPTED_MEDIA_TYPES and not media_type.endswith("+json"):
         raise RequestError(415, f"unsupported Content-Type '{media_type}'; send application/json")
     wbits = _content_coding(headers.get("content-encoding", ""))
+    return wbits, _declared_length(headers, limit)
+
+
+def _declared_length(headers: Headers, limit: int) -> int | None:
+    """The body's Content-Length, under the limit; None for a chunked body."""
     declared = headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit():
-            raise bad_request("Content-Length must be a non-negative integer")
-        if int(declared) > limit:
-            raise RequestError(413, f"request body of {declared} bytes exceeds {limit}")
-    return wbits, None if declared is None else int(declared)
+    if declared is None:
+        return None
+    if not declared.isdigit():
+        raise bad_request("Content-Length must be a non-negative integer")
+    if int(declared) > limit:
+        raise RequestError(413, f"request body of {declared} bytes exceeds {limit}")
+    return int(declared)
 
 
 async def _read_chunks(proto: BodyStream, limit: int, budget: ByteBudget) -> list[bytes]:

@@ -108,7 +108,7 @@ def _tensors(
     inputs: dict[str, Array] = {}
     offset = 0
     for raw in raw_inputs:
-        name, array, offset = _tensor(raw, raw_tail, offset)
+        name, array, offset = read_tensor(raw, raw_tail, offset)
         spec = specs[0] if len(specs) == 1 else by_name.get(name)
         if spec is None:
             raise bad_request(
@@ -130,7 +130,7 @@ def _columns_as_matrix(
     columns: dict[str, Array] = {}
     offset = 0
     for raw in raw_inputs:
-        name, array, offset = _tensor(raw, raw_tail, offset)
+        name, array, offset = read_tensor(raw, raw_tail, offset)
         if array.ndim == 2 and array.shape[1] == 1:
             array = array[:, 0]
         if array.ndim != 1:
@@ -153,8 +153,9 @@ def _columns_as_matrix(
     return {spec.name: tensors.conform(spec, "inputs", matrix, allow_missing)}, offset
 
 
-def _tensor(raw: Any, raw_tail: bytes, offset: int) -> tuple[str, Array, int]:
-    """One request input: its name, its values as sent, and the binary bytes read so far."""
+def read_tensor(raw: Any, raw_tail: bytes, offset: int) -> tuple[str, Array, int]:
+    """One tensor of a request (or of a response: the sidecar reads those): its name, its
+    values as sent, and the binary bytes read so far."""
     if not isinstance(raw, dict):
         raise bad_request("each input must be a JSON object")
     name = raw.get("name")

@@ -49,22 +49,20 @@ class RuntimeProcess:
     # (to `tls_host`, the name its certificate carries, on 127.0.0.1)
     tls: ssl.SSLContext | None = None
     tls_host: str = "localhost"
+    # modelroll_runtime.proxy: the metrics sidecar, which has no gRPC port nor workers
+    module: str = "modelroll_runtime"
 
     def start(self) -> RuntimeProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MODELROLL_")}
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        env.update(
-            {
-                "MODELROLL_HTTP_PORT": str(self.port),
-                "MODELROLL_GRPC_PORT": str(self.grpc_port),
-                "MODELROLL_HTTP_HOST": "127.0.0.1",
-            }
-        )
-        env.setdefault("MODELROLL_WORKERS", "1")
+        env.update({"MODELROLL_HTTP_PORT": str(self.port), "MODELROLL_HTTP_HOST": "127.0.0.1"})
+        if self.module == "modelroll_runtime":
+            env["MODELROLL_GRPC_PORT"] = str(self.grpc_port)
+            env.setdefault("MODELROLL_WORKERS", "1")
         env.update(self.env)
         with self.log_file.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "modelroll_runtime"], env=env, stdout=log, stderr=log
+                [sys.executable, "-m", self.module], env=env, stdout=log, stderr=log
             )
         return self
 
