@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 from modelroll.cli.render_command import render_model_deployment
-from modelroll_runtime.config import PREFIX, ConfigError, Settings, known_names
+from modelroll_runtime.config import PREFIX, ConfigError, ProxySettings, Settings, known_names
 from modelroll_runtime.formats import FORMATS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -23,6 +23,7 @@ CONTAINER = "model-server"
 # With spec.runtime.container the runtime image runs only as this init container (and the
 # metrics sidecar, whose proxy settings are its own module's contract).
 FETCH_CONTAINER = "model-fetch"
+SIDECAR = "metrics-proxy"
 
 
 def has_own_container(example: Path) -> bool:
@@ -96,6 +97,19 @@ def test_every_rendered_fetch_env_is_accepted_by_the_runtime(example: Path) -> N
     assert settings.model_uri == body["spec"]["model"]["uri"]
     assert settings.model_format == body["spec"]["model"]["format"]
     assert settings.model_dir == Path("/mnt/models")  # where the user's server reads it
+
+
+def test_the_rendered_sidecar_env_is_accepted_by_the_proxy(tmp_path: Path) -> None:
+    body = yaml.safe_load((REPO / "examples" / "custom-fastapi.yaml").read_text())
+    body["spec"]["runtime"]["container"]["metrics"] = {"sidecar": True}
+    example = tmp_path / "sidecar.yaml"
+    example.write_text(yaml.safe_dump(body))
+    env = {**image_env(), **{e["name"]: e["value"] for e in rendered_env(example, SIDECAR)}}
+    settings = ProxySettings.from_env(env)
+    assert settings.upstream == "http://127.0.0.1:8000"
+    assert settings.protocol == "v2"
+    assert settings.http_port == 8080
+    assert (settings.model_name, settings.model_version) == ("iris-fastapi", "1")
 
 
 def test_there_are_examples_of_own_containers() -> None:
