@@ -2,8 +2,10 @@
 # Builds the modelroll container images without a Docker engine (buildah, mmdebstrap, gcc)
 # and exports each one to an OCI archive that `ctr -n k8s.io images import` takes.
 #
-#   hack/images.sh build [runtime|operator|pause|coredns|all]   build what is missing
-#   hack/images.sh list  [runtime|operator|pause|coredns|all]   print archives, build nothing
+#   hack/images.sh build [runtime|operator|custom-fastapi|pause|coredns|all]   build what is missing
+#   hack/images.sh list  [runtime|operator|custom-fastapi|pause|coredns|all]   print archives only
+#
+# custom-fastapi is examples/custom-fastapi: a user's own serving container (spec.runtime.container).
 #
 # stdout: one "<tag> <archive>" line per image; progress and timings go to stderr.
 # An archive is named after the sha256 of its inputs, so a warm run only hashes files.
@@ -28,7 +30,7 @@ BUILD_CA_BUNDLE=${BUILD_CA_BUNDLE-${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt
 [ -f "$BUILD_CA_BUNDLE" ] || BUILD_CA_BUNDLE=
 # Bump to invalidate every archive when this script changes how images are made.
 RECIPE=1
-ALL_IMAGES="runtime operator pause coredns"
+ALL_IMAGES="runtime operator custom-fastapi pause coredns"
 
 tmpdirs=()
 trap 'rm -rf "${tmpdirs[@]}"' EXIT
@@ -124,6 +126,7 @@ image_tag() {
   case $1 in
     runtime) echo docker.io/modelroll/runtime:0.1.0 ;;
     operator) echo docker.io/modelroll/operator:0.1.0 ;;
+    custom-fastapi) echo localhost/modelroll/custom-fastapi:0.1.0 ;;
     pause) echo "localhost/modelroll/pause:$PAUSE_VERSION" ;;
     coredns) echo "localhost/modelroll/coredns:$(coredns_version)" ;;
   esac
@@ -133,6 +136,7 @@ image_context() {
   case $1 in
     runtime) echo "$repo/runtime_images" ;;
     operator) echo "$repo" ;;
+    custom-fastapi) echo "$repo/examples/custom-fastapi" ;;
     pause) echo "$repo/hack/images" ;;
     coredns) echo "$repo/hack/coredns" ;;
   esac
@@ -142,6 +146,7 @@ image_dockerfile() {
   case $1 in
     runtime) echo "$repo/runtime_images/Dockerfile" ;;
     operator) echo "$repo/Dockerfile" ;;
+    custom-fastapi) echo "$repo/examples/custom-fastapi/Dockerfile" ;;
     pause) echo "$repo/hack/images/pause.Dockerfile" ;;
     coredns) echo "$repo/hack/coredns/Dockerfile" ;;
   esac
@@ -184,7 +189,7 @@ context_files() { # name; NUL-separated paths relative to the context
 # Inputs that are not files in the context.
 extra_inputs() {
   case $1 in
-    runtime | operator) echo "base $(recorded_base_id)" ;;
+    runtime | operator | custom-fastapi) echo "base $(recorded_base_id)" ;;
     pause) echo "gcc $(gcc -dumpfullversion) $K8S_VERSION"; sha256sum <"$(pause_source)" ;;
     coredns) (cd "$repo/hack/coredns" && sha256sum build.sh main.go go.mod go.sum) ;;
   esac
@@ -246,7 +251,7 @@ coredns_binary() {
   echo "$bin"
 }
 
-uses_base() { case $1 in runtime | operator) true ;; *) false ;; esac; }
+uses_base() { case $1 in runtime | operator | custom-fastapi) true ;; *) false ;; esac; }
 
 build_image() { # name, tag, archive
   local name=$1 tag=$2 archive=$3 stage start args=()
@@ -299,11 +304,11 @@ image() { # mode, name
 
 main() {
   local cmd=${1:-} names="" name what
-  case $cmd in build | list) shift ;; *) die "usage: $0 build|list [runtime|operator|pause|coredns|all]..." ;; esac
+  case $cmd in build | list) shift ;; *) die "usage: $0 build|list [runtime|operator|custom-fastapi|pause|coredns|all]..." ;; esac
   for what in "${@:-all}"; do
     case $what in
       all) names="$names $ALL_IMAGES" ;;
-      runtime | operator | pause | coredns) names="$names $what" ;;
+      runtime | operator | custom-fastapi | pause | coredns) names="$names $what" ;;
       *) die "unknown image '$what'; one of: $ALL_IMAGES all" ;;
     esac
   done

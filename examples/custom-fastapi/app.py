@@ -29,7 +29,9 @@ def model_file(path: Path) -> Path:
         return path
     found = sorted(p for p in path.rglob("*") if p.suffix in MODEL_SUFFIXES and p.is_file())
     if len(found) != 1:
-        raise RuntimeError(f"expected one model file ({', '.join(MODEL_SUFFIXES)}) in {path}, found {found}")
+        raise RuntimeError(
+            f"expected one model file ({', '.join(MODEL_SUFFIXES)}) in {path}, found {found}"
+        )
     return found[0]
 
 

@@ -19,6 +19,9 @@ GPU_SHORTAGE = re.compile(r"Insufficient (nvidia\.com/[\w.\-]*[\w\-])")
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 # Problems the scheduler reports; whether the GPU product exists anywhere changes their meaning.
 SCHEDULING_REASONS = frozenset({"InsufficientGPU", "Unschedulable"})
+# What the model-fetch init container (modelroll_runtime.fetch) writes to its termination
+# log when the download or the pin fails, and the reason status shows for it.
+FETCH_FAILED = "ModelFetchFailed"
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,10 @@ def pod_problem(pod: JSON) -> PodProblem | None:
                     "InsufficientGPU", f"no node has a free {shortage.group(1)}: {message}"
                 )
             return PodProblem("Unschedulable", message)
+    for container in status.get("initContainerStatuses") or []:
+        problem = init_problem(container)
+        if problem:  # the serving containers wait behind it (PodInitializing)
+            return problem
     for container in status.get("containerStatuses") or []:
         terminated = (container.get("lastState") or {}).get("terminated") or {}
         recovered = container.get("ready") is True
@@ -48,6 +55,27 @@ def pod_problem(pod: JSON) -> PodProblem | None:
         reason = WAITING_REASONS.get(str(waiting.get("reason", "")))
         if reason:
             return PodProblem(reason, str(waiting.get("message", waiting.get("reason"))))
+    return None
+
+
+def init_problem(container: JSON) -> PodProblem | None:
+    """An init container that keeps the pod from serving: the model fetch's own reason
+    (`ModelFetchFailed: ...` in its termination message, from this try or the last one),
+    or a waiting reason such as an image that cannot be pulled."""
+    state = container.get("state") or {}
+    if (state.get("terminated") or {}).get("exitCode") == 0:
+        return None  # it finished: whatever failed before healed
+    for terminated in (
+        state.get("terminated"),
+        (container.get("lastState") or {}).get("terminated"),
+    ):
+        message = str((terminated or {}).get("message", ""))
+        if message.startswith(FETCH_FAILED):
+            return PodProblem(FETCH_FAILED, message.strip())
+    waiting = state.get("waiting") or {}
+    reason = WAITING_REASONS.get(str(waiting.get("reason", "")))
+    if reason:
+        return PodProblem(reason, str(waiting.get("message", waiting.get("reason"))))
     return None
 
 
@@ -69,7 +97,32 @@ def problem_fields(pod: JSON) -> JSON:
         if waiting.get("reason") in WAITING_REASONS:
             slim["state"] = {"waiting": waiting}
         containers.append(slim)
-    return {"conditions": conditions, "containerStatuses": containers}
+    return {
+        "conditions": conditions,
+        "initContainerStatuses": [
+            init_fields(c) for c in status.get("initContainerStatuses") or []
+        ],
+        "containerStatuses": containers,
+    }
+
+
+def init_fields(container: JSON) -> JSON:
+    """The part of an init container's status `init_problem` reads."""
+    slim: JSON = {}
+    for key in ("state", "lastState"):
+        state = container.get(key) or {}
+        terminated = state.get("terminated") or {}
+        kept: JSON = {}
+        if terminated:
+            kept["terminated"] = {
+                k: terminated[k] for k in ("exitCode", "message") if k in terminated
+            }
+        waiting = state.get("waiting") or {}
+        if waiting.get("reason") in WAITING_REASONS:
+            kept["waiting"] = waiting
+        if kept:
+            slim[key] = kept
+    return slim
 
 
 def gpu_not_offered(product: str) -> PodProblem:

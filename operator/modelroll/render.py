@@ -10,7 +10,7 @@ from typing import Any
 import jinja2
 import yaml
 
-from modelroll import GROUP, KIND, VERSION
+from modelroll import GROUP, KIND, VERSION, render_custom
 from modelroll.config import OperatorConfig
 from modelroll.feature_drift import recording_rules
 from modelroll.quantity import parse_quantity
@@ -313,12 +313,13 @@ def render_deployment(
     tls, tls_mounts = tls_volume(spec)
     pod_annotations = {
         "prometheus.io/scrape": "true",
-        "prometheus.io/port": str(RUNTIME_PORTS[METRICS_PORT]),
+        "prometheus.io/port": str(metrics_port(spec)),
         "prometheus.io/path": "/metrics",
         MODEL_VERSION_ANNOTATION: spec.model.version,
     }
     if tls:
         pod_annotations["prometheus.io/scheme"] = "https"
+    pod = custom_pod_of(owner, spec, config, model_uri, volumes)
     return render_template(
         "deployment.yaml.j2",
         name=deployment_name(owner.name, revision),
@@ -347,13 +348,44 @@ def render_deployment(
         port_name=scheme(spec),
         tls=bool(tls),
         volume_mounts=[*scratch_mounts, *mounts, *tls_mounts],
-        volumes=[*scratch, *volumes, *tls],
+        volumes=pod.volumes if pod else [*scratch, *volumes, *tls],
+        init_containers=pod.init_containers if pod else [],
+        containers=pod.containers if pod else None,
     )
+
+
+def custom_pod_of(
+    owner: Owner, spec: ModelDeploymentSpec, config: OperatorConfig, uri: str, pvc: list[JSON]
+) -> render_custom.CustomPod | None:
+    """The user's server with its fetch init container (and sidecar), or None for a runtime pod."""
+    container = spec.runtime.container
+    if container is None:
+        return None
+    secret = spec.model.credentials_secret
+    tmp = {"name": "tmp", "emptyDir": {"sizeLimit": config.tmp_volume_size}}
+    return render_custom.custom_pod(
+        owner.name,
+        spec,
+        container,
+        config,
+        render_custom.model_volume(uri, pvc, config.model_volume_size),
+        pod_resources(spec, config),
+        credential_env(secret) if secret else [],
+        (tmp, {"name": "tmp", "mountPath": "/tmp"}),
+    )
+
+
+def metrics_port(spec: ModelDeploymentSpec) -> int:
+    container = spec.runtime.container
+    return render_custom.metrics_port(container) if container else RUNTIME_PORTS[METRICS_PORT]
 
 
 def port_names(spec: ModelDeploymentSpec) -> dict[str, int]:
     """The runtime's container ports by name: the HTTP one is `https` with TLS, so that a
-    Service, a probe or a NetworkPolicy naming it cannot speak the wrong scheme to it."""
+    Service, a probe or a NetworkPolicy naming it cannot speak the wrong scheme to it. A
+    user's container serves one HTTP port (its own, or the metrics sidecar's)."""
+    if spec.runtime.container:
+        return render_custom.serving_ports(spec.runtime.container)
     return {scheme(spec): RUNTIME_PORTS["http"], "grpc": RUNTIME_PORTS["grpc"]}
 
 
@@ -383,7 +415,7 @@ def namespace_peer(namespace: str) -> JSON:
 def network_policy_ingress(spec: ModelDeploymentSpec, config: OperatorConfig) -> list[JSON]:
     """Who may connect: the namespace itself, the operator's pods (smoke tests) and the
     spec's allowFrom to every serving port; the monitoring namespace to the metrics port."""
-    ports = [{"protocol": "TCP", "port": port} for port in RUNTIME_PORTS.values()]
+    ports = [{"protocol": "TCP", "port": port} for port in port_names(spec).values()]
     callers: list[JSON] = [{"podSelector": {}}]
     if config.operator_namespace:
         operator = namespace_peer(config.operator_namespace)
@@ -395,7 +427,7 @@ def network_policy_ingress(spec: ModelDeploymentSpec, config: OperatorConfig) ->
         ingress.append(
             {
                 "from": [namespace_peer(config.monitoring_namespace)],
-                "ports": [{"protocol": "TCP", "port": RUNTIME_PORTS[METRICS_PORT]}],
+                "ports": [{"protocol": "TCP", "port": metrics_port(spec)}],
             }
         )
     return ingress
@@ -420,6 +452,8 @@ def service_url(owner: Owner, spec: ModelDeploymentSpec, config: OperatorConfig)
     host = f"{scheme(spec)}://{owner.name}.{owner.namespace}.svc.{config.cluster_domain}"
     if spec.runtime.protocol == "v1":
         return f"{host}/v1/models/{owner.name}:predict"
+    if spec.runtime.protocol == "none":  # a server of its own paths
+        return host
     return f"{host}/v2/models/{owner.name}/infer"
 
 

@@ -42,6 +42,22 @@ class SecretKey:
 
 
 @dataclass(frozen=True)
+class Container:
+    """spec.runtime.container: the user's server in place of the modelroll runtime."""
+
+    image: str
+    port: int
+    image_pull_policy: str = ""
+    command: tuple[str, ...] = ()
+    args: tuple[str, ...] = ()
+    protocol: str = default_of(api.Container, "protocol")
+    liveness_path: str = ""  # "": the protocol's default (render.health_probes)
+    readiness_path: str = ""
+    env: tuple[JSON, ...] = ()
+    metrics_sidecar: bool = default_of(api.ContainerMetrics, "sidecar")
+
+
+@dataclass(frozen=True)
 class Runtime:
     image: str = ""  # "" when unset: the operator's configured image
     image_pull_policy: str = ""
@@ -51,6 +67,7 @@ class Runtime:
     batching: Batching = field(default_factory=Batching)
     auth_token: SecretKey | None = None  # set: the runtime's bearer-token auth is on
     tls_secret: str = ""  # a kubernetes.io/tls Secret's name: the runtime serves HTTPS
+    container: Container | None = None  # set: the user's server replaces the runtime
 
 
 @dataclass(frozen=True)
@@ -161,11 +178,29 @@ def _model(m: api.Model) -> Model:
     return Model(m.format, m.uri, m.version or "", m.sha256 or "", secret)
 
 
+def _container(c: api.Container | None) -> Container | None:
+    if c is None:
+        return None
+    return Container(
+        image=c.image,
+        port=c.port,
+        image_pull_policy=c.image_pull_policy or "",
+        command=c.command,
+        args=c.args,
+        protocol=c.protocol,
+        liveness_path=c.health.liveness_path or "",
+        readiness_path=c.health.readiness_path or "",
+        env=tuple(_wire(e) for e in c.env),
+        metrics_sidecar=c.metrics.sidecar,
+    )
+
+
 def _runtime(r: api.Runtime) -> Runtime:
     return Runtime(
         image=r.image or "",
         image_pull_policy=r.image_pull_policy or "",
-        protocol=r.protocol,
+        # what the pods speak: the user's container says so itself
+        protocol=r.container.protocol if r.container else r.protocol,
         env=tuple(_wire(e) for e in r.env),
         workers=r.workers,
         batching=Batching(max_batch_size=r.batching.max_batch_size),
@@ -173,6 +208,7 @@ def _runtime(r: api.Runtime) -> Runtime:
         if r.auth
         else None,
         tls_secret=r.tls.secret_ref.name if r.tls else "",
+        container=_container(r.container),
     )
 
 

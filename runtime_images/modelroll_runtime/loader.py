@@ -76,7 +76,7 @@ def load(settings: Settings) -> LoadedModel:
             f"sha256 mismatch for {model_file.name}: expected {settings.model_sha256}, "
             f"got {digest}; refusing to load"
         )
-    _refuse_unpinned_pickle(settings, model_format, model_file.name)
+    refuse_unpinned_pickle(settings, model_format, model_file.name)
     try:
         model, compilation = _load_fastest(settings, model_format, model_file, digest)
         predict_seconds, answered = _warm_up(model)
@@ -90,7 +90,7 @@ def load(settings: Settings) -> LoadedModel:
     )
 
 
-def _refuse_unpinned_pickle(
+def refuse_unpinned_pickle(
     settings: Settings, model_format: ModelFormat[Any], file_name: str
 ) -> None:
     if (
@@ -134,7 +134,7 @@ def _load_package(
             model: Model = onnx_model
             compilation["backend"] = "onnx"
         else:
-            _refuse_unpinned_pickle(settings, model_format, manifest.model)
+            refuse_unpinned_pickle(settings, model_format, manifest.model)
             model = model_format.load(directory / manifest.model)
             compilation["backend"] = model.backend
         compilation.setdefault("verdict", NO_CONVERTER)

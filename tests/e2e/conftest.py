@@ -40,6 +40,9 @@ HOST_IP = subprocess.run(
 NODE_NAME = "real-0"
 RUNTIME_IMAGE = "docker.io/modelroll/runtime:0.1.0"
 OPERATOR_IMAGE = "docker.io/modelroll/operator:0.1.0"
+# examples/custom-fastapi: a user's own server (spec.runtime.container). hack/images.sh
+# builds it with the others, and the real node imports it the same way.
+CUSTOM_FASTAPI_IMAGE = "localhost/modelroll/custom-fastapi:0.1.0"
 # What every workload of these tests carries to land on the real node (it is tainted, so
 # nothing from other tests lands there by accident).
 ON_REAL_NODE: dict[str, Any] = {

@@ -26,7 +26,32 @@ from tests.unit.test_status import (
 LOAD_FAILED = {
     "terminated": {"exitCode": 3, "reason": "Error", "message": "ModelLoadFailed: bad hash\n"}
 }
+FETCH_FAILED = {
+    "terminated": {
+        "exitCode": 1,
+        "reason": "Error",
+        "message": "ModelFetchFailed: sha256 differs\n",
+    }
+}
+
+
+def initializing(
+    state: dict[str, object], last: dict[str, object] | None = None
+) -> dict[str, object]:
+    """A pod of a custom container held behind its model-fetch init container."""
+    fetch = {"name": "model-fetch", "ready": False, "state": state, "lastState": last or {}}
+    whole = waiting_pod("a1", "PodInitializing", "")
+    whole["status"]["initContainerStatuses"] = [fetch]
+    return whole
+
+
 PODS = {
+    "fetch failed": initializing(FETCH_FAILED),
+    "fetch retrying": initializing(
+        {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off"}}, FETCH_FAILED
+    ),
+    "fetch image": initializing({"waiting": {"reason": "ErrImagePull", "message": "denied"}}),
+    "fetched": initializing({"terminated": {"exitCode": 0, "reason": "Completed"}}, FETCH_FAILED),
     "gpu shortage": unschedulable("a1", GPU_SHORTAGE),
     "unschedulable": unschedulable("a1", "0/3 nodes are available: 3 node(s) had taints."),
     "image pull": waiting_pod("a1", "ErrImagePull", "pull access denied"),

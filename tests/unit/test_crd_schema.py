@@ -224,7 +224,22 @@ def test_api_field_names() -> None:
         "batching",
         "auth",
         "tls",
+        "container",
     }
+    container = spec["runtime"]["properties"]["container"]["properties"]
+    assert set(container) == {
+        "image",
+        "imagePullPolicy",
+        "command",
+        "args",
+        "port",
+        "protocol",
+        "health",
+        "env",
+        "metrics",
+    }
+    assert set(container["health"]["properties"]) == {"livenessPath", "readinessPath"}
+    assert set(container["metrics"]["properties"]) == {"sidecar"}
     assert set(spec["gpu"]["properties"]) == {"count", "resource", "product"}
     assert set(spec["autoscaling"]["properties"]) == {
         "minReplicas",

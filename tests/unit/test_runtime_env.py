@@ -14,12 +14,25 @@ from typing import Any
 import pytest
 import yaml
 from modelroll.cli.render_command import render_model_deployment
-from modelroll_runtime.config import PREFIX, ConfigError, Settings, known_names
+from modelroll_runtime.config import PREFIX, ConfigError, ProxySettings, Settings, known_names
 from modelroll_runtime.formats import FORMATS
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
 CONTAINER = "model-server"
+# With spec.runtime.container the runtime image runs only as this init container (and the
+# metrics sidecar, whose proxy settings are its own module's contract).
+FETCH_CONTAINER = "model-fetch"
+SIDECAR = "metrics-proxy"
+
+
+def has_own_container(example: Path) -> bool:
+    body = yaml.safe_load(example.read_text())
+    return "container" in (body["spec"].get("runtime") or {})
+
+
+RUNTIME_EXAMPLES = [e for e in EXAMPLES if not has_own_container(e)]
+CONTAINER_EXAMPLES = [e for e in EXAMPLES if has_own_container(e)]
 
 
 def image_env() -> dict[str, str]:
@@ -35,11 +48,12 @@ def image_env() -> dict[str, str]:
     return env
 
 
-def rendered_env(example: Path) -> list[dict[str, Any]]:
+def rendered_env(example: Path, container: str = CONTAINER) -> list[dict[str, Any]]:
     children = render_model_deployment(yaml.safe_load(example.read_text()))
     (deployment,) = (c for c in children if c["kind"] == "Deployment")
-    containers = deployment["spec"]["template"]["spec"]["containers"]
-    (server,) = (c for c in containers if c["name"] == CONTAINER)
+    pod = deployment["spec"]["template"]["spec"]
+    containers = pod["containers"] + pod.get("initContainers", [])
+    (server,) = (c for c in containers if c["name"] == container)
     env: list[dict[str, Any]] = server["env"]
     return env
 
@@ -62,7 +76,7 @@ def test_there_are_examples() -> None:
     assert len(EXAMPLES) >= 5, EXAMPLES
 
 
-@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+@pytest.mark.parametrize("example", RUNTIME_EXAMPLES, ids=lambda p: p.name)
 def test_every_rendered_example_env_is_accepted_by_the_runtime(example: Path) -> None:
     body = yaml.safe_load(example.read_text())
     env = rendered_env(example)
@@ -73,6 +87,34 @@ def test_every_rendered_example_env_is_accepted_by_the_runtime(example: Path) ->
     assert settings.model_format == body["spec"]["model"]["format"]
     assert settings.exit_on_load_failure  # pods report load failures through restarts
     assert settings.http_port == 8080
+
+
+@pytest.mark.parametrize("example", CONTAINER_EXAMPLES, ids=lambda p: p.name)
+def test_every_rendered_fetch_env_is_accepted_by_the_runtime(example: Path) -> None:
+    body = yaml.safe_load(example.read_text())
+    settings = settings_of(rendered_env(example, FETCH_CONTAINER))
+    assert settings.model_name == body["metadata"]["name"]
+    assert settings.model_uri == body["spec"]["model"]["uri"]
+    assert settings.model_format == body["spec"]["model"]["format"]
+    assert settings.model_dir == Path("/mnt/models")  # where the user's server reads it
+
+
+def test_the_rendered_sidecar_env_is_accepted_by_the_proxy(tmp_path: Path) -> None:
+    body = yaml.safe_load((REPO / "examples" / "custom-fastapi.yaml").read_text())
+    body["spec"]["runtime"]["container"]["metrics"] = {"sidecar": True}
+    example = tmp_path / "sidecar.yaml"
+    example.write_text(yaml.safe_dump(body))
+    env = {**image_env(), **{e["name"]: e["value"] for e in rendered_env(example, SIDECAR)}}
+    settings = ProxySettings.from_env(env)
+    assert settings.upstream == "http://127.0.0.1:8000"
+    assert settings.protocol == "v2"
+    assert settings.http_port == 8080
+    assert (settings.model_name, settings.model_version) == ("iris-fastapi", "1")
+
+
+def test_there_are_examples_of_own_containers() -> None:
+    names = {p.name for p in CONTAINER_EXAMPLES}
+    assert names == {"custom-fastapi.yaml", "triton.yaml", "tfserving.yaml", "vllm-gpu.yaml"}
 
 
 def test_the_image_defaults_are_runtime_settings() -> None:

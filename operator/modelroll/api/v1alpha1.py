@@ -245,11 +245,125 @@ class Tls(ApiModel):
     )
 
 
+RESERVED_ENV_RULE = "self.all(e, !e.name.startsWith('MODELROLL_'))"
+HEALTH_PATH = r"^/[^\s?#]*$"
+Protocol = Literal["v2", "v1", "none"]
+
+
+class ContainerHealth(ApiModel):
+    liveness_path: str | None = Field(
+        None,
+        description="""HTTP path of the liveness probe, on spec.runtime.container.port. Default:
+        /v2/health/live with protocol v2; with v1 or none, a TCP connect to the port.""",
+        max_length=256,
+        pattern=HEALTH_PATH,
+    )
+    readiness_path: str | None = Field(
+        None,
+        description="""HTTP path of the startup and readiness probes (2xx or 3xx means ready).
+        Default: /v2/health/ready with protocol v2; with v1 or none, a TCP connect to the
+        port, which only says the server listens, not that its model is loaded.""",
+        max_length=256,
+        pattern=HEALTH_PATH,
+    )
+
+
+class ContainerMetrics(ApiModel):
+    sidecar: bool = Field(
+        False,
+        description="""Run the modelroll runtime image in proxy mode beside the container: it
+        listens on port 8080, forwards every request to the container's port, and exports
+        the runtime's request, latency, status and (for v2 and v1 answers) prediction
+        metrics with the model and version labels. The Service and the metrics scrape then
+        target it. Canary analysis needs it.""",
+    )
+
+
+class Container(ApiModel):
+    """Your own serving container in place of the modelroll runtime."""
+
+    image: str = Field(description="The serving image.", min_length=1, max_length=512)
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = Field(
+        None, description="Image pull policy for this container (Kubernetes' default if unset)."
+    )
+    command: tuple[Annotated[str, _Schema(description="One word of the entrypoint.")], ...] = Field(
+        default_factory=tuple,
+        description="The entrypoint, as in core/v1 Container.command (the image's if empty).",
+        max_length=64,
+        json_schema_extra=ATOMIC,
+    )
+    args: tuple[Annotated[str, _Schema(description="One argument.")], ...] = Field(
+        default_factory=tuple,
+        description="Arguments to the entrypoint, as in core/v1 Container.args.",
+        max_length=256,
+        json_schema_extra=ATOMIC,
+    )
+    port: int = Field(
+        description="""The port the server answers HTTP on: the Service, probes,
+        NetworkPolicy and smoke tests reach it (through the metrics sidecar when that is
+        on).""",
+        ge=1,
+        le=65535,
+    )
+    protocol: Protocol = Field(
+        "v2",
+        description="""What the server speaks: v2 (Open Inference Protocol), v1
+        (TensorFlow-Serving style :predict) or none. It sets the default health paths, the
+        smoke tests' and `modelroll predict`'s paths, and what the metrics sidecar decodes
+        for prediction metrics. With a container it replaces spec.runtime.protocol.""",
+    )
+    health: ContainerHealth = Field(
+        default_factory=ContainerHealth,
+        description="The probes' HTTP paths.",
+        json_schema_extra=EMPTY_DEFAULT,
+    )
+    env: tuple[EnvVar, ...] = Field(
+        default_factory=tuple,
+        description="""Environment variables for the container, in the core EnvVar shape.
+        Names starting with MODELROLL_ are reserved for the operator. A credentials Secret
+        (spec.model.credentials) reaches only the fetch init container, not this one.""",
+        max_length=64,
+        json_schema_extra={
+            **map_list("name"),
+            **rules(
+                rule(
+                    RESERVED_ENV_RULE,
+                    "spec.runtime.container.env must not set MODELROLL_* variables",
+                )
+            ),
+        },
+    )
+    metrics: ContainerMetrics = Field(
+        default_factory=ContainerMetrics,
+        description="The opt-in metrics sidecar.",
+        json_schema_extra=EMPTY_DEFAULT,
+    )
+
+
+# Fields of spec.runtime that configure the modelroll runtime itself: meaningless for a
+# container of the user's, so CEL refuses them beside spec.runtime.container.
+RUNTIME_ONLY_FIELDS = ("env", "workers", "auth", "tls")
+
+
+def _container_exclusive(field: str) -> JSON:
+    return rule(
+        f"!has(self.container) || !has(self.{field})",
+        f"""spec.runtime.{field} configures the modelroll runtime and is not allowed with
+        spec.runtime.container""",
+        f".{field}",
+    )
+
+
 class Runtime(ApiModel):
+    model_config = ConfigDict(
+        json_schema_extra=rules(*(_container_exclusive(f) for f in RUNTIME_ONLY_FIELDS))
+    )
+
     image: str | None = Field(
         None,
         description="""Serving runtime image. Defaults to the generic modelroll runtime image
-        configured in the operator.""",
+        configured in the operator. With spec.runtime.container, the image of the model
+        fetch init container and of the metrics sidecar.""",
         min_length=1,
         max_length=512,
     )
@@ -260,7 +374,8 @@ class Runtime(ApiModel):
         "v2",
         description="""Inference protocol: v2 (Open Inference Protocol, POST
         /v2/models/<name>/infer) or v1 (TensorFlow-Serving style, POST
-        /v1/models/<name>:predict).""",
+        /v1/models/<name>:predict). Ignored with spec.runtime.container, whose own protocol
+        field says what it speaks.""",
     )
     env: tuple[EnvVar, ...] = Field(
         default_factory=tuple,
@@ -272,7 +387,7 @@ class Runtime(ApiModel):
             **map_list("name"),
             **rules(
                 rule(
-                    "self.all(e, !e.name.startsWith('MODELROLL_'))",
+                    RESERVED_ENV_RULE,
                     "spec.runtime.env must not set MODELROLL_* variables; use the typed fields",
                 )
             ),
@@ -295,6 +410,14 @@ class Runtime(ApiModel):
         None,
         description="""HTTPS for every endpoint of the runtime (API, health, /metrics). Unset,
         it serves plain HTTP on the Service's port 80.""",
+    )
+    container: Container | None = Field(
+        None,
+        description="""Your own serving container (a FastAPI app, Triton, TF Serving, vLLM)
+        in place of the modelroll runtime, with the same rollouts, probes, autoscaling and
+        GPU placement. spec.model.uri still applies: an init container (the runtime image in
+        fetch mode) downloads the model into /mnt/models, verifying the sha256 pin or the
+        package manifest, and the container gets it there read-only.""",
     )
 
 
@@ -887,7 +1010,25 @@ class ModelDeploymentSpec(ApiModel):
                 """spec.nodeSelector must not set nvidia.com/gpu.product when spec.gpu.product
                 is set; use spec.gpu.product""",
                 ".nodeSelector",
-            )
+            ),
+            rule(
+                """!has(self.runtime) || !has(self.runtime.container) ||
+                (has(self.runtime.container.metrics) && self.runtime.container.metrics.sidecar)
+                || !has(self.rollout) || !has(self.rollout.canary) ||
+                !has(self.rollout.canary.analysis)""",
+                """spec.rollout.canary.analysis needs spec.runtime.container.metrics.sidecar:
+                true; analysis reads the runtime's metrics, which only the sidecar exports for
+                your own container""",
+                ".rollout.canary.analysis",
+            ),
+            rule(
+                """!has(self.runtime) || !has(self.runtime.container) ||
+                !has(self.runtime.container.metrics) || !self.runtime.container.metrics.sidecar
+                || self.runtime.container.port != 8080""",
+                """spec.runtime.container.port must not be 8080 with the metrics sidecar,
+                which listens on 8080 in the same pod""",
+                ".runtime.container.port",
+            ),
         )
     )
 

@@ -9,8 +9,6 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from modelroll.api import v1alpha1
-from modelroll.api.v1alpha1 import default_of
 from modelroll.cli import actions, dashboard_server, package_command, predict
 from modelroll.cli.cluster import NotFound, Target, connect, get_model_deployment
 from modelroll.cli.lint import lint_object
@@ -19,6 +17,8 @@ from modelroll.cli.manifests import model_deployments
 from modelroll.cli.render_command import render_model_deployment
 from modelroll.cli.status_command import snapshot, watch
 from modelroll.kube import ApiError
+from modelroll.render import port_names
+from modelroll.spec import parse_spec
 
 app = typer.Typer(
     name="modelroll",
@@ -256,17 +256,16 @@ def _predict_in_cluster(
     target = _connect(name, namespace, kubeconfig)
     try:
         md = get_model_deployment(target)
-        chosen = protocol or str(
-            ((md.get("spec") or {}).get("runtime") or {}).get(
-                "protocol", default_of(v1alpha1.Runtime, "protocol")
-            )
-        )
+        spec = parse_spec(md.get("spec") or {})
+        # a user's own container says what it speaks, and where (spec.runtime.container)
+        chosen = protocol or spec.runtime.protocol
+        (port, *_) = port_names(spec).values()
         token = predict.auth_token(target, md)
         trust = predict.runtime_trust(target, md)
         if url:
             return predict.send(url, name, chosen, body, token=token, trust=trust)
         pod = predict.ready_pod(target, md)
-        with predict.port_forward(target, pod) as base_url:
+        with predict.port_forward(target, pod, port=port) as base_url:
             if trust is not None:
                 base_url = predict.https_url(base_url)
             return predict.send(base_url, name, chosen, body, token=token, trust=trust)

@@ -125,9 +125,12 @@ def ready_pod(target: Target, md: JSON) -> str:
 
 
 @contextmanager
-def port_forward(target: Target, pod: str, kubectl: str = "kubectl") -> Iterator[str]:
-    """A local base URL forwarded to the pod's runtime port, for as long as the block runs."""
-    command = [kubectl, "port-forward", "-n", target.namespace, f"pod/{pod}", f":{RUNTIME_PORT}"]
+def port_forward(
+    target: Target, pod: str, kubectl: str = "kubectl", port: int = RUNTIME_PORT
+) -> Iterator[str]:
+    """A local base URL forwarded to the pod's serving port (the runtime's, or that of the
+    user's own container or its sidecar), for as long as the block runs."""
+    command = [kubectl, "port-forward", "-n", target.namespace, f"pod/{pod}", f":{port}"]
     if target.kubeconfig:
         command[1:1] = ["--kubeconfig", target.kubeconfig]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
