@@ -369,11 +369,10 @@ class RuntimeApp:
             self.admit()
             counted = True
             headers = scope.headers
-            extra = (
-                cloudevents.response_headers(self.name)
-                if cloudevents.is_binary_event(headers)
-                else []
-            )
+            # a CloudEvent in binary mode has ce-specversion: one header read for the rest
+            binary_event = headers.get("ce-specversion") and cloudevents.is_binary_event(headers)
+            extra = cloudevents.response_headers(self.name) if binary_event else []
+            json_headers = [*self._json_headers, *extra] if extra else self._json_headers
             if protocol == "v2":
                 binary_header = headers.get(v2.BINARY_HEADER)
                 if isinstance(body, bytes) and decoder.inline(body, binary_header):
@@ -383,7 +382,7 @@ class RuntimeApp:
                 body = b""  # the arrays replace it; the budget still counts it (see below)
                 results = await batcher.predict(request.inputs, request.outputs, request.rows)
                 payload, json_length = v2.encode_response(self.name, self.version, request, results)
-                response_headers = [*self._json_headers, *extra]
+                response_headers = json_headers
                 if json_length is not None:
                     response_headers = [
                         ("content-type", "application/octet-stream"),
@@ -401,9 +400,7 @@ class RuntimeApp:
                 output = v1.output_of(model, self._v1_probabilities)
                 results = await batcher.predict(inputs, (output,), rows)
                 status = 200
-                proto.response_bytes(
-                    200, [*self._json_headers, *extra], v1.encode_response(results, output)
-                )
+                proto.response_bytes(200, json_headers, v1.encode_response(results, output))
         except RequestError as exc:
             status = exc.status
             self._error(proto, status, exc.message)

@@ -93,14 +93,14 @@ def decode_document(
         inputs, offset = _tensors(raw_inputs, raw_tail, specs, allow_missing)
     if offset != len(raw_tail):
         raise bad_request(f"{len(raw_tail) - offset} bytes of binary data belong to no input")
-    rows = {a.shape[0] for a in inputs.values()}
-    if len(rows) != 1:
+    rows = {a.shape[0] for a in inputs.values()} if len(inputs) > 1 else None
+    if rows is not None and len(rows) != 1:
         raise bad_request("all inputs must have the same batch size (first dimension)")
     outputs, binary_outputs = _requested_outputs(request, model)
     return InferRequest(
         request_id if request_id is not None else new_request_id(),
         inputs,
-        rows.pop(),
+        rows.pop() if rows is not None else next(iter(inputs.values())).shape[0],
         outputs,
         binary_outputs,
     )
@@ -114,7 +114,7 @@ def _tensors(
         raise bad_request(
             f"the model takes {len(specs)} input(s), the request has {len(raw_inputs)}"
         )
-    by_name = {spec.name: spec for spec in specs}
+    by_name = {spec.name: spec for spec in specs} if len(specs) > 1 else {}
     inputs: dict[str, Array] = {}
     offset = 0
     for raw in raw_inputs:
