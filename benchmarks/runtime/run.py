@@ -154,7 +154,7 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
-def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 120) -> float:
+def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 300) -> float:
     started = time.monotonic()
     while time.monotonic() - started < timeout:
         if process.poll() is not None:
