@@ -376,11 +376,14 @@ def medians(results: list[Result]) -> tuple[list[Result], dict[tuple[object, ...
     merged, spread = [], {}
     for key, runs in cells.items():
         first = runs[0]
+
+        def median(field: str, runs: list[Result] = runs) -> float:
+            return float(np.median([getattr(r, field) for r in runs]))
+
         merged.append(Result(first.server, first.model, first.protocol, first.rows,
-                             first.concurrency, *(float(np.median([getattr(r, f) for r in runs]))
-                             for f in ("rps", "p50_ms", "p99_ms")),
-                             sum(r.errors for r in runs),
-                             float(np.median([r.cpu_us for r in runs]))))  # fmt: skip
+                             first.concurrency, median("rps"), median("p50_ms"),
+                             median("p99_ms"), sum(r.errors for r in runs),
+                             median("cpu_us")))  # fmt: skip
         rates = sorted(r.rps for r in runs)
         spread[key] = f"{rates[0]:.0f}-{rates[-1]:.0f}" if len(runs) > 1 else ""
     return merged, spread
@@ -422,7 +425,9 @@ def print_report(
 def print_floor_ratios(results: list[Result], loads: list[str]) -> None:
     """Ours as ratios to the floor, cell by cell, from the same run (medians of the rounds)."""
     results, _ = medians(results)
-    cells = {(r.server, r.model, r.protocol, r.rows, r.concurrency): r for r in results}
+    cells: dict[tuple[object, ...], Result] = {
+        (r.server, r.model, r.protocol, r.rows, r.concurrency): r for r in results
+    }
     print("\n| model | protocol | rows | conc | ours req/s | floor req/s | throughput ratio "
           "| ours p99 ms | floor p99 ms | p99 ratio | CPU µs/req ours / floor |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|---|---|")

@@ -11,7 +11,7 @@ import random
 import uuid
 
 import pytest
-from modelroll_runtime import metrics
+from modelroll_runtime.config import MULTIPROC_ENV
 from modelroll_runtime.metrics import BATCH_BUCKETS, LATENCY_BUCKETS, PROTOCOLS, RuntimeMetrics
 from modelroll_runtime.v2 import new_request_id
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -52,7 +52,7 @@ def _reference(
 
 
 def test_the_tally_scrapes_as_prometheus_client_would(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(metrics.MULTIPROC_ENV, raising=False)
+    monkeypatch.delenv(MULTIPROC_ENV, raising=False)
     m = RuntimeMetrics("iris", "3")
     assert m.tally is not None
     rng = random.Random(7)
@@ -75,7 +75,7 @@ def test_the_tally_scrapes_as_prometheus_client_would(monkeypatch: pytest.Monkey
 def test_several_workers_keep_prometheus_clients_own_objects(
     monkeypatch: pytest.MonkeyPatch, tmp_path: object
 ) -> None:
-    monkeypatch.setenv(metrics.MULTIPROC_ENV, str(tmp_path))
+    monkeypatch.setenv(MULTIPROC_ENV, str(tmp_path))
     m = RuntimeMetrics("iris", "3")
     assert m.tally is None
     m.record("v2", 200, 0.001)
