@@ -99,7 +99,7 @@ def main() -> None:
                         )
                         for concurrency in (int(c) for c in args.concurrency.split(",")):
                             before = cpu_seconds(process.pid)
-                            got, _, _, errors = wrk(url, script, concurrency, args.duration)
+                            got, _, _, errors, _ = wrk(url, script, concurrency, args.duration)
                             used = cpu_seconds(process.pid) - before
                             assert errors == 0, f"{server} {model}: {errors} errors"
                             key = (model, rows, concurrency, server)

@@ -154,10 +154,13 @@ def _small_joined(chunks: list[bytes]) -> Body:
 def _check_headers(headers: Headers, limit: int) -> tuple[int | None, int | None]:
     """zlib's wbits for the Content-Encoding (None: not encoded), and the body's
     Content-Length (under the limit; None for a chunked body)."""
-    media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    media_type = headers.get("content-type", "")
+    if media_type not in _ACCEPTED_MEDIA_TYPES:  # else already one, as most clients send it
+        media_type = media_type.split(";", 1)[0].strip().lower()
     if media_type not in _ACCEPTED_MEDIA_TYPES and not media_type.endswith("+json"):
         raise RequestError(415, f"unsupported Content-Type '{media_type}'; send application/json")
-    wbits = _content_coding(headers.get("content-encoding", ""))
+    coding = headers.get("content-encoding")
+    wbits = _content_coding(coding) if coding else None
     return wbits, _declared_length(headers, limit)
 
 

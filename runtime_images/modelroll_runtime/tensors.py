@@ -166,9 +166,16 @@ def conform(spec: TensorSpec, name: str, array: Array, allow_missing: bool) -> A
         raise bad_request(f"input '{name}': the batch is empty (shape {list(array.shape)})")
     converted = array.astype(spec.dtype, copy=False)
     # tree boosters read NaN as "missing"; for every other model it is an input error
-    if converted.dtype.kind == "f" and not allow_missing and not np.isfinite(converted).all():
+    if converted.dtype.kind == "f" and not allow_missing and not _finite(converted):
         raise bad_request(f"input '{name}': values must be finite (no NaN or infinity)")
     return converted
+
+
+def _finite(array: Array) -> bool:
+    """No NaN or infinity in a float array. A finite sum says so in one C call (np.isfinite
+    then .all() is a ufunc, an array and a Python-level reduce); a sum that is not finite may
+    still be an overflow of finite values, so that case is checked element by element."""
+    return math.isfinite(np.add.reduce(array, axis=None)) or bool(np.isfinite(array).all())
 
 
 def _show(shape: tuple[int, ...]) -> str:

@@ -8,7 +8,7 @@ sklearn runtime (predict, predict_proba), so MLServer clients decode our answers
 
 from __future__ import annotations
 
-import uuid
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +22,16 @@ from .formats.base import Array, Model, TensorSpec
 
 BINARY_HEADER = "inference-header-content-length"
 _OUTPUT_PARAMETERS = {"content_type": "np"}
+# a random UUID's variant digit (RFC 4122: 10xx) from any hex digit
+_VARIANT = {d: "89ab"[int(d, 16) & 3] for d in "0123456789abcdef"}
+
+
+def new_request_id() -> str:
+    """A random (version 4) UUID as text, what MLServer answers a request without an id:
+    uuid.uuid4()'s text, made without its UUID object (~2.5 µs of a 1-row request's ~40,
+    profiled; this takes ~0.4)."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
 
 
 @dataclass(frozen=True)
@@ -83,14 +93,14 @@ def decode_document(
         inputs, offset = _tensors(raw_inputs, raw_tail, specs, allow_missing)
     if offset != len(raw_tail):
         raise bad_request(f"{len(raw_tail) - offset} bytes of binary data belong to no input")
-    rows = {a.shape[0] for a in inputs.values()}
-    if len(rows) != 1:
+    rows = {a.shape[0] for a in inputs.values()} if len(inputs) > 1 else None
+    if rows is not None and len(rows) != 1:
         raise bad_request("all inputs must have the same batch size (first dimension)")
     outputs, binary_outputs = _requested_outputs(request, model)
     return InferRequest(
-        request_id if request_id is not None else str(uuid.uuid4()),
+        request_id if request_id is not None else new_request_id(),
         inputs,
-        rows.pop(),
+        rows.pop() if rows is not None else next(iter(inputs.values())).shape[0],
         outputs,
         binary_outputs,
     )
@@ -104,7 +114,7 @@ def _tensors(
         raise bad_request(
             f"the model takes {len(specs)} input(s), the request has {len(raw_inputs)}"
         )
-    by_name = {spec.name: spec for spec in specs}
+    by_name = {spec.name: spec for spec in specs} if len(specs) > 1 else {}
     inputs: dict[str, Array] = {}
     offset = 0
     for raw in raw_inputs:

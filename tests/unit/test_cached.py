@@ -35,9 +35,7 @@ FETCH_FAILED = {
 }
 
 
-def initializing(
-    state: dict[str, object], last: dict[str, object] | None = None
-) -> dict[str, object]:
+def initializing(state: JSON, last: JSON | None = None) -> JSON:
     """A pod of a custom container held behind its model-fetch init container."""
     fetch = {"name": "model-fetch", "ready": False, "state": state, "lastState": last or {}}
     whole = waiting_pod("a1", "PodInitializing", "")
