@@ -138,7 +138,7 @@ def measure(
     proxy: subprocess.Popen[bytes],
 ) -> str:  # fmt: skip
     """One table row: bare and sidecar runs alternating, `args.rounds` of each."""
-    runs: dict[str, list[tuple[float, float, float, int]]] = {"bare": [], "sidecar": []}
+    runs: dict[str, list[tuple[float, float, float, int, int]]] = {"bare": [], "sidecar": []}
     # CPU µs per request: the user's server's, bare and behind the sidecar, and the sidecar's
     cpu: dict[str, list[float]] = {"bare": [], "behind": [], "proxy": []}
     loads = [loadavg()]
