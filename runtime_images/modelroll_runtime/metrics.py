@@ -48,6 +48,7 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 
 class RuntimeMetrics:
     def __init__(self, model: str, version: str, protocols: tuple[str, ...] = PROTOCOLS) -> None:
+        self.protocols = protocols  # the latency series exported, one per protocol served
         self.model, self.version = model, version
         self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
         self.registry = CollectorRegistry()
@@ -165,8 +166,8 @@ class Tally:
         self._labels = [metrics.model, metrics.version]
         self.counts: dict[tuple[str, int], int] = {}
         # per protocol: per bucket (non-cumulative; the last is +Inf), and the sum
-        self.latency = {p: [0] * (len(LATENCY_BUCKETS) + 1) for p in PROTOCOLS}
-        self.latency_sum = dict.fromkeys(PROTOCOLS, 0.0)
+        self.latency = {p: [0] * (len(LATENCY_BUCKETS) + 1) for p in metrics.protocols}
+        self.latency_sum = dict.fromkeys(metrics.protocols, 0.0)
         self.batches = [0] * (len(BATCH_BUCKETS) + 1)
         self.batch_rows = 0.0
         self.inflight = Level()
@@ -193,7 +194,7 @@ class Tally:
         duration = HistogramMetricFamily(
             m.duration._name, m.duration._documentation, labels=m.duration._labelnames
         )
-        for protocol in PROTOCOLS:
+        for protocol in self._metrics.protocols:
             duration.add_metric(
                 [*self._labels, protocol],
                 _cumulative(LATENCY_BUCKETS, self.latency[protocol]),

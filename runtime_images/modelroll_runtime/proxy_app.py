@@ -36,6 +36,18 @@ log = logging.getLogger("modelroll.proxy")
 
 JSON = "application/json"
 HEALTH_PATHS = frozenset({"/", "/v2/health/live", "/v2/health/ready"})
+
+
+def _dropped(error: aiohttp.ClientConnectionError) -> bool:
+    """The upstream closed or reset a connection it had accepted (not: refused one, or
+    timed out), whether we were writing the request or waiting for the answer."""
+    if isinstance(error, aiohttp.ServerDisconnectedError):
+        return True
+    return isinstance(error, aiohttp.ClientOSError) and not isinstance(
+        error, (aiohttp.ClientConnectorError, aiohttp.ServerTimeoutError)
+    )
+
+
 # RFC 9110 7.6.1: a proxy does not forward these; lengths are the two ends' own business
 _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-connection", "proxy-authenticate",
@@ -99,6 +111,7 @@ class ProxyApp:
         self._ours = [("x-model-name", name), ("x-model-version", version)]
         self._upstream = settings.upstream
         self._session: aiohttp.ClientSession | None = None
+        self._fresh: aiohttp.ClientSession | None = None  # for a retry: never a pooled one
         self._closing: asyncio.Task[None] | None = None
         self.inflight = 0
 
@@ -119,28 +132,39 @@ class ProxyApp:
 
     async def _close(self) -> None:
         self._bodies.close()
-        if self._session is not None:
-            await self._session.close()
+        for session in (self._session, self._fresh):
+            if session is not None:
+                await session.close()
 
     async def closed(self) -> None:
         if self._closing is not None:
             await self._closing
 
-    def session(self) -> aiohttp.ClientSession:
-        """One connection pool to the upstream, made on the serving loop."""
+    def session(self, fresh: bool = False) -> aiohttp.ClientSession:
+        """One connection pool to the upstream, made on the serving loop; `fresh`: the
+        session whose every request opens a new connection."""
+        if fresh:
+            if self._fresh is None:
+                self._fresh = self._new_session(aiohttp.TCPConnector(force_close=True))
+            return self._fresh
         if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(
+            self._session = self._new_session(
+                aiohttp.TCPConnector(
                     limit=self.settings.max_inflight, keepalive_timeout=KEEPALIVE_S
-                ),
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT_S),
-                auto_decompress=False,  # bodies pass as they are, encoded or not
-                # only what the client sent: no User-Agent, Accept or Content-Type of aiohttp's
-                skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
-                cookie_jar=aiohttp.DummyCookieJar(),  # one client's cookies are not another's
-                trust_env=False,
+                )
             )
         return self._session
+
+    def _new_session(self, connector: aiohttp.TCPConnector) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT_S),
+            auto_decompress=False,  # bodies pass as they are, encoded or not
+            # only what the client sent: no User-Agent, Accept or Content-Type of aiohttp's
+            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+            cookie_jar=aiohttp.DummyCookieJar(),  # one client's cookies are not another's
+            trust_env=False,
+        )
 
     # -- requests --
 
@@ -204,15 +228,27 @@ class ProxyApp:
             headers = CIMultiDict(
                 (k, v) for k, v in scope.headers.items() if k.lower() not in _HOP_BY_HOP
             )
-            try:
-                async with self.session().request(
-                    scope.method, url, data=request_body.joined(body) or None,
-                    headers=headers, allow_redirects=False,
-                ) as response:  # fmt: skip
-                    body = b""  # sent: not held while the answer comes
-                    return await self._relay(response, proto, protocol, scope.method)
-            except aiohttp.ClientConnectionError as exc:
-                raise RequestError(502, f"upstream {self._upstream} failed: {exc}") from None
+            data = request_body.joined(body) or None
+            answered = False
+            for attempt in (1, 2):
+                try:
+                    async with self.session(fresh=attempt == 2).request(
+                        scope.method, url, data=data, headers=headers, allow_redirects=False,
+                    ) as response:  # fmt: skip
+                        answered = True
+                        body = data = b""  # sent: not held while the answer comes
+                        return await self._relay(response, proto, protocol, scope.method)
+                except aiohttp.ClientConnectionError as exc:
+                    # uvicorn closes a kept-alive connection after its app raised, and the
+                    # close can reset the one we had just sent on: no answer began, so the
+                    # request goes once more on a new connection (inference requests are
+                    # idempotent), as Go's HTTP client does for a reused connection that
+                    # dies before any answer. Anything else is the sidecar's 502.
+                    if answered or attempt == 2 or not _dropped(exc):
+                        raise RequestError(
+                            502, f"upstream {self._upstream} failed: {exc}"
+                        ) from None
+            raise AssertionError("unreachable: the second attempt returns or raises")
         finally:
             if admitted:
                 self.inflight -= 1

@@ -216,6 +216,22 @@ def test_in_front_of_a_fastapi_server_it_counts_passes_500s_and_adds_the_version
     }
 
 
+def test_a_500_that_closes_the_upstream_connection_stays_a_500_for_the_next_requests(
+    fastapi_server: RuntimeProcess, start_proxy: StartProxy, iris_package: Path
+) -> None:
+    # uvicorn closes its kept-alive connection after the app raised; the sidecar's next
+    # request on it must go again on a new one, not come back as the sidecar's own 502
+    proxy = start_proxy(fastapi_server.port, MODELROLL_MODEL_NAME="iris")
+    x, _ = iris()
+    wrong, right = v2_rows(x[:1, :3]), v2_rows(x[:1])
+    statuses = [
+        proxy.post_json("/v2/models/iris/infer", body).status
+        for _ in range(30)
+        for body in (wrong, wrong, right)
+    ]
+    assert statuses == [500, 500, 200] * 30, statuses
+
+
 @pytest.mark.parametrize(
     ("env", "message"),
     [
