@@ -130,7 +130,7 @@ def test_killing_the_leader_mid_canary_delays_the_next_step_at_most_15s(
     body["spec"]["replicas"] = 2
     canary = body["spec"]["rollout"]["canary"]
     canary.pop("analysis")
-    canary["steps"] = [{"weight": 50, "pauseSeconds": PAUSE}, {"weight": 50, "pauseSeconds": PAUSE}]
+    canary["steps"] = [{"weight": 25, "pauseSeconds": PAUSE}, {"weight": 50, "pauseSeconds": PAUSE}]
     apply(real_cluster, ns, body)
     wait_ready(real_cluster, ns, NAME)
     api = config.new_client_from_config(config_file=real_cluster.kubeconfig)

@@ -302,7 +302,16 @@ class Scenario:
     def condition_is(self, type_: str, status: str, reason: str) -> Json:
         current = self.md()
         found = condition(current, type_)
-        assert (found.get("status"), found.get("reason")) == (status, reason), current.get("status")
+        status_now = current.get("status") or {}
+        # on a timeout, say where the rollout stands: each condition and the last analysis
+        where = (
+            [
+                (c.get("type"), c.get("status"), c.get("reason"), c.get("message"))
+                for c in status_now.get("conditions") or []
+            ],
+            status_now.get("rollout"),
+        )
+        assert (found.get("status"), found.get("reason")) == (status, reason), where
         return current
 
     def stable_is(self, version: str) -> Json:

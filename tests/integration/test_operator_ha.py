@@ -233,12 +233,22 @@ def test_200_model_deployments_changed_at_random_end_exactly_as_rendered(
 
     def update(rng: random.Random, name: str) -> None:
         specs[name] = spec_of(rng)
-        # A merge patch would keep a replicas beside a new autoscaling: replace the spec.
-        current = cast(
-            Json, custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-        )
-        current["spec"] = specs[name]
-        custom.replace_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, current)
+        # A merge patch would keep a replicas beside a new autoscaling: replace the spec,
+        # reading again when the operator wrote in between (a 409), as kubectl edit would.
+        for _ in range(20):
+            current = cast(
+                Json, custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+            )
+            current["spec"] = specs[name]
+            try:
+                custom.replace_namespaced_custom_object(
+                    GROUP, VERSION, namespace, PLURAL, name, current
+                )
+                return
+            except client.ApiException as error:
+                if error.status != 409:
+                    raise
+        raise AssertionError(f"{name}: 20 conflicts in a row")
 
     def delete(name: str) -> None:
         del specs[name]
