@@ -293,3 +293,29 @@ def cluster_ip(cluster: Cluster, namespace: str, service: str) -> str:
 def iris_rows(n: int) -> np.ndarray:
     x, _ = load_iris(return_X_y=True)
     return np.asarray(x[:: max(1, len(x) // n)][:n], dtype=np.float64)
+
+
+def set_prometheus_endpoints(cluster: Cluster, value: str) -> None:
+    """The installed operator's MODELROLL_PROMETHEUS_ENDPOINTS, in effect: rolled out, and
+    the Lease held by a new pod. A rolled-out Deployment can still have its old leader
+    (terminating, or not yet handed over), whose analyses would use the old endpoints."""
+    name = "MODELROLL_PROMETHEUS_ENDPOINTS"
+    operator = ("-n", OPERATOR_NAMESPACE)
+    cluster.kubectl(*operator, "set", "env", "deployment/modelroll-operator", f"{name}={value}")
+    cluster.kubectl(
+        *operator, "rollout", "status", "deployment/modelroll-operator", "--timeout=300s",
+        timeout=320,
+    )  # fmt: skip
+
+    def leader_has_it() -> bool:
+        leader = leader_pod(cluster)
+        pod = get_json(cluster, *operator, "pod", leader)
+        env = {
+            e["name"]: e.get("value", "")
+            for c in pod["spec"]["containers"]
+            for e in c.get("env", [])
+        }
+        assert env.get(name, "") == value and not pod["metadata"].get("deletionTimestamp"), leader
+        return True
+
+    eventually(leader_has_it, timeout=90, interval=1)

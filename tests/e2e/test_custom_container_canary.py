@@ -34,6 +34,7 @@ from tests.e2e.conftest import (
     cluster_ip,
     iris_rows,
     model_deployment_from_example,
+    set_prometheus_endpoints,
     wait_ready,
 )
 from tests.e2e.traffic import Answer, Load
@@ -135,17 +136,6 @@ def prometheus(
     server.stop()
     stop.set()
     thread.join(timeout=30)
-
-
-def set_prometheus_endpoints(cluster: Cluster, value: str) -> None:
-    cluster.kubectl(
-        *OPERATOR, "set", "env", "deployment/modelroll-operator",
-        f"MODELROLL_PROMETHEUS_ENDPOINTS={value}",
-    )  # fmt: skip
-    cluster.kubectl(
-        *OPERATOR, "rollout", "status", "deployment/modelroll-operator", "--timeout=300s",
-        timeout=320,
-    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -41,6 +41,7 @@ from tests.e2e.conftest import (
     ON_REAL_NODE,
     cluster_ip,
     create_namespace,
+    set_prometheus_endpoints,
     wait_ready,
 )
 from tests.e2e.test_real_rollouts import REVISION_LABEL, revisions, settled_on
@@ -168,17 +169,6 @@ def operator_env(cluster: Cluster) -> dict[str, str]:
         for c in deployment["spec"]["template"]["spec"]["containers"]
         for e in c.get("env", [])
     }
-
-
-def set_prometheus_endpoints(cluster: Cluster, value: str) -> None:
-    cluster.kubectl(
-        *OPERATOR, "set", "env", "deployment/modelroll-operator",
-        f"MODELROLL_PROMETHEUS_ENDPOINTS={value}",
-    )  # fmt: skip
-    cluster.kubectl(
-        *OPERATOR, "rollout", "status", "deployment/modelroll-operator", "--timeout=300s",
-        timeout=320,
-    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
