@@ -319,3 +319,9 @@ def set_prometheus_endpoints(cluster: Cluster, value: str) -> None:
         return True
 
     eventually(leader_has_it, timeout=90, interval=1)
+    # and the old pods gone, so that a later test finds the two replicas, not four
+    eventually(
+        lambda: [p for p in operator_pods(cluster) if p["metadata"].get("deletionTimestamp")] == [],
+        timeout=120,
+        interval=1,
+    )
