@@ -53,7 +53,10 @@ def infer(
         )
         response = connection.getresponse()
         payload = response.read()
-        parsed = json.loads(payload) if payload else {}
+        try:
+            parsed = json.loads(payload) if payload else {}
+        except ValueError:  # a server's plain-text error page (uvicorn's 500): still an answer
+            parsed = {}
         return Answer(
             started, time.time(), response.status, response.getheader("X-Model-Version", ""), parsed
         )
