@@ -170,13 +170,13 @@ def installed_operator(real_cluster: Cluster) -> None:
 OPERATOR_NAMESPACE = "modelroll-system"
 
 
-def operator_pods(cluster: Cluster) -> list[dict[str, Any]]:
-    """The operator's pods (two replicas: a leader and a standby)."""
-    return list(
-        get_json(
-            cluster, "-n", OPERATOR_NAMESPACE, "pods", "-l", "app.kubernetes.io/name=modelroll"
-        )["items"]
-    )
+def operator_pods(cluster: Cluster, terminating: bool = False) -> list[dict[str, Any]]:
+    """The operator's pods (two replicas: a leader and a standby); with `terminating`, also
+    those on their way out after a rollout, which another test may have just started."""
+    pods = get_json(
+        cluster, "-n", OPERATOR_NAMESPACE, "pods", "-l", "app.kubernetes.io/name=modelroll"
+    )["items"]
+    return [p for p in pods if terminating or not p["metadata"].get("deletionTimestamp")]
 
 
 def leader_pod(cluster: Cluster) -> str:
@@ -321,7 +321,7 @@ def set_prometheus_endpoints(cluster: Cluster, value: str) -> None:
     eventually(leader_has_it, timeout=90, interval=1)
     # and the old pods gone, so that a later test finds the two replicas, not four
     eventually(
-        lambda: [p for p in operator_pods(cluster) if p["metadata"].get("deletionTimestamp")] == [],
+        lambda: len(operator_pods(cluster, terminating=True)) == len(operator_pods(cluster)),
         timeout=120,
         interval=1,
     )

@@ -78,7 +78,11 @@ def restricted_namespace_named(cluster: Cluster, name: str) -> None:
 def namespaced_operator(real_cluster: Cluster) -> Iterator[str]:
     """Yields a namespace the operator does not watch."""
     cluster = real_cluster
-    cluster.kubectl("-n", SYSTEM, "delete", "deployment", "modelroll-operator", "--wait=true")
+    # foreground: its pods are gone too when it returns, and with them their hold on the Lease
+    cluster.kubectl(
+        "-n", SYSTEM, "delete", "deployment", "modelroll-operator", "--cascade=foreground",
+        "--wait=true", timeout=200,
+    )  # fmt: skip
     cluster.kubectl("delete", "clusterrolebinding,clusterrole", "modelroll-operator")
     restricted_namespace_named(cluster, WATCHED)
     unwatched = f"e2e-unwatched-{uuid.uuid4().hex[:6]}"
@@ -89,7 +93,11 @@ def namespaced_operator(real_cluster: Cluster) -> Iterator[str]:
     yield unwatched
     cluster.kubectl("delete", "namespace", WATCHED, unwatched, "--timeout=180s", timeout=200)
     # Back to the package's cluster-wide install (conftest installed_operator).
-    cluster.kubectl("-n", SYSTEM, "delete", "deployment", "modelroll-operator", "--wait=true")
+    # foreground: its pods are gone too when it returns, and with them their hold on the Lease
+    cluster.kubectl(
+        "-n", SYSTEM, "delete", "deployment", "modelroll-operator", "--cascade=foreground",
+        "--wait=true", timeout=200,
+    )  # fmt: skip
     install = on_real_node(REPO / "dist" / "install.yaml")
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=install)
     rolled_out(cluster)

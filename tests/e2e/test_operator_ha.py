@@ -124,7 +124,9 @@ def test_killing_the_leader_mid_canary_delays_the_next_step_at_most_15s(
     real_cluster: Cluster, restricted_namespace: str, model_store: ModelStore
 ) -> None:
     ns = restricted_namespace
-    assert len(operator_pods(real_cluster)) == 2
+    eventually(
+        lambda: len(operator_pods(real_cluster)) == 2, timeout=120
+    )  # after other tests' rollouts
     body: dict[str, Any] = model_deployment_from_example("canary.yaml", model_store, "1")
     body["metadata"]["name"] = NAME
     body["spec"]["replicas"] = 2
