@@ -90,6 +90,15 @@ class Replicas:
             process.stop()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def no_other_operator(operator: OperatorProcess) -> Iterator[None]:
+    """The suite's own operator watches every namespace and would reconcile these tests'
+    objects beside the replicas (a "takeover" in 0.3 s): it stops while they run."""
+    operator.stop()
+    yield
+    operator.start()
+
+
 @pytest.fixture
 def replicas(
     cluster: Cluster, crd_installed: None, namespace: str, tmp_path: Path
