@@ -48,6 +48,21 @@ def slim_pod(body: Mapping[str, Any]) -> JSON:
     }
 
 
+def slim_endpoint_slice(body: Mapping[str, Any]) -> JSON:
+    """A Service's EndpointSlice as the names of the pods it lists as ready. A pod Ready in
+    its Deployment's count is routable only once the EndpointSlice controller has seen it
+    Ready too, which lags on a busy control plane."""
+    metadata = body.get("metadata") or {}
+    ready = sorted(
+        str(ref.get("name"))
+        for endpoint in body.get("endpoints") or []
+        if (ref := endpoint.get("targetRef") or {}).get("kind") == "Pod"
+        # An unset condition means ready (the EndpointSlice API's rule).
+        and (endpoint.get("conditions") or {}).get("ready") is not False
+    )
+    return {"metadata": {"name": metadata.get("name")}, "readyPods": ready}
+
+
 def pack_child(body: Mapping[str, Any]) -> str:
     """Everything drift detection compares (all but status: a ServiceAccount's fields are at
     the top), less the server's bookkeeping in metadata."""

@@ -122,6 +122,17 @@ def evaluate(settings: Drift, revision: str, window: Counts, reference: Counts) 
             f"{span}: no reference profile in the metrics (the model is not packaged with "
             "one, or its pods are not scraped)",
         )
+    reference_rows = max(sum(max(v, 0.0) for v in bins.values()) for bins in profile.values())
+    if reference_rows < settings.min_samples:
+        # No window is ever enough: the short side is the reference, not the traffic.
+        return Condition(
+            CONDITION,
+            None,
+            NOT_ENOUGH_DATA_REASON,
+            f"{span}: the model's reference profile holds {_rows(reference_rows)} rows, fewer "
+            f"than minSamples {settings.min_samples}; package it with a larger reference "
+            "sample or lower spec.monitoring.drift.minSamples",
+        )
     significance = parse_significance(settings.significance)
     results: list[FeatureResult] = []
     for feature in sorted(profile):

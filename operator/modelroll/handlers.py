@@ -14,7 +14,13 @@ import kopf
 
 from modelroll import GROUP, PLURAL, VERSION
 from modelroll.api import rbac
-from modelroll.cached import pack_child, slim_model_deployment, slim_pod, unpack_child
+from modelroll.cached import (
+    pack_child,
+    slim_endpoint_slice,
+    slim_model_deployment,
+    slim_pod,
+    unpack_child,
+)
 from modelroll.coalesce import Coalescer
 from modelroll.config import config_from_env
 from modelroll.kube import ApiError, Kube, RateLimiter, connect
@@ -141,6 +147,15 @@ def children_pods(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any
     return {(namespace, labels[OWNER_LABEL]): slim_pod(body)}
 
 
+# The EndpointSlice controller copies a Service's labels onto its slices, ours included.
+ENDPOINT_SLICES = ("discovery.k8s.io", "v1", "endpointslices")
+
+
+@kopf.index(*ENDPOINT_SLICES, labels={**MANAGED, OWNER_LABEL: kopf.PRESENT})
+def children_endpointslices(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any) -> JSON:
+    return {(namespace, labels[OWNER_LABEL]): slim_endpoint_slice(body)}
+
+
 def _load(key: tuple[str, str], indexes: dict[str, kopf.Index[Any, Any]]):  # type: ignore[no-untyped-def]
     def load() -> tuple[JSON | None, Children]:
         bodies = list(indexes["model_deployments"].get(key, []))
@@ -150,6 +165,7 @@ def _load(key: tuple[str, str], indexes: dict[str, kopf.Index[Any, Any]]):  # ty
                 for kind, (_, _, plural) in CHILD_KINDS.items()
             },
             pods=list(indexes["children_pods"].get(key, [])),
+            endpoint_slices=list(indexes["children_endpointslices"].get(key, [])),
         )
         if not bodies or bodies[0]["metadata"].get("deletionTimestamp"):
             return None, children
@@ -280,7 +296,8 @@ def _child_event_handler(kind: str, group: str, version: str, plural: str) -> No
     )(handler)
 
 
-for _kind, (_group, _version, _plural) in {**CHILD_KINDS, "Pod": ("", "v1", "pods")}.items():
+WATCHED_ONLY = {"Pod": ("", "v1", "pods"), "EndpointSlice": ENDPOINT_SLICES}
+for _kind, (_group, _version, _plural) in {**CHILD_KINDS, **WATCHED_ONLY}.items():
     _child_event_handler(_kind, _group, _version, _plural)
 
 

@@ -80,6 +80,10 @@ class Children:
 
     by_kind: dict[str, list[JSON]] = field(default_factory=dict)
     pods: list[JSON] = field(default_factory=list)
+    endpoint_slices: list[JSON] = field(default_factory=list)  # cached.slim_endpoint_slice
+
+    def routable_pods(self) -> frozenset[str]:
+        return frozenset(name for s in self.endpoint_slices for name in s["readyPods"])
 
     def find(self, kind: str, name: str) -> JSON | None:
         return next((c for c in self.by_kind.get(kind, []) if c["metadata"]["name"] == name), None)
@@ -252,8 +256,9 @@ class Reconciler:
         ):
             references = await asyncio.to_thread(check_references, self.kube, owner.namespace, spec)
         invalid = references.problem
+        routable = children.routable_pods()
         states = tuple(
-            revision_state(d, [p for p in children.pods if _revision(p) == _revision(d)])
+            revision_state(d, [p for p in children.pods if _revision(p) == _revision(d)], routable)
             for d in children.by_kind.get("Deployment", [])
         )
         if waiting := unscheduled_gpu_products(states):

@@ -330,6 +330,7 @@ def render_deployment(
         replicas=replicas,
         progress_deadline_seconds=spec.rollout.progress_deadline_seconds,
         selector={DEPLOYMENT_LABEL: owner.name, REVISION_LABEL: revision},
+        pre_stop=render_custom.PRE_STOP,
         pod_annotations=pod_annotations,
         service_account=service_account_name(owner.name),
         node_selector=node_selector,

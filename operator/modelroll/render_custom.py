@@ -38,8 +38,13 @@ SIDECAR_RESOURCES: JSON = {
     "requests": {"cpu": "100m", "memory": "128Mi"},
     "limits": {"memory": "512Mi"},
 }
-# Endpoints and kube-proxy rules lag a pod's deletion: keep answering a bit (as the runtime).
-PRE_STOP: JSON = {"preStop": {"sleep": {"seconds": 5}}}
+# Endpoints and kube-proxy rules lag a pod's deletion: a second or so on a quiet cluster,
+# longer on a busy one (with 5 s, a CI run on a loaded 2-core node left 3 of 134 requests
+# unanswered across a canary whose old pod went at the flip, scaleDownDelaySeconds 0).
+# Keep answering until no new connection can reach the pod, then drain on SIGTERM, well
+# within terminationGracePeriodSeconds (30).
+PRE_STOP_SECONDS = 10
+PRE_STOP: JSON = {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}}
 
 
 @dataclass(frozen=True)

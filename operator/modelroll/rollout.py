@@ -38,6 +38,7 @@ from modelroll.rollout_messages import (
     Inconclusive,
     Pausing,
     PreviewNotReady,
+    PreviewNotRouted,
     PreviewWait,
     SmokeTestDue,
     SmokeTestFailed,
@@ -76,6 +77,7 @@ class RevisionView:
     ready: int
     complete: bool
     problem: PodProblem | None = None
+    serving: int = 0  # pods listed ready in an EndpointSlice of one of our Services
 
 
 @dataclass(frozen=True)
@@ -481,11 +483,14 @@ def _blue_green(draft: _Draft, blue_green: BlueGreen, phase: Progressing) -> Pla
     size = draft.stable_size()
     view = draft.view(desired)
     ready = bool(view and view.complete and view.replicas >= size)
-    if not ready and draft.deadline_passed(phase.started_at):
+    routed = bool(view and view.serving >= size)
+    if not (ready and routed) and draft.deadline_passed(phase.started_at):
         return _abort(draft, phase, "ProgressDeadlineExceeded", draft.not_ready(desired, size))
     wait: PreviewWait
     if not ready:
         wait = PreviewNotReady(draft.ready(desired), size)
+    elif not routed:
+        wait = PreviewNotRouted(view.serving if view else 0, size)
     else:
         smoke = phase.smoke if phase.smoke and phase.smoke.revision == desired else None
         if smoke and not smoke.passed and draft.take(RETRY):

@@ -55,6 +55,15 @@ class PreviewNotReady:
 
 
 @dataclass(frozen=True)
+class PreviewNotRouted:
+    """Ready, but the preview Service's EndpointSlices do not list every pod as ready yet:
+    a smoke test or a flip now could find no endpoint."""
+
+    routed: int
+    wanted: int
+
+
+@dataclass(frozen=True)
 class SmokeTestDue:
     pass
 
@@ -69,7 +78,9 @@ class AwaitingPromotion:
     pass
 
 
-PreviewWait = PreviewNotReady | SmokeTestDue | SmokeTestFailed | AwaitingPromotion
+PreviewWait = (
+    PreviewNotReady | PreviewNotRouted | SmokeTestDue | SmokeTestFailed | AwaitingPromotion
+)
 
 
 # --- events -----------------------------------------------------------------------------------
@@ -251,6 +262,12 @@ def preview_progressing(revision: str, wait: PreviewWait) -> tuple[Condition, Co
             reason, detail = (
                 "PreviewProgressing",
                 f"preview {revision}: {ready}/{wanted} replicas ready",
+            )
+        case PreviewNotRouted(routed=routed, wanted=wanted):
+            reason, detail = (
+                "PreviewProgressing",
+                f"preview {revision} is ready; {routed}/{wanted} replicas in its Service's "
+                "endpoints",
             )
         case SmokeTestDue():
             reason, detail = "SmokeTesting", f"preview {revision} is ready; smoke test due"

@@ -33,6 +33,7 @@ class RevisionState:
     deadline_exceeded: bool
     problems: tuple[PodProblem, ...] = ()
     gpu_product: str = ""  # the GPU product its pods select, if any
+    serving: int = 0  # its pods listed ready in an EndpointSlice of one of our Services
 
     @property
     def complete(self) -> bool:
@@ -52,7 +53,11 @@ class Observed:
     drift: Condition | None = None  # DriftDetected, with spec.monitoring.drift
 
 
-def revision_state(deployment: JSON, pods: list[JSON]) -> RevisionState:
+def revision_state(
+    deployment: JSON, pods: list[JSON], routable: frozenset[str] = frozenset()
+) -> RevisionState:
+    """`pods` are the revision's pods; `routable`, the names of the pods our Services'
+    EndpointSlices list as ready."""
     metadata = deployment["metadata"]
     status = deployment.get("status") or {}
     spec = deployment.get("spec") or {}
@@ -76,6 +81,7 @@ def revision_state(deployment: JSON, pods: list[JSON]) -> RevisionState:
         deadline_exceeded=deadline_exceeded,
         problems=problems,
         gpu_product=str((pod_spec.get("nodeSelector") or {}).get(GPU_PRODUCT_LABEL, "")),
+        serving=sum(1 for pod in pods if pod["metadata"]["name"] in routable),
     )
 
 
@@ -127,6 +133,7 @@ def revision_view(state: RevisionState) -> RevisionView:
         ready=state.ready,
         complete=state.complete,
         problem=state.problems[0] if state.problems else _deadline_problem(state),
+        serving=state.serving,
     )
 
 

@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import http.server
-import json
-import subprocess
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import joblib
@@ -34,20 +31,18 @@ from tests.e2e.conftest import (
     cluster_ip,
     iris_rows,
     model_deployment_from_example,
-    set_prometheus_endpoints,
     wait_ready,
 )
+from tests.e2e.pod_prometheus import operator_querying, pod_prometheus
 from tests.e2e.traffic import Answer, Load
 from tests.integration.helpers import apply, condition, eventually, get_json
 from tests.support.cluster import Cluster
-from tests.support.prometheus import PrometheusServer, require_prometheus
+from tests.support.prometheus import PrometheusServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("installed_operator")]
 
 NAME = "fastapi-canary"
 ENDPOINT = "e2e"
-OPERATOR = ("-n", "modelroll-system")
-REVISION_LABEL = "modelroll.io/revision"
 SIDECAR_PORT = 8080  # render_custom.SIDECAR_PORT: where the sidecar serves /metrics
 ROWS = iris_rows(1)
 Json = dict[str, Any]
@@ -78,74 +73,20 @@ def broken_model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokenMod
     server.shutdown()
 
 
-def sidecar_targets(cluster: Cluster) -> list[Json]:
-    """Every running modelroll pod's port 8080, with the target labels the ServiceMonitor
-    gives it (namespace, revision)."""
-    pods = get_json(
-        cluster, "pods", "-A", "-l", REVISION_LABEL, "--field-selector=status.phase=Running"
-    )
-    return [
-        {
-            "targets": [f"{pod['status']['podIP']}:{SIDECAR_PORT}"],
-            "labels": {
-                "namespace": pod["metadata"]["namespace"],
-                "revision": pod["metadata"]["labels"][REVISION_LABEL],
-                "pod": pod["metadata"]["name"],
-            },
-        }
-        for pod in pods["items"]
-        if pod["status"].get("podIP")
-    ]
-
-
-def discover(cluster: Cluster, targets_file: Path, stop: threading.Event) -> None:
-    """Debian's Prometheus has no Kubernetes discovery: the pods as file_sd targets."""
-    written = None
-    while not stop.wait(1):
-        try:
-            targets = sidecar_targets(cluster)
-        except (AssertionError, subprocess.TimeoutExpired):
-            continue
-        if targets != written:
-            scratch = targets_file.with_suffix(".tmp")
-            scratch.write_text(json.dumps(targets))
-            scratch.rename(targets_file)
-            written = targets
-
-
 @pytest.fixture(scope="module")
 def prometheus(
     real_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[PrometheusServer]:
-    require_prometheus()
-    work = tmp_path_factory.mktemp("prometheus")
-    targets_file = work / "pods.json"
-    targets_file.write_text("[]")
-    stop = threading.Event()
-    thread = threading.Thread(target=discover, args=(real_cluster, targets_file, stop), daemon=True)
-    thread.start()
-    scrape = {
-        "job_name": "modelroll-sidecars",
-        "metrics_path": "/metrics",
-        "file_sd_configs": [{"files": [str(targets_file)], "refresh_interval": "5s"}],
-    }
-    server = PrometheusServer(
-        work, [], scrape_interval_seconds=2, host=HOST_IP, scrape_configs=[scrape]
-    ).start()
-    yield server
-    server.stop()
-    stop.set()
-    thread.join(timeout=30)
+    with pod_prometheus(
+        real_cluster, tmp_path_factory.mktemp("prometheus"), SIDECAR_PORT
+    ) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
 def operator_with_prometheus(real_cluster: Cluster, prometheus: PrometheusServer) -> Iterator[None]:
-    deployment = get_json(real_cluster, *OPERATOR, "deployment", "modelroll-operator")
-    (operator,) = deployment["spec"]["template"]["spec"]["containers"]
-    before = {e["name"]: e.get("value", "") for e in operator.get("env", [])}
-    set_prometheus_endpoints(real_cluster, f"{ENDPOINT}={prometheus.address}")
-    yield
-    set_prometheus_endpoints(real_cluster, before.get("MODELROLL_PROMETHEUS_ENDPOINTS", ""))
+    with operator_querying(real_cluster, ENDPOINT, prometheus):
+        yield
 
 
 def canary_body(store: ModelStore, version: str, broken: BrokenModel | None = None) -> Json:

@@ -121,3 +121,15 @@ class Load:
     def count(self) -> int:
         with self._lock:
             return len(self.answers)
+
+
+def failures(answers: list[Answer], limit: int = 5) -> list[str]:
+    """The answers that were not 200, each with its UTC time and duration: enough to line
+    them up with the rollout's Events when a run fails."""
+    return [
+        f"{time.strftime('%H:%M:%S', time.gmtime(a.started))}.{int(a.started % 1 * 10)} "
+        f"({a.finished - a.started:.1f}s) HTTP {a.status} "
+        f"version={a.version!r} {a.error or str(a.body)[:200]}"
+        for a in answers
+        if a.status != 200
+    ][:limit]

@@ -51,6 +51,7 @@ IN_WATCHED_NAMESPACE = {
     ("servicemonitors.monitoring.coreos.com", "[]"): {"get", "create", "patch"},
     ("prometheusrules.monitoring.coreos.com", "[]"): {"get", "create", "patch"},
     ("pods", "[]"): {"list", "watch"},
+    ("endpointslices.discovery.k8s.io", "[]"): {"list", "watch"},
     ("secrets", "[]"): {"get"},
     ("persistentvolumeclaims", "[]"): {"get"},
     ("events", "[]"): {"create"},

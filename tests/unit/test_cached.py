@@ -6,7 +6,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from modelroll.cached import pack_child, slim_model_deployment, slim_pod, unpack_child
+from modelroll.cached import (
+    pack_child,
+    slim_endpoint_slice,
+    slim_model_deployment,
+    slim_pod,
+    unpack_child,
+)
 from modelroll.drift import needs_apply
 from modelroll.problems import pod_problem
 from modelroll.spec import JSON
@@ -163,3 +169,38 @@ def test_a_cached_model_deployment_drops_only_what_kopf_and_the_server_keep() ->
         "status": {"conditions": [{"type": "Ready", "status": "True"}]},
     }
     assert "managedFields" in body["metadata"]  # the watched object itself is untouched
+
+
+def test_an_endpoint_slice_is_kept_as_its_ready_pods_and_counts_per_revision() -> None:
+    """Ready unset counts as ready (the API's rule); not-ready, terminating and non-pod
+    endpoints do not; a revision serves with the pods of its own that are listed."""
+
+    def endpoint(name: str, kind: str = "Pod", **conditions: bool) -> JSON:
+        return {"addresses": ["10.0.0.1"], "conditions": conditions,
+                "targetRef": {"kind": kind, "name": name, "namespace": "models"}}  # fmt: skip
+
+    body = {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {"name": "iris-preview-x7k2p", "labels": {"a": "b"}, "uid": "u"},
+        "addressType": "IPv4",
+        "endpoints": [
+            endpoint("iris-b2-7d9c5b8f4-aaaaa", ready=True),
+            endpoint("iris-b2-7d9c5b8f4-bbbbb"),
+            endpoint("iris-b2-7d9c5b8f4-ccccc", ready=False, serving=True, terminating=True),
+            endpoint("some-node", kind="Node", ready=True),
+        ],
+        "ports": [{"name": "http", "port": 8080}],
+    }
+    slim = slim_endpoint_slice(body)
+    assert slim == {
+        "metadata": {"name": "iris-preview-x7k2p"},
+        "readyPods": ["iris-b2-7d9c5b8f4-aaaaa", "iris-b2-7d9c5b8f4-bbbbb"],
+    }
+    pods = [healthy("b2") for _ in range(3)]
+    for p, suffix in zip(pods, "abc", strict=True):
+        p["metadata"]["name"] = f"iris-b2-7d9c5b8f4-{suffix * 5}"
+    full = deployment("b2", desired=3, replicas=3, ready=3, available=3, updated=3)
+    state = revision_state(full, [slim_pod(p) for p in pods], frozenset(slim["readyPods"]))
+    assert (state.ready, state.serving) == (3, 2)
+    assert revision_state(full, pods).serving == 0

@@ -82,6 +82,20 @@ def test_too_few_rows_is_unknown_not_enough_data() -> None:
     )
 
 
+def test_a_reference_smaller_than_min_samples_says_so_whatever_the_traffic() -> None:
+    """No window can reach minSamples on the reference's side: the message names the
+    reference and the two ways out, not the live row count."""
+    small = {key: value / 10 for key, value in REFERENCE.items()}  # 100 rows per feature
+    condition = evaluate(SETTINGS, "r1", live(rows=100000), small)
+    assert (condition.status, condition.reason) == (None, "NotEnoughData")
+    assert condition.message == (
+        "revision r1 over the last 3600s: the model's reference profile holds 100 rows, "
+        "fewer than minSamples 200; package it with a larger reference sample or lower "
+        "spec.monitoring.drift.minSamples"
+    )
+    assert evaluate(replace(SETTINGS, min_samples=100), "r1", live(), small).reason == "NoDrift"
+
+
 def test_no_reference_in_the_metrics_is_not_enough_data() -> None:
     condition = evaluate(SETTINGS, "r1", {}, {})
     assert (condition.status, condition.reason) == (None, "NotEnoughData")

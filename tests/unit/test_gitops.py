@@ -66,6 +66,7 @@ def ready(revision: str, replicas: int) -> RevisionState:
         updated=replicas,
         up_to_date=True,
         deadline_exceeded=False,
+        serving=replicas,
     )
 
 

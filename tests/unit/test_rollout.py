@@ -77,8 +77,8 @@ def with_blue_green(**changes: Any) -> JSON:
 
 
 def up(revision: str, replicas: int) -> RevisionView:
-    """A complete Deployment: every replica ready."""
-    return RevisionView(revision, replicas, replicas, True)
+    """A complete Deployment: every replica ready, and in its Services' endpoints."""
+    return RevisionView(revision, replicas, replicas, True, serving=replicas)
 
 
 def starting(
@@ -1203,3 +1203,31 @@ def test_blue_green_never_sends_traffic_to_a_revision_without_ready_pods(
 @given(st.data())
 def test_blue_green_without_smoke_tests_never_drops_traffic(data: st.DataObject) -> None:
     run_history(with_blue_green(autoPromote=False, smokeTest=None), data)
+
+
+def test_blue_green_waits_for_the_preview_service_endpoints_before_testing_or_flipping() -> None:
+    """Ready pods the EndpointSlice controller has not seen Ready yet are not routable: a
+    smoke test would find no endpoint, and a flip would leave the main Service with none."""
+    for blue_green in (BLUE_GREEN, with_blue_green(smokeTest=None)):
+        d = Driver(blue_green)
+        d.stable()
+        d.plan("b2", [up("a1", 4)])
+        lagging = replace(up("b2", 4), serving=3)
+        held = d.plan("b2", [up("a1", 4), lagging])
+        assert not held.needs_smoke_test
+        assert held.service_revision == "a1"
+        assert held.state.stable == "a1"
+        assert held.progressing.reason == "PreviewProgressing"
+        assert held.progressing.message == (
+            "preview b2 is ready; 3/4 replicas in its Service's endpoints"
+        )
+        moved = d.plan("b2", [up("a1", 4), up("b2", 4)])
+        assert moved.needs_smoke_test or moved.service_revision == "b2"
+    # Endpoints that never come are a failed rollout at the deadline, like pods never ready.
+    d = Driver(with_blue_green(smokeTest=None))
+    d.stable()
+    d.plan("b2", [up("a1", 4)])
+    d.wait(700)
+    aborted = d.plan("b2", [up("a1", 4), replace(up("b2", 4), serving=0)])
+    assert aborted.state.aborted_revision == "b2"
+    assert aborted.service_revision == "a1"

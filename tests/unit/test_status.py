@@ -197,11 +197,12 @@ def observe(
     previous: JSON | None = None,
     generation: int = 4,
     invalid: str = "",
+    routable: frozenset[str] = frozenset(),
 ) -> Observed:
     return Observed(
         generation=generation,
         revision=current,
-        revisions=tuple(revision_state(d, pods) for d, pods in states),
+        revisions=tuple(revision_state(d, pods, routable) for d, pods in states),
         previous_status=previous if previous is not None else {},
         invalid_spec=invalid,
     )
@@ -667,8 +668,14 @@ def test_aborted_canary_role_and_degraded_reason() -> None:
 
 
 def test_blue_green_preview_role_gets_no_traffic() -> None:
+    preview = [healthy("b2"), healthy("b2")]
+    for i, p in enumerate(preview):
+        p["metadata"]["name"] += str(i)
+    routable = frozenset(p["metadata"]["name"] for p in preview)
     status = status_of(
-        observe("b2", (full("b2"), []), (full("a1"), []), previous=SERVING_A1),
+        observe(
+            "b2", (full("b2"), preview), (full("a1"), []), previous=SERVING_A1, routable=routable
+        ),
         rollout={"strategy": "BlueGreen", "blueGreen": {"autoPromote": False}},
     )
     assert {r["name"]: (r["role"], r["weight"]) for r in status["revisions"]} == {

@@ -124,6 +124,12 @@ OPERATOR_RULES = (
     *CHILDREN,
     Rule(("",), ("pods",), ("list", "watch"), "watched to explain why a revision is not ready"),
     Rule(
+        ("discovery.k8s.io",),
+        ("endpointslices",),
+        ("list", "watch"),
+        "watched so that traffic moves to a preview only once its Service routes to its pods",
+    ),
+    Rule(
         ("",),
         ("secrets", "persistentvolumeclaims"),
         ("get",),
