@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -25,7 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from http.client import HTTPMessage
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 log = logging.getLogger("modelroll.source")
 
@@ -199,12 +200,30 @@ def _download_s3(bucket: str, prefix: str, target: Path, max_bytes: int) -> None
             raise _too_big(f"s3://{bucket}/{prefix}", f"more than {max_bytes}", max_bytes)
 
 
-def _download_gs(bucket_name: str, prefix: str, target: Path, max_bytes: int) -> None:
+def _gcs_client() -> Any:
+    """google-cloud-storage's client. Google's libraries read GOOGLE_APPLICATION_CREDENTIALS
+    as the path of a key file, but the credentials Secret's key reaches the pod as the
+    variable's value: a value that is a service account key's JSON is taken as the key.
+    A path, or no variable (workload identity, the node's account), is Google's default."""
     try:
         from google.cloud import storage
     except ImportError as exc:
         raise SourceError("gs:// needs the gs extra (google-cloud-storage)") from exc
-    client = storage.Client()
+    key = os.environ.get("GOOGLE_APPLICATION_CREDENTIALS", "")
+    if not key.lstrip().startswith("{"):
+        return storage.Client()
+    try:
+        return storage.Client.from_service_account_info(json.loads(key))
+    except (ValueError, KeyError) as exc:
+        # Never the value itself, nor a parser's excerpt of it: it is a private key.
+        raise SourceError(
+            "GOOGLE_APPLICATION_CREDENTIALS holds JSON that is not a service account key "
+            f"({type(exc).__name__})"
+        ) from None
+
+
+def _download_gs(bucket_name: str, prefix: str, target: Path, max_bytes: int) -> None:
+    client = _gcs_client()
     blobs = [b for b in client.list_blobs(bucket_name, prefix=prefix) if not b.name.endswith("/")]
     if not blobs:
         raise SourceError(f"nothing found at gs://{bucket_name}/{prefix}")

@@ -44,20 +44,28 @@ class Server:
     url: str
     routes: dict[str, Route]
     requested: list[str] = field(default_factory=list)
+    authorization: dict[str, str] = field(default_factory=dict)  # path -> its last header
 
 
 def _serve(tls: ssl.SSLContext | None) -> Iterator[Server]:
     routes: dict[str, Route] = {}
     requested: list[str] = []
+    authorization: dict[str, str] = {}
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             requested.append(self.path)
-            route = routes.get(self.path.split("?", 1)[0])
+            path = self.path.split("?", 1)[0]
+            authorization[path] = self.headers.get("Authorization", "")
+            route = routes.get(path)
             if route is None:
                 self.send_error(404)
             else:
                 route(self)
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.do_GET()
 
         def log_message(self, format: str, *args: object) -> None:
             pass
@@ -69,7 +77,8 @@ def _serve(tls: ssl.SSLContext | None) -> Iterator[Server]:
     thread.start()
     scheme = "https" if tls else "http"
     try:
-        yield Server(f"{scheme}://127.0.0.1:{server.server_address[1]}", routes, requested)
+        url = f"{scheme}://127.0.0.1:{server.server_address[1]}"
+        yield Server(url, routes, requested, authorization)
     finally:
         server.shutdown()
         server.server_close()
@@ -364,3 +373,67 @@ def test_a_gs_model_at_the_cap_loads(
     )
     assert runtime.get("/v2/health/ready").status == 200
     assert [p for p in gcs_server.requested if p.startswith("/download/")]
+
+
+def service_account_key(token_uri: str) -> str:
+    """A service account key file's JSON, with a fresh RSA key, for a token endpoint of ours."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = private.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    return json.dumps(
+        {
+            "type": "service_account",
+            "project_id": "models-project",
+            "private_key_id": "k1",
+            "private_key": pem,
+            "client_email": "loader@models-project.iam.gserviceaccount.com",
+            "client_id": "1",
+            "token_uri": token_uri,
+        }
+    )
+
+
+def test_a_gs_service_account_key_given_as_the_variable_value_is_used(
+    gcs_server: Server, start_runtime: StartRuntime
+) -> None:
+    """The credentials Secret's GOOGLE_APPLICATION_CREDENTIALS key holds the key file's
+    contents, and reaches the pod as that value: the runtime signs in with it (the token
+    exchange at the key's token_uri) and lists and downloads with the token it got."""
+    token = {"access_token": "ya29.e2e-token", "expires_in": 3600, "token_type": "Bearer"}
+    gcs_server.routes["/token"] = file_route(json.dumps(token).encode())
+    runtime = start_runtime(
+        STORAGE_EMULATOR_HOST=gcs_server.url,
+        GOOGLE_APPLICATION_CREDENTIALS=service_account_key(f"{gcs_server.url}/token"),
+        MODELROLL_MODEL_URI="gs://bucket/models/affine/",
+        MODELROLL_MODEL_FORMAT="onnx",
+    )
+    assert runtime.get("/v2/health/ready").status == 200
+    assert "/token" in gcs_server.requested
+    assert gcs_server.authorization["/storage/v1/b/bucket/o"] == "Bearer ya29.e2e-token"
+
+
+def test_a_gs_credentials_value_that_is_not_a_key_fails_without_echoing_it(
+    gcs_server: Server, start_runtime: StartRuntime, tmp_path: Path
+) -> None:
+    secret = '{"private_key": "-----BEGIN PRIVATE KEY-----\\nc2VjcmV0\\n"'  # not even JSON
+    runtime = start_runtime(
+        wait="none",
+        STORAGE_EMULATOR_HOST=gcs_server.url,
+        GOOGLE_APPLICATION_CREDENTIALS=secret,
+        MODELROLL_MODEL_URI="gs://bucket/models/affine/",
+        MODELROLL_MODEL_FORMAT="onnx",
+        MODELROLL_EXIT_ON_LOAD_FAILURE="true",
+    )
+    reason = load_failure(runtime, tmp_path)
+    assert reason == (
+        "ModelLoadFailed: GOOGLE_APPLICATION_CREDENTIALS holds JSON that is not a service "
+        "account key (JSONDecodeError)"
+    ), reason
+    assert "c2VjcmV0" not in runtime.logs()
+    assert not gcs_server.requested

@@ -6,7 +6,7 @@ import copy
 from datetime import UTC, datetime
 from typing import Any
 
-from modelroll.cli.dashboard_data import RevisionMetrics
+from modelroll.cli.dashboard_data import RevisionMetrics, metrics_unavailable
 from modelroll.cli.dashboard_metrics import Counts, Rate, counts, rate
 from modelroll.cli.dashboard_page import detail_html, list_html
 from modelroll.cli.dashboard_view import detail, recent_events, row, rows, steps, traffic_split
@@ -159,3 +159,15 @@ def test_fragments_escape_everything_from_the_cluster() -> None:
     assert "2.50" in html and "0.0%" in html  # the measured rate of the stable revision
     for action in ("promote", "abort", "retry", "rollback"):
         assert f'data-action="{action}"' in html
+
+
+def test_a_custom_container_without_the_sidecar_has_no_metrics_to_scrape() -> None:
+    """Its /metrics is the user's server's, if any: the dashboard says so, not a 404."""
+    runtime = {"container": {"image": "triton", "port": 8000}}
+    md = {"metadata": {"name": "t", "namespace": "n"}, "spec": {"runtime": runtime}}
+    assert metrics_unavailable(md) == (
+        "no request metrics: your own container, without the metrics sidecar"
+    )
+    runtime["container"]["metrics"] = {"sidecar": True}
+    assert metrics_unavailable(md) is None
+    assert metrics_unavailable({"spec": {"model": {"format": "sklearn"}}}) is None

@@ -136,7 +136,8 @@ class Credentials(ApiModel):
         AWS_REGION, AWS_DEFAULT_REGION, AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_S3,
         GOOGLE_APPLICATION_CREDENTIALS, GOOGLE_CLOUD_PROJECT) reach the runtime as those
         variables, each one optional; no other key does, so the Secret cannot set the
-        runtime's MODELROLL_* settings."""
+        runtime's MODELROLL_* settings. GOOGLE_APPLICATION_CREDENTIALS holds the service
+        account key file's contents (its JSON), not a path."""
     )
 
 

@@ -79,6 +79,15 @@ def proxy_target(pod: JSON) -> str:
     return f"{name}:{DEFAULT_PORT}"
 
 
+def metrics_unavailable(md: JSON) -> str | None:
+    """Why the pods export no request metrics to read, if so: a container of the user's
+    without the metrics sidecar serves whatever /metrics it has, or none."""
+    container = ((md.get("spec") or {}).get("runtime") or {}).get("container")
+    if container and not (container.get("metrics") or {}).get("sidecar"):
+        return "no request metrics: your own container, without the metrics sidecar"
+    return None
+
+
 class MetricsReader:
     """Scrapes each revision's pods and keeps the last counts, to turn growth into a rate."""
 
@@ -89,6 +98,12 @@ class MetricsReader:
 
     def read(self, md: JSON) -> list[RevisionMetrics]:
         namespace, name = md["metadata"]["namespace"], md["metadata"]["name"]
+        if why := metrics_unavailable(md):
+            revisions = (md.get("status") or {}).get("revisions") or []
+            return [
+                RevisionMetrics(str(r["name"]), int(r.get("replicas", 0)), None, why)
+                for r in revisions
+            ]
         pods: list[JSON] = (
             self.kube.request(
                 "GET",
