@@ -42,7 +42,15 @@ NAMESPACE = "bench"
 LIMITS = {"default": ("20", "30"), "raised": ("200", "400")}
 IDLE_PROBES = 20
 # Sampling without stopping the operator, at a rate that costs it little; collapsed stacks.
-PY_SPY = ["py-spy", "record", "--nonblocking", "--rate", "20", "--format", "raw"]
+PY_SPY = [
+    str(Path(sys.executable).with_name("py-spy")),
+    "record",
+    "--nonblocking",
+    "--rate",
+    "20",
+    "--format",
+    "raw",
+]
 
 
 def sh(*args: str, env: dict[str, str], input: str | None = None) -> str:
@@ -68,6 +76,13 @@ def peak_rss_sampler(pid: int, stop: threading.Event, peak: list[int]) -> None:
         except FileNotFoundError:
             return
         time.sleep(0.2)
+
+
+def cpu_seconds(pid: int) -> float:
+    """The process's user + system CPU so far: whether the operator or the API server is
+    what the burst waits on."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return sum(int(v) for v in fields[11:13]) / os.sysconf("SC_CLK_TCK")
 
 
 def model_deployment(i: int) -> dict[str, Any]:
@@ -276,6 +291,7 @@ def operator_run(n: int, limits: str, steady_seconds: int) -> dict[str, Any]:
             created = time.monotonic() - started
             ready = cluster.wait_count("md", READY, "True", n)
             all_ready = time.monotonic() - started
+            busy = cpu_seconds(operator.pid)
 
             time.sleep(30)  # let the watch events and checks of the ramp-up drain
             window_start = time.time()
@@ -295,6 +311,7 @@ def operator_run(n: int, limits: str, steady_seconds: int) -> dict[str, Any]:
                 "create_seconds": round(created, 1),
                 "ready": ready,
                 "peak_rss_mib": peak[0],
+                "cpu_seconds_to_ready": round(busy, 1),
                 "burst": percentiles_ms(apply_latencies(events, {f"m{i:04d}" for i in range(n)})),
                 "idle": percentiles_ms(apply_latencies(events, probes)),
                 "steady_writes_per_minute": round(len(writes) * 60 / steady_seconds, 1),

@@ -182,7 +182,8 @@ def start_server(
             MODELROLL_WORKERS="1", MODELROLL_CACHE_DIR=str(cache), MODELROLL_LOG_LEVEL="WARNING",
             MODELROLL_GRPC_PORT=GRPC_PORT or str(free_port()),
         )  # fmt: skip
-        # a package's drift telemetry: counting every row (no sampling), or off
+        # a package's drift telemetry: counting every row (no sampling), as configured by
+        # default (sampled above MODELROLL_DRIFT_MAX_ROWS_PER_SECOND), or off
         if server == "ours-telemetry":
             env["MODELROLL_DRIFT_MAX_ROWS_PER_SECOND"] = "0"
         elif server == "ours-no-telemetry":
