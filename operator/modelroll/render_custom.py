@@ -43,8 +43,7 @@ SIDECAR_RESOURCES: JSON = {
 # unanswered across a canary whose old pod went at the flip, scaleDownDelaySeconds 0).
 # Keep answering until no new connection can reach the pod, then drain on SIGTERM, well
 # within terminationGracePeriodSeconds (30).
-PRE_STOP_SECONDS = 10
-PRE_STOP: JSON = {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}}
+PRE_STOP: JSON = {"preStop": {"sleep": {"seconds": 10}}}
 
 
 @dataclass(frozen=True)
