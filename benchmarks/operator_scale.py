@@ -137,6 +137,46 @@ def operator_writes(events: list[dict[str, Any]], since: float, until: float) ->
     ]
 
 
+def request_tally(events: list[dict[str, Any]], since: float, until: float) -> dict[str, int]:
+    """Requests the API server answered in [since, until], by client and verb (the operator's
+    also by resource): where the burst's API work went, the floor's and the operator's."""
+    clients = {
+        OPERATOR_USER: "operator",
+        "system:kube-controller-manager": "controller-manager",
+        "system:kube-scheduler": "scheduler",
+    }
+    tally: dict[str, int] = {}
+    for e in events:
+        if (
+            e.get("stage") != "ResponseComplete"
+            or not since <= _stamp(e["stageTimestamp"]) <= until
+        ):
+            continue
+        user = e["user"]["username"]
+        client = clients.get(user, "controller-manager" if "controller" in user else "other")
+        ref = e.get("objectRef") or {}
+        resource = ref.get("resource", "-") + (
+            f"/{ref['subresource']}" if "subresource" in ref else ""
+        )
+        key = f"{client} {e['verb']}" + (f" {resource}" if client == "operator" else "")
+        tally[key] = tally.get(key, 0) + 1
+    return dict(sorted(tally.items(), key=lambda kv: -kv[1]))
+
+
+def api_requests(metrics_port: int) -> dict[str, int]:
+    """The operator's own count of its API requests (reads too, which the audit log leaves
+    out), by method, resource and code: modelroll_operator_api_requests_total."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read()
+    counts: dict[str, int] = {}
+    for line in text.decode().splitlines():
+        if line.startswith("modelroll_operator_api_requests_total{"):
+            labels, _, value = line.partition("} ")
+            fields = dict(f.split("=", 1) for f in labels.split("{", 1)[1].split(","))
+            key = " ".join(fields[k].strip('"') for k in ("method", "resource", "code"))
+            counts[key] = int(float(value))
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
 def apply_latencies(events: list[dict[str, Any]], names: set[str]) -> list[float]:
     """Seconds from each ModelDeployment's create to its Deployment's create (both answered)."""
     created: dict[str, float] = {}
@@ -185,6 +225,7 @@ class Cluster:
             "KCM_API_BURST": burst,
         }
         self.script = str(REPO / "hack" / "cluster.sh")
+        self.metrics_port = 0  # the operator's, once started
 
     def __enter__(self) -> Cluster:
         subprocess.run([self.script, "down"], env=self.env, capture_output=True)
@@ -222,6 +263,7 @@ READY = '{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{" "}{e
 def floor(n: int, limits: str) -> dict[str, Any]:
     children = rendered_children(n)
     with Cluster(f"floor-{n}-{limits}", n, limits) as cluster:
+        since = time.time()
         started = time.monotonic()
         cluster.kubectl("create", "-f", "-", input=children)
         created = time.monotonic() - started
@@ -230,6 +272,7 @@ def floor(n: int, limits: str) -> dict[str, Any]:
             "seconds": round(time.monotonic() - started, 1),
             "create_seconds": round(created, 1),
             "available": available,
+            "requests": request_tally(audit_events(cluster.dir), since, time.time()),
         }
 
 
@@ -247,11 +290,12 @@ def start_operator(cluster: Cluster) -> subprocess.Popen[bytes]:
     kubeconfig = cluster.dir / "operator.kubeconfig"
     kubeconfig.write_text(json.dumps(config))
     liveness = free_port()
+    cluster.metrics_port = free_port()
     operator_env = {
         **cluster.env,
         "KUBECONFIG": str(kubeconfig),
         "PYTHONPATH": str(REPO / "operator"),
-        "MODELROLL_METRICS_PORT": str(free_port()),
+        "MODELROLL_METRICS_PORT": str(cluster.metrics_port),
         "MODELROLL_LIVENESS": f"http://127.0.0.1:{liveness}/healthz",
     }
     log = open(cluster.dir / "operator.log", "wb")  # noqa: SIM115
@@ -286,11 +330,14 @@ def operator_run(n: int, limits: str, steady_seconds: int) -> dict[str, Any]:
         ).start()
         try:
             manifests = "\n".join(json.dumps(model_deployment(i)) for i in range(n))
+            since = time.time()
             started = time.monotonic()
             cluster.kubectl("create", "-f", "-", input=manifests)
             created = time.monotonic() - started
             ready = cluster.wait_count("md", READY, "True", n)
             all_ready = time.monotonic() - started
+            until = time.time()
+            requests_to_ready = api_requests(cluster.metrics_port)
             busy = cpu_seconds(operator.pid)
 
             time.sleep(30)  # let the watch events and checks of the ramp-up drain
@@ -316,6 +363,8 @@ def operator_run(n: int, limits: str, steady_seconds: int) -> dict[str, Any]:
                 "idle": percentiles_ms(apply_latencies(events, probes)),
                 "steady_writes_per_minute": round(len(writes) * 60 / steady_seconds, 1),
                 "steady_write_samples": writes[:5],
+                "requests": request_tally(events, since, until),
+                "operator_requests_to_ready": requests_to_ready,
             }
         finally:
             stop.set()

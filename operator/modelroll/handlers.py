@@ -25,6 +25,7 @@ from modelroll.coalesce import Coalescer
 from modelroll.config import config_from_env
 from modelroll.kube import ApiError, Kube, RateLimiter, connect
 from modelroll.metrics import (
+    API_REQUESTS,
     MODEL_DEPLOYMENTS,
     RECONCILE_DURATION,
     RECONCILE_ERRORS,
@@ -33,6 +34,7 @@ from modelroll.metrics import (
     serve_metrics,
 )
 from modelroll.reconcile import Children, Reconciler
+from modelroll.render import PREVIEW_SERVICE_LABEL
 from modelroll.spec import JSON
 
 MANAGED = {"app.kubernetes.io/managed-by": "modelroll"}
@@ -73,6 +75,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     kube = Kube(
         connect(pool_size=threads),
         RateLimiter(operator_config.api_qps, operator_config.api_burst),
+        lambda method, resource, code: API_REQUESTS.labels(method, resource, str(code)).inc(),
     )
     reconciler = Reconciler(kube, operator_config, emit=_event_poster(kube))
     reconciler.service_monitor_available = await asyncio.to_thread(
@@ -147,11 +150,13 @@ def children_pods(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any
     return {(namespace, labels[OWNER_LABEL]): slim_pod(body)}
 
 
-# The EndpointSlice controller copies a Service's labels onto its slices, ours included.
+# The EndpointSlice controller copies a Service's labels onto its slices, ours included:
+# only the preview Services' slices are watched (the blue-green flip reads no others).
 ENDPOINT_SLICES = ("discovery.k8s.io", "v1", "endpointslices")
+PREVIEW_SLICES = {**MANAGED, OWNER_LABEL: kopf.PRESENT, PREVIEW_SERVICE_LABEL: "true"}
 
 
-@kopf.index(*ENDPOINT_SLICES, labels={**MANAGED, OWNER_LABEL: kopf.PRESENT})
+@kopf.index(*ENDPOINT_SLICES, labels=PREVIEW_SLICES)
 def children_endpointslices(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any) -> JSON:
     return {(namespace, labels[OWNER_LABEL]): slim_endpoint_slice(body)}
 
@@ -204,20 +209,48 @@ def _indexes(kwargs: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in kwargs.items() if k.startswith(("children_", "model_deployments"))}
 
 
-@kopf.on.resume(GROUP, VERSION, PLURAL)
-@kopf.on.create(GROUP, VERSION, PLURAL)
-@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
-async def reconcile_model_deployment(
-    namespace: str, name: str, memo: kopf.Memo, **kwargs: Any
-) -> None:
-    await _reconcile((namespace, name), memo, _indexes(kwargs))
+def trigger_of(body: kopf.Body) -> tuple[Any, ...]:
+    """What, when it changes, calls for a reconcile: the object's identity, its spec (by its
+    generation), its annotations (the rollout actions, the pause) and its deletion. A change
+    of status alone (ours, mostly) does not."""
+    metadata = body.get("metadata") or {}
+    annotations = metadata.get("annotations") or {}
+    return (
+        metadata.get("uid"),
+        metadata.get("generation"),
+        metadata.get("deletionTimestamp"),
+        tuple(sorted(annotations.items())),
+    )
 
 
-@kopf.on.update(GROUP, VERSION, PLURAL, field="metadata.annotations")
-async def reconcile_on_annotation(
-    namespace: str, name: str, memo: kopf.Memo, **kwargs: Any
+RETRY_SECONDS = 5.0
+
+
+# A watch event handler, not kopf's create/update/resume handlers: those keep a copy of the
+# spec in an annotation (one more write per object, and a diff of every event), which a
+# level-triggered reconcile never reads. The initial listing, at a start or a new leader,
+# reaches this handler too, which resumes every object.
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def model_deployment_changed(
+    event: JSON, namespace: str, name: str, body: kopf.Body, memo: kopf.Memo, **kwargs: Any
 ) -> None:
-    await _reconcile((namespace, name), memo, _indexes(kwargs))
+    key = (namespace, name)
+    looked: dict[tuple[str, str], tuple[Any, ...]] = memo.looked
+    if event.get("type") == "DELETED":
+        looked.pop(key, None)
+    elif looked.get(key) == (trigger := trigger_of(body)):
+        return
+    try:
+        await _reconcile(key, memo, _indexes(kwargs))
+    except Exception as error:
+        # kopf does not retry event handlers: the object is looked at again a little later
+        # (and at every resync meanwhile), with what is true then
+        logging.getLogger(__name__).warning("reconcile of %s/%s failed: %s", *key, error)
+        looked.pop(key, None)
+        asyncio.get_running_loop().call_later(RETRY_SECONDS, memo.coalescer.schedule, key)
+        return
+    if event.get("type") != "DELETED":
+        looked[key] = trigger
 
 
 async def resync_forever(memo: kopf.Memo, indexes: dict[str, Any], interval: float) -> None:
@@ -245,6 +278,7 @@ async def _reconcile_logged(
 @kopf.on.startup()
 async def start_resync(memo: kopf.Memo, **kwargs: Any) -> None:
     memo.indexes_ready = asyncio.Event()
+    memo.looked = {}  # per ModelDeployment, trigger_of() at its last reconcile
     indexes = _indexes(kwargs)
     memo.resync = asyncio.create_task(
         resync_forever(memo, indexes, memo.config.timer_interval_seconds)
@@ -291,9 +325,10 @@ def _child_event_handler(kind: str, group: str, version: str, plural: str) -> No
     ) -> None:
         _on_child_event(event, namespace, labels, memo, kind)
 
-    kopf.on.event(
-        group, version, plural, id=f"on_{plural}", labels={**MANAGED, OWNER_LABEL: kopf.PRESENT}
-    )(handler)
+    labels = (
+        PREVIEW_SLICES if plural == "endpointslices" else {**MANAGED, OWNER_LABEL: kopf.PRESENT}
+    )
+    kopf.on.event(group, version, plural, id=f"on_{plural}", labels=labels)(handler)
 
 
 WATCHED_ONLY = {"Pod": ("", "v1", "pods"), "EndpointSlice": ENDPOINT_SLICES}

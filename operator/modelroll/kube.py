@@ -127,10 +127,36 @@ def object_path(api_version: str, kind: str, namespace: str, name: str = "") -> 
     return f"{path}/{name}" if name else path
 
 
+# method, resource (a plural, with "/status" for the subresource) and status code of each
+# request answered; handlers.py counts them in a metric, the way client-go's
+# rest_client_requests_total does
+RequestObserver = Callable[[str, str, int], None]
+
+
+def resource_of(path: str) -> str:
+    """The resource a request path names: `services` for /api/v1/namespaces/x/services/y,
+    `modeldeployments/status` for its status, `nodes` for /api/v1/nodes (a bounded set, fit
+    for a metric's label: no names or namespaces)."""
+    parts = path.split("?", 1)[0].strip("/").split("/")
+    start = 2 if parts[0] == "api" else 3  # past api/v1 or apis/<group>/<version>
+    if len(parts) > start + 1 and parts[start] == "namespaces" and len(parts) > start + 2:
+        start += 2
+    resource = parts[start] if len(parts) > start else "-"
+    if len(parts) > start + 2:
+        resource += f"/{parts[start + 2]}"
+    return resource
+
+
 class Kube:
-    def __init__(self, api_client: client.ApiClient, limiter: RateLimiter | None = None) -> None:
+    def __init__(
+        self,
+        api_client: client.ApiClient,
+        limiter: RateLimiter | None = None,
+        observe: RequestObserver | None = None,
+    ) -> None:
         self.api_client = api_client
         self.limiter = limiter or RateLimiter(0, 1)
+        self.observe = observe
 
     def request(
         self,
@@ -162,6 +188,8 @@ class Kube:
         self.limiter.wait()
         response = self.api_client.call_api(*params)
         response.read()  # type: ignore[no-untyped-call]
+        if self.observe is not None:
+            self.observe(method, resource_of(path), response.status)
         text = response.data.decode() if response.data else ""
         if response.status >= 400:
             raise ApiError(response.status, text)

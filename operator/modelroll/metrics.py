@@ -23,6 +23,12 @@ MODEL_DEPLOYMENTS = Gauge(
 WATCH_EVENTS = Counter(
     "modelroll_operator_watch_events_total", "Watch events seen, by kind.", ["kind"]
 )
+API_REQUESTS = Counter(
+    "modelroll_operator_api_requests_total",
+    "Requests the operator made to the Kubernetes API (kopf's watches and patches not "
+    "included), by method, resource and status code.",
+    ["method", "resource", "code"],
+)
 TRAFFIC_WEIGHT = Gauge(
     "modelroll_operator_traffic_weight",
     "Effective traffic share of each live revision, in percent, as last reported in status.",

@@ -8,9 +8,8 @@ from importlib import resources
 from typing import Any
 
 import jinja2
-import yaml
 
-from modelroll import GROUP, KIND, VERSION, render_custom
+from modelroll import GROUP, KIND, VERSION, parsed_yaml, render_custom
 from modelroll.config import OperatorConfig
 from modelroll.feature_drift import recording_rules
 from modelroll.quantity import parse_quantity
@@ -18,8 +17,6 @@ from modelroll.rollout import Plan
 from modelroll.spec import JSON, ModelDeploymentSpec, parse_spec
 from modelroll.tls import CA_KEY, CERT_FILE, CERT_KEY, KEY_FILE, KEY_KEY, MOUNT_DIR, server_name
 
-# libyaml's loader when present: rendering runs on every reconcile.
-SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # Package data: operator/modelroll/templates links to the repository's templates/, and
 # setuptools copies the files behind the link into the wheel.
 TEMPLATES = resources.files("modelroll") / "templates"
@@ -56,6 +53,10 @@ APP_PROTOCOLS = {"https": "https", "grpc": "grpc"}
 METRICS_PORT = "http"
 DEPLOYMENT_LABEL = f"{GROUP}/deployment"
 REVISION_LABEL = f"{GROUP}/revision"
+# On the blue-green preview Service, and copied by the EndpointSlice controller onto its
+# slices: the operator watches only those slices (the flip waits for them), not every
+# Service's.
+PREVIEW_SERVICE_LABEL = f"{GROUP}/preview"
 MODEL_VERSION_ANNOTATION = f"{GROUP}/model-version"
 
 
@@ -95,7 +96,7 @@ def _environment() -> jinja2.Environment:
 
 def render_template(template: str, **values: Any) -> JSON:
     text = _environment().get_template(template).render(**values)
-    manifest = yaml.load(text, Loader=SafeLoader)
+    manifest = parsed_yaml.load(text)
     assert isinstance(manifest, dict), f"{template} did not render a mapping"
     return manifest
 
@@ -485,10 +486,11 @@ def render_shared_children(
         render_template("service.yaml.j2", **services, selector=main_selector),
     ]
     if plan.preview_revision:
+        preview_labels = {**labels, PREVIEW_SERVICE_LABEL: "true"}
         children.append(
             render_template(
                 "service.yaml.j2",
-                **{**services, "name": f"{owner.name}-preview"},
+                **{**services, "name": f"{owner.name}-preview", "labels": preview_labels},
                 selector={DEPLOYMENT_LABEL: owner.name, REVISION_LABEL: plan.preview_revision},
             )
         )

@@ -82,7 +82,7 @@ def test_several_workers_keep_prometheus_clients_own_objects(
     assert m.requests.labels("iris", "3", "v2", "200")._value.get() == 1.0
 
 
-def test_request_ids_are_random_uuid4_text() -> None:
+def test_request_ids_are_unique_uuid4_text() -> None:
     ids = {new_request_id() for _ in range(20000)}
     assert len(ids) == 20000
     for text in ids:
@@ -90,3 +90,18 @@ def test_request_ids_are_random_uuid4_text() -> None:
         assert str(parsed) == text
         assert parsed.version == 4
         assert parsed.variant == uuid.RFC_4122
+
+
+def test_a_forked_worker_draws_its_own_request_ids() -> None:
+    import os
+
+    before = new_request_id()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its ids share no prefix with the parent's
+        os.write(write, new_request_id().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    assert child.rsplit("-", 1)[0] != before.rsplit("-", 1)[0]
+    assert uuid.UUID(child).version == 4

@@ -111,7 +111,7 @@ OPERATOR_RULES = (
         (GROUP,),
         (PLURAL,),
         ("list", "watch", "patch"),
-        "watched by kopf; kopf's progress annotations and modelroll.io/retry removal patch it",
+        "watched by kopf; a handled action's annotation (modelroll.io/retry, ...) is removed by a patch",
     ),
     Rule((GROUP,), (f"{PLURAL}/status",), ("patch",), "the status the operator writes"),
     Rule(

@@ -8,7 +8,7 @@ MODELROLL_WORKERS > 1) stays free of numpy and of every model library.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeAlias, TypeVar
 
@@ -32,6 +32,12 @@ class TensorSpec:
     name: str
     dtype: np.dtype[Any]
     shape: tuple[int, ...]  # -1 marks a variable dimension
+    # (index, size) of each fixed dimension: what every request's tensor is checked against
+    fixed: tuple[tuple[int, int], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        fixed = tuple((i, d) for i, d in enumerate(self.shape) if d >= 0)
+        object.__setattr__(self, "fixed", fixed)  # frozen: set once, here
 
 
 class Model(Protocol):
