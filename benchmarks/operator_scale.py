@@ -12,6 +12,8 @@ It reports the operator's time as a ratio to the floor's, the operator's peak RS
 apply-to-children latency (a ModelDeployment's create to its Deployment's create, both from
 the apiserver's audit log) during the burst and on the idle cluster afterwards, and the
 operator's writes per minute once everything is steady (audit log, by its user name).
+It also counts the burst's requests: by client and verb from the audit log (writes), and the
+operator's own, reads included, from its modelroll_operator_api_requests_total.
 `--raised-limits` runs kube-controller-manager with --kube-api-qps 200 --kube-api-burst 400
 (hack/cluster.sh KCM_API_QPS/KCM_API_BURST) instead of its defaults, 20 and 30.
 

@@ -1,15 +1,22 @@
 """CPU per request of the Python request path, in-process: ours and the floor side by side.
 
 Each server's RSGI app is called on a fake scope and body (no sockets, no granian), the same
-1-row V1 and V2 bodies as run.py sends, one request at a time on one event loop. What is
-left is what our Python adds per request: routing, checks, decode, predict, encode and
+1-row V1 and V2 bodies as run.py sends, on one event loop, 1 or 64 requests in flight. What
+is left is what our Python adds per request: routing, checks, decode, predict, encode and
 metrics; HTTP parsing and the sockets are granian's, the same for both. Under load it is
-steadier than wrk's req/s (CPU time, not wall time); under callgrind
-(`--callgrind`, counting only the measured requests) it is the same count whatever the load.
+steadier than wrk's req/s (CPU time, not wall time); under callgrind (`--callgrind`,
+counting only the measured requests) it is the same count whatever the load. `--stage`
+measures one step of ours alone instead (V2's or V1's decode or encode, or the predict).
 
     .venv/bin/python benchmarks/runtime/request_cost.py [--requests 20000] [--models iris,rf]
-    CALLGRIND=1 valgrind --tool=callgrind --instr-atstart=no .venv/bin/python \\
-        benchmarks/runtime/request_cost.py --callgrind --requests 300 --models iris --servers ours
+    valgrind --tool=callgrind --instr-atstart=no .venv/bin/python \\
+        benchmarks/runtime/request_cost.py --callgrind --requests 640 --models iris \\
+        --servers ours --protocols v2 --concurrency 64 --work /tmp/rc
+    valgrind --tool=callgrind --instr-atstart=no .venv/bin/python \\
+        benchmarks/runtime/request_cost.py --callgrind --requests 1000 --models iris \\
+        --stage v2-decode --work /tmp/rc
+
+callgrind's "Collected" total divided by --requests is the instructions per request.
 """
 
 from __future__ import annotations
@@ -21,21 +28,20 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import uvloop
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "benchmarks" / "runtime"))
 import run  # noqa: E402  (its training, packaging and request bodies)
 
 
-class Headers(dict[str, str]):
-    pass
-
-
 class Scope:
     def __init__(self, method: str, path: str, headers: dict[str, str]) -> None:
-        self.method, self.path, self.headers = method, path, Headers(headers)
+        self.method, self.path, self.headers = method, path, headers
 
 
 class Proto:
@@ -60,9 +66,7 @@ def callgrind(on: bool) -> None:
         os.system(f"callgrind_control {'-i on' if on else '-i off'} {os.getpid()} >/dev/null")
 
 
-async def measure(
-    app: Any, scope: Scope, body: bytes, n: int, concurrency: int, count: bool
-) -> float:
+async def measure(app: Any, scope: Scope, body: bytes, n: int, concurrency: int) -> float:
     """CPU microseconds per request, after as many requests again of warm-up. `concurrency`
     requests are started together each time, as a closed loop of that many clients has them
     in flight, so that ours batches them as it does under wrk."""
@@ -82,14 +86,43 @@ async def measure(
 
     await requests(n)
     gc.collect()
-    if count:
-        callgrind(True)
+    callgrind(True)
     started = time.process_time()
     await requests(n)
     spent = time.process_time() - started
-    if count:
-        callgrind(False)
+    callgrind(False)
     return spent / (max(1, n // concurrency) * concurrency) * 1e6
+
+
+def stage(app: Any, name: str, bodies: dict[str, bytes]) -> Callable[[], object]:
+    """One step of ours on the 1-row body, as a call: its decode, its encode, or the predict."""
+    from modelroll_runtime import v1, v2
+
+    model = app.model
+    request = v2.decode_request(bodies["v2"], None, model, False)
+    results = model.predict(request.inputs, request.outputs)
+    output = v1.output_of(model, False)
+    steps: dict[str, Callable[[], object]] = {
+        "v2-decode": lambda: v2.decode_request(bodies["v2"], None, model, False),
+        "v2-encode": lambda: v2.encode_response(app.name, app.version, request, results),
+        "v1-decode": lambda: v1.decode_request(bodies["v1"], model, False),
+        "v1-encode": lambda: v1.encode_response(results, output),
+        "predict": lambda: model.predict(request.inputs, request.outputs),
+    }
+    return steps[name]
+
+
+def measure_stage(call: Callable[[], object], n: int) -> float:
+    """CPU microseconds per call, after as many calls again of warm-up."""
+    for _ in range(n):
+        call()
+    callgrind(True)
+    started = time.process_time()
+    for _ in range(n):
+        call()
+    spent = time.process_time() - started
+    callgrind(False)
+    return spent / n * 1e6
 
 
 def ours(model: str, directory: Path, cache: Path) -> Any:
@@ -100,8 +133,7 @@ def ours(model: str, directory: Path, cache: Path) -> Any:
     )  # fmt: skip
     from modelroll_runtime.app import create_app
 
-    app = create_app()
-    return app
+    return create_app()
 
 
 async def ready(app: Any) -> Any:
@@ -131,6 +163,9 @@ def main() -> None:
     parser.add_argument("--concurrency", default="1,64")
     parser.add_argument("--work", help="a directory to keep the models and compile caches in")
     parser.add_argument("--callgrind", action="store_true", help="count only measured requests")
+    parser.add_argument(
+        "--stage", choices=["v2-decode", "v2-encode", "v1-decode", "v1-encode", "predict"]
+    )
     args = parser.parse_args()
     if args.callgrind:
         os.environ["CALLGRIND"] = "1"
@@ -143,11 +178,14 @@ def main() -> None:
         cache = work / "cache" / model
         bodies = run.bodies(model, width, 1)
         apps: dict[str, Any] = {}
-        import uvloop
-
         loop = uvloop.new_event_loop()
         asyncio.set_event_loop(loop)
         app = loop.run_until_complete(ready(ours(model, directory, cache)))
+        if args.stage:
+            cost = measure_stage(stage(app, args.stage, bodies), args.requests)
+            print(f"{model} {args.stage}: {cost:.2f} µs/call", flush=True)
+            loop.close()
+            continue
         if "ours" in args.servers:
             apps["ours"] = app
             # as on an idle machine, where both models' warm-up predict takes under
@@ -167,9 +205,8 @@ def main() -> None:
             scope = Scope("POST", path, headers)
             for concurrency in (int(c) for c in args.concurrency.split(",")):
                 for server, served in apps.items():
-                    count = args.callgrind
                     cost = loop.run_until_complete(
-                        measure(served, scope, bodies[protocol], args.requests, concurrency, count)
+                        measure(served, scope, bodies[protocol], args.requests, concurrency)
                     )
                     rows.append((model, protocol, concurrency, server, cost))
                     print(f"{model} {protocol} c={concurrency} {server}: {cost:.1f} µs/request",
@@ -177,6 +214,8 @@ def main() -> None:
         # not app.__rsgi_del__: it marks the process as stopping, which would end the next
         # model's load
         loop.close()
+    if not rows:  # --stage: printed as measured
+        return
     print("\n| model | protocol | in flight | server | CPU µs / request (in-process) |")
     print("|---|---|---|---|---|")
     for model, protocol, concurrency, server, cost in rows:

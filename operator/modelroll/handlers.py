@@ -193,8 +193,6 @@ async def _reconcile(key: tuple[str, str], memo: kopf.Memo, indexes: dict[str, A
             return
         RECONCILES.labels("error").inc()
         RECONCILE_ERRORS.labels(f"http_{error.status}").inc()
-        if error.status in (409, 429) or error.status >= 500:
-            raise kopf.TemporaryError(str(error), delay=5) from error
         raise
     except Exception as error:
         RECONCILES.labels("error").inc()
@@ -240,12 +238,9 @@ async def model_deployment_changed(
         looked.pop(key, None)
     elif looked.get(key) == (trigger := trigger_of(body)):
         return
-    try:
-        await _reconcile(key, memo, _indexes(kwargs))
-    except Exception as error:
+    if not await _reconcile_logged(key, memo, _indexes(kwargs), "reconcile"):
         # kopf does not retry event handlers: the object is looked at again a little later
         # (and at every resync meanwhile), with what is true then
-        logging.getLogger(__name__).warning("reconcile of %s/%s failed: %s", *key, error)
         looked.pop(key, None)
         asyncio.get_running_loop().call_later(RETRY_SECONDS, memo.coalescer.schedule, key)
         return
@@ -268,11 +263,14 @@ async def resync_forever(memo: kopf.Memo, indexes: dict[str, Any], interval: flo
 
 async def _reconcile_logged(
     key: tuple[str, str], memo: kopf.Memo, indexes: dict[str, Any], why: str
-) -> None:
+) -> bool:
+    """Whether the reconcile ended without an error (which is logged, not raised)."""
     try:
         await _reconcile(key, memo, indexes)
     except Exception as error:  # one failing object must not stop the others
         logging.getLogger(__name__).warning("%s of %s/%s failed: %s", why, *key, error)
+        return False
+    return True
 
 
 @kopf.on.startup()

@@ -139,7 +139,7 @@ def resource_of(path: str) -> str:
     for a metric's label: no names or namespaces)."""
     parts = path.split("?", 1)[0].strip("/").split("/")
     start = 2 if parts[0] == "api" else 3  # past api/v1 or apis/<group>/<version>
-    if len(parts) > start + 1 and parts[start] == "namespaces" and len(parts) > start + 2:
+    if len(parts) > start + 2 and parts[start] == "namespaces":
         start += 2
     resource = parts[start] if len(parts) > start else "-"
     if len(parts) > start + 2:

@@ -25,8 +25,8 @@ WATCH_EVENTS = Counter(
 )
 API_REQUESTS = Counter(
     "modelroll_operator_api_requests_total",
-    "Requests the operator made to the Kubernetes API (kopf's watches and patches not "
-    "included), by method, resource and status code.",
+    "Requests the operator made to the Kubernetes API (kopf's watches not included), by "
+    "method, resource and status code.",
     ["method", "resource", "code"],
 )
 TRAFFIC_WEIGHT = Gauge(

@@ -1,11 +1,11 @@
 """Rendered YAML as objects, remembered: a reconcile renders every child again, and parsing
 the text is most of that cost. Pure (memory only, no I/O).
 
-PyYAML builds the objects in Python even with libyaml (measured: 2.0 ms for a 4 KB
-Deployment, against 0.13 ms to render the template's text), and a resync renders the same
-text for every settled ModelDeployment. So the object of each text is kept, by the text's
-digest, as compressed compact JSON, and a text seen before costs a digest and a JSON parse
-(~0.05 ms). Misses return the same JSON round trip as hits, so both give equal objects.
+PyYAML builds the objects in Python even with libyaml (benchmarks/render_cost.py: about
+2 ms for a 4 KB Deployment, against 0.13-0.23 ms to render the template's text), and a
+resync renders the same text for every settled ModelDeployment. So the object of each text
+is kept, by the text's digest, as compressed compact JSON, and a text seen before costs a
+digest and a JSON parse. Misses return the same JSON round trip as hits, so both give equal objects.
 """
 
 from __future__ import annotations

@@ -164,7 +164,7 @@ def conform(spec: TensorSpec, name: str, array: Array, allow_missing: bool) -> A
                 f"input '{name}': expected shape {_show(spec.shape)}, got {list(shape)}"
             )
     if shape[0] == 0:
-        raise bad_request(f"input '{name}': the batch is empty (shape {list(array.shape)})")
+        raise bad_request(f"input '{name}': the batch is empty (shape {list(shape)})")
     converted = array.astype(spec.dtype, copy=False)
     # tree boosters read NaN as "missing"; for every other model it is an input error
     if converted.dtype.kind == "f" and not allow_missing and not _finite(converted):
@@ -179,9 +179,10 @@ _DOT_CHECK_AT_MOST = 4096
 
 
 def _finite(array: Array) -> bool:
-    """No NaN or infinity in a float array. A finite x·x (or sum) says so in one C call (np.isfinite
-    then .all() is a ufunc, an array and a Python-level reduce); one that is not finite may
-    still be an overflow of finite values, so that case is checked element by element."""
+    """No NaN or infinity in a float array. A finite x·x (or sum) says so in one C call
+    (np.isfinite then .all() is a ufunc, an array and a Python-level reduce); one that is not
+    finite may still be an overflow of finite values, so that case is checked element by
+    element."""
     if array.size <= _DOT_CHECK_AT_MOST:
         flat = array.ravel()
         if math.isfinite(flat.dot(flat)):
