@@ -59,7 +59,7 @@ sed -e "s|image: modelroll/operator:[^[:space:]]*|image: $OPERATOR_IMAGE|" \
     -e "s|value: modelroll/runtime:[^[:space:]]*|value: $RUNTIME_IMAGE|" \
     -e "s|imagePullPolicy: IfNotPresent|imagePullPolicy: Never|" \
     dist/install.yaml | kubectl apply --server-side --force-conflicts -f -
-kubectl wait --for=condition=Established --timeout=60s crd/modeldeployments.modelroll.io
+hack/wait-crd.sh modeldeployments.modelroll.io 60
 kubectl -n modelroll-system set env deployment/modelroll-operator \
   MODELROLL_RUNTIME_IMAGE_PULL_POLICY=Never >/dev/null
 kubectl -n modelroll-system rollout status deployment/modelroll-operator --timeout=180s

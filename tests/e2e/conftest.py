@@ -145,7 +145,7 @@ def leftovers(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
 def installed_operator(real_cluster: Cluster) -> None:
     """The install bundle as users apply it, with the operator pinned to the real node."""
     real_cluster.kubectl("apply", "--server-side", "-k", str(REPO / "crds"))
-    real_cluster.kubectl("wait", "--for=condition=Established", "crd/modeldeployments.modelroll.io")
+    real_cluster.wait_established("modeldeployments.modelroll.io")
     docs = [d for d in yaml.safe_load_all((REPO / "dist" / "install.yaml").read_text()) if d]
     operator = next(
         d

@@ -179,7 +179,7 @@ def test_cel_validation_rule_rejects_a_bad_object(cluster: Cluster) -> None:
     }
     cluster.kubectl("apply", "-f", "-", input=json.dumps(crd))
     try:
-        cluster.kubectl("wait", "--for=condition=Established", f"crd/widgets.{group}")
+        cluster.wait_established(f"widgets.{group}")
         bad = {
             "apiVersion": f"{group}/v1",
             "kind": "Widget",

@@ -49,12 +49,7 @@ def resource(obj: dict[str, Any]) -> list[str]:
 def applied(cluster: Cluster) -> list[dict[str, Any]]:
     result = cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(DIST))
     assert "modelroll-operator" in result.stdout
-    cluster.kubectl(
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd/modeldeployments.modelroll.io",
-    )
+    cluster.wait_established("modeldeployments.modelroll.io")
     return objects(DIST.read_text())
 
 

@@ -49,6 +49,16 @@ class Cluster:
             )
         return result
 
+    def wait_established(self, crd: str, timeout: int = 60) -> None:
+        """Until `crd` is Established: `kubectl wait` fails at once, instead of waiting, while
+        a just-created CRD has no conditions yet (hack/wait-crd.sh polls)."""
+        subprocess.run(
+            [str(REPO / "hack" / "wait-crd.sh"), crd, str(timeout)],
+            env=self.env,
+            check=True,
+            timeout=timeout + 10,
+        )
+
     @property
     def env(self) -> dict[str, str]:
         """Environment for child processes (the operator) that talk to this cluster."""
