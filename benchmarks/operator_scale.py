@@ -11,7 +11,8 @@ For each N it starts a fresh local control plane (hack/cluster.sh, kwok nodes) t
 It reports the operator's time as a ratio to the floor's, the operator's peak RSS, the
 apply-to-children latency (a ModelDeployment's create to its Deployment's create, both from
 the apiserver's audit log) during the burst and on the idle cluster afterwards, and the
-operator's writes per minute once everything is steady (audit log, by its user name).
+operator's writes per minute once everything is steady (audit log, by its user name), and
+its CPU then, in cores (the periodic resync's cost when nothing changes).
 It also counts the burst's requests: by client and verb from the audit log (writes), and the
 operator's own, reads included, from its modelroll_operator_api_requests_total.
 `--raised-limits` runs kube-controller-manager with --kube-api-qps 200 --kube-api-burst 400
@@ -344,8 +345,11 @@ def operator_run(n: int, limits: str, steady_seconds: int) -> dict[str, Any]:
 
             time.sleep(30)  # let the watch events and checks of the ramp-up drain
             window_start = time.time()
+            cpu_before = cpu_seconds(operator.pid)
             time.sleep(steady_seconds)
             window_end = time.time()
+            # the periodic resync's cost when nothing changes, in cores
+            steady_cpu = (cpu_seconds(operator.pid) - cpu_before) / (window_end - window_start)
             # Idle apply-to-children: one ModelDeployment at a time on the settled cluster.
             probes = {f"p{i:03d}" for i in range(IDLE_PROBES)}
             for name in sorted(probes):
@@ -365,6 +369,7 @@ def operator_run(n: int, limits: str, steady_seconds: int) -> dict[str, Any]:
                 "idle": percentiles_ms(apply_latencies(events, probes)),
                 "steady_writes_per_minute": round(len(writes) * 60 / steady_seconds, 1),
                 "steady_write_samples": writes[:5],
+                "steady_cpu_cores": round(steady_cpu, 3),
                 "requests": request_tally(events, since, until),
                 "operator_requests_to_ready": requests_to_ready,
             }

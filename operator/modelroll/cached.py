@@ -4,13 +4,14 @@ read. Pure functions, no I/O.
 A pod is kept as its revision label and the fields `problems.pod_problem` reads. A child is
 kept as one compact JSON string (a Python dict costs about ten times its JSON), unpacked only
 by the reconcile that reads it; its status only where `status.revision_state` reads one.
+A ModelDeployment is kept whole but for managedFields, as compact JSON too.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from modelroll.problems import problem_fields
 from modelroll.render import REVISION_LABEL
@@ -84,12 +85,31 @@ def unpack_child(packed: str) -> JSON:
     return child
 
 
-def slim_model_deployment(body: Mapping[str, Any]) -> JSON:
-    """The whole object (spec and status are what reconciles read) but kopf's diff base and
-    the managedFields."""
-    raw: JSON = json.loads(json.dumps(dict(body)))
-    metadata = raw.get("metadata") or {}
+class PackedModelDeployment(NamedTuple):
+    """A ModelDeployment as the watch cache keeps it: compact JSON, unpacked only by the
+    reconcile that reads it (a status holds a spec per revision in its history, and as
+    dicts a thousand of them were the largest part of the operator's memory), beside the
+    two things read of every object at once: its version (the watch probe) and its
+    conditions' types and statuses (the condition gauges)."""
+
+    resource_version: str
+    conditions: tuple[tuple[str, str], ...]
+    packed: str
+
+
+def pack_model_deployment(body: Mapping[str, Any]) -> PackedModelDeployment:
+    metadata = dict(body.get("metadata") or {})
     metadata.pop("managedFields", None)
-    annotations = metadata.get("annotations") or {}
-    annotations.pop(KOPF_DIFFBASE, None)
-    return raw
+    if KOPF_DIFFBASE in (annotations := metadata.get("annotations") or {}):
+        metadata["annotations"] = {k: v for k, v in annotations.items() if k != KOPF_DIFFBASE}
+    conditions = (body.get("status") or {}).get("conditions") or []
+    return PackedModelDeployment(
+        str(metadata.get("resourceVersion", "")),
+        tuple((str(c.get("type")), str(c.get("status"))) for c in conditions),
+        json.dumps({**body, "metadata": metadata}, separators=(",", ":")),
+    )
+
+
+def unpack_model_deployment(packed: str) -> JSON:
+    body: JSON = json.loads(packed)
+    return body

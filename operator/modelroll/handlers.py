@@ -16,10 +16,11 @@ from modelroll import GROUP, PLURAL, VERSION
 from modelroll.api import rbac
 from modelroll.cached import (
     pack_child,
+    pack_model_deployment,
     slim_endpoint_slice,
-    slim_model_deployment,
     slim_pod,
     unpack_child,
+    unpack_model_deployment,
 )
 from modelroll.coalesce import Coalescer
 from modelroll.config import config_from_env
@@ -123,7 +124,7 @@ def _event_poster(kube: Kube) -> Any:
 @kopf.index(GROUP, VERSION, PLURAL)
 def model_deployments(namespace: str, name: str, body: kopf.Body, **_: Any) -> JSON:
     WATCH_EVENTS.labels("ModelDeployment").inc()
-    return {(namespace, name): slim_model_deployment(body)}
+    return {(namespace, name): pack_model_deployment(body)}
 
 
 def _child_index(kind: str) -> None:
@@ -163,7 +164,9 @@ def children_endpointslices(namespace: str, labels: kopf.Labels, body: kopf.Body
 
 def _load(key: tuple[str, str], indexes: dict[str, kopf.Index[Any, Any]]):  # type: ignore[no-untyped-def]
     def load() -> tuple[JSON | None, Children]:
-        bodies = list(indexes["model_deployments"].get(key, []))
+        bodies = [
+            unpack_model_deployment(b.packed) for b in indexes["model_deployments"].get(key, [])
+        ]
         children = Children(
             by_kind={
                 kind: [unpack_child(c) for c in indexes[f"children_{plural}"].get(key, [])]
@@ -230,7 +233,7 @@ RETRY_SECONDS = 5.0
 # reaches this handler too, which resumes every object.
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def model_deployment_changed(
-    event: JSON, namespace: str, name: str, body: kopf.Body, memo: kopf.Memo, **kwargs: Any
+    event: JSON, namespace: str, name: str, body: kopf.Body, memo: kopf.Memo, **_: Any
 ) -> None:
     key = (namespace, name)
     looked: dict[tuple[str, str], tuple[Any, ...]] = memo.looked
@@ -238,14 +241,32 @@ async def model_deployment_changed(
         looked.pop(key, None)
     elif looked.get(key) == (trigger := trigger_of(body)):
         return
-    if not await _reconcile_logged(key, memo, _indexes(kwargs), "reconcile"):
-        # kopf does not retry event handlers: the object is looked at again a little later
-        # (and at every resync meanwhile), with what is true then
-        looked.pop(key, None)
-        asyncio.get_running_loop().call_later(RETRY_SECONDS, memo.coalescer.schedule, key)
-        return
-    if event.get("type") != "DELETED":
+    else:
         looked[key] = trigger
+    # Not awaited: kopf's worker for this object, and the whole event it holds (managedFields
+    # included), would wait with it for a reconcile slot. In a burst of a thousand creations
+    # those waiting events were the largest part of the operator's memory; the reconcile reads
+    # the slim copy in the index instead.
+    memo.reconcile_soon(key, "reconcile")
+
+
+def reconcile_soon_for(memo: kopf.Memo, indexes: dict[str, Any]) -> Any:
+    """A function that starts reconciling a key in a task of its own. A failure is logged,
+    forgets the trigger looked at (so the next event reconciles again), and looks again a
+    little later: kopf would not retry, and the resync is slower."""
+    running: set[asyncio.Task[None]] = set()
+
+    async def reconcile(key: tuple[str, str], why: str) -> None:
+        if not await _reconcile_logged(key, memo, indexes, why):
+            memo.looked.pop(key, None)
+            asyncio.get_running_loop().call_later(RETRY_SECONDS, memo.coalescer.schedule, key)
+
+    def soon(key: tuple[str, str], why: str) -> None:
+        task = asyncio.create_task(reconcile(key, why))
+        running.add(task)  # the loop keeps only weak references to tasks
+        task.add_done_callback(running.discard)
+
+    return soon
 
 
 async def resync_forever(memo: kopf.Memo, indexes: dict[str, Any], interval: float) -> None:
@@ -281,14 +302,12 @@ async def start_resync(memo: kopf.Memo, **kwargs: Any) -> None:
     memo.resync = asyncio.create_task(
         resync_forever(memo, indexes, memo.config.timer_interval_seconds)
     )
+    memo.reconcile_soon = reconcile_soon_for(memo, indexes)
+
     # A smoke test or analysis that ends reconciles its ModelDeployment at once, so its
     # result is recorded without waiting for the next resync.
-    woken: set[asyncio.Task[None]] = set()
-
     def wake(key: tuple[str, str]) -> None:
-        task = asyncio.create_task(_reconcile_logged(key, memo, indexes, "reconcile after a check"))
-        woken.add(task)
-        task.add_done_callback(woken.discard)
+        memo.reconcile_soon(key, "reconcile after a check")
 
     memo.reconciler.checks.wake = wake
     memo.reconciler.drift_checks.wake = wake
@@ -344,9 +363,8 @@ def export_condition_counts(model_deployments: kopf.Index[Any, Any]) -> dict[str
     """Counts ModelDeployments by condition and exports the counts as a gauge."""
     tally: Tally[tuple[str, str]] = Tally()
     for key in model_deployments:
-        for body in model_deployments[key]:
-            for condition in (body.get("status") or {}).get("conditions") or []:
-                tally[(condition["type"], condition["status"])] += 1
+        for cached in model_deployments[key]:
+            tally.update(cached.conditions)
     MODEL_DEPLOYMENTS.clear()
     for (type_, status), count in tally.items():
         MODEL_DEPLOYMENTS.labels(type_, status).set(count)
@@ -372,17 +390,15 @@ async def watch_is_fresh(memo: kopf.Memo, model_deployments: kopf.Index[Any, Any
             # Fail the probe at once (no retries): a restart re-discovers a late-installed CRD.
             raise kopf.PermanentError(f"cannot list ModelDeployments: {error}") from error
         items += listed.get("items", [])
-    cached = {
-        (b["metadata"]["namespace"], b["metadata"]["name"]): b["metadata"]["resourceVersion"]
-        for key in model_deployments
-        for b in model_deployments[key]
+    versions = {
+        key: c.resource_version for key in model_deployments for c in model_deployments[key]
     }
     patterns = memo.config.namespaces or ("*",)
     missing = [
         item["metadata"]["name"]
         for item in items
         if any(fnmatch.fnmatch(item["metadata"]["namespace"], p) for p in patterns)
-        if cached.get((item["metadata"]["namespace"], item["metadata"]["name"]))
+        if versions.get((item["metadata"]["namespace"], item["metadata"]["name"]))
         != item["metadata"]["resourceVersion"]
     ]
     if not missing:

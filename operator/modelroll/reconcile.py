@@ -13,7 +13,7 @@ from typing import Protocol, cast
 from modelroll import GROUP, VERSION
 from modelroll.analysis import analyze, refusal
 from modelroll.bearer import token_of, token_problem
-from modelroll.cached import slim_model_deployment
+from modelroll.cached import pack_model_deployment, unpack_model_deployment
 from modelroll.checks import Checks
 from modelroll.conditions import Condition
 from modelroll.config import OperatorConfig
@@ -190,10 +190,10 @@ class Reconciler:
         # Bounded: a burst of thousands of objects queues here rather than in the API client.
         self._slots = asyncio.Semaphore(config.max_concurrent_reconciles)
         self._pending: set[tuple[str, str]] = set()
-        # The newest version of each ModelDeployment we have seen: our own writes, or what
-        # the watch cache shows. The cache can lag behind our writes (and kopf's), and
-        # planning from an older status would repeat a step that was already taken.
-        self._newest: dict[tuple[str, str], JSON] = {}
+        # What our own writes answered, per ModelDeployment, until the watch cache has caught
+        # up with them: the cache can lag behind our writes, and planning from an older
+        # status would repeat a step that was already taken. (version, packed JSON)
+        self._newest: dict[tuple[str, str], tuple[int, str]] = {}
         self._weights_reported: dict[tuple[str, str], set[tuple[str, str]]] = {}
         self.checks = Checks()
         # Drift evaluations, in a pool of their own so that they never hold up an analysis;
@@ -226,18 +226,22 @@ class Reconciler:
 
     def _prefer_newest(self, key: tuple[str, str], body: JSON) -> JSON:
         known = self._newest.get(key)
-        if known is not None and _version(known) > _version(body) >= 0:
-            return known
-        self._newest[key] = body
+        if known is None:
+            return body
+        version, packed = known
+        if version > _version(body) >= 0:
+            return unpack_model_deployment(packed)
+        del self._newest[key]  # the cache has caught up
         return body
 
     def _remember(self, written: JSON) -> None:
         """Keeps what a write answered, as the watch cache would keep it: the answer carries
-        managedFields and kopf's diff base, several times the rest of the object."""
+        managedFields, several times the rest of the object."""
         metadata = written["metadata"]
-        self._prefer_newest(
-            (metadata["namespace"], metadata["name"]), slim_model_deployment(written)
-        )
+        key = (metadata["namespace"], metadata["name"])
+        version = _version(written)
+        if version > self._newest.get(key, (-1, ""))[0]:
+            self._newest[key] = (version, pack_model_deployment(written).packed)
 
     async def reconcile(self, body: JSON, children: Children) -> None:
         metadata = body["metadata"]

@@ -8,10 +8,11 @@ import json
 import pytest
 from modelroll.cached import (
     pack_child,
+    pack_model_deployment,
     slim_endpoint_slice,
-    slim_model_deployment,
     slim_pod,
     unpack_child,
+    unpack_model_deployment,
 )
 from modelroll.drift import needs_apply
 from modelroll.problems import pod_problem
@@ -162,12 +163,20 @@ def test_a_cached_model_deployment_drops_only_what_kopf_and_the_server_keep() ->
         "spec": {"replicas": 1},
         "status": {"conditions": [{"type": "Ready", "status": "True"}]},
     }
-    slim = slim_model_deployment(body)
-    assert slim == {
-        "metadata": {"name": "iris", "annotations": {"modelroll.io/promote": "true"}},
+    body["metadata"]["resourceVersion"] = "42"
+    cached = pack_model_deployment(body)
+    assert unpack_model_deployment(cached.packed) == {
+        "metadata": {
+            "name": "iris",
+            "resourceVersion": "42",
+            "annotations": {"modelroll.io/promote": "true"},
+        },
         "spec": {"replicas": 1},
         "status": {"conditions": [{"type": "Ready", "status": "True"}]},
     }
+    # what the probe and the condition gauges read of every object, without unpacking it
+    assert cached.resource_version == "42"
+    assert cached.conditions == (("Ready", "True"),)
     assert "managedFields" in body["metadata"]  # the watched object itself is untouched
 
 
