@@ -302,8 +302,11 @@ def start_operator(cluster: Cluster) -> subprocess.Popen[bytes]:
         "MODELROLL_LIVENESS": f"http://127.0.0.1:{liveness}/healthz",
     }
     log = open(cluster.dir / "operator.log", "wb")  # noqa: SIM115
+    command = [sys.executable, "-m", "modelroll"]
+    if memory := os.environ.get("BENCH_TRACEMALLOC"):  # where the operator's memory went
+        command = [sys.executable, str(REPO / "benchmarks" / "operator_memory.py"), memory]
     operator = subprocess.Popen(
-        [sys.executable, "-m", "modelroll"],
+        command,
         env=operator_env,
         stdout=log,
         stderr=subprocess.STDOUT,
