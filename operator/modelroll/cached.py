@@ -80,9 +80,10 @@ def pack_child(body: Mapping[str, Any]) -> str:
     return json.dumps(slim, separators=(",", ":"))
 
 
-def unpack_child(packed: str) -> JSON:
-    child: JSON = json.loads(packed)
-    return child
+def unpack(packed: str) -> JSON:
+    """A cached child or ModelDeployment back as the dict its reader works on."""
+    body: JSON = json.loads(packed)
+    return body
 
 
 class PackedModelDeployment(NamedTuple):
@@ -108,8 +109,3 @@ def pack_model_deployment(body: Mapping[str, Any]) -> PackedModelDeployment:
         tuple((str(c.get("type")), str(c.get("status"))) for c in conditions),
         json.dumps({**body, "metadata": metadata}, separators=(",", ":")),
     )
-
-
-def unpack_model_deployment(packed: str) -> JSON:
-    body: JSON = json.loads(packed)
-    return body

@@ -7,6 +7,7 @@ import fnmatch
 import logging
 import time
 from collections import Counter as Tally
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -19,12 +20,12 @@ from modelroll.cached import (
     pack_model_deployment,
     slim_endpoint_slice,
     slim_pod,
-    unpack_child,
-    unpack_model_deployment,
+    unpack,
 )
 from modelroll.coalesce import Coalescer
 from modelroll.config import config_from_env
-from modelroll.kube import ApiError, Kube, RateLimiter, connect
+from modelroll.kube import ApiError, Kube, RateLimiter
+from modelroll.kube_transport import connect, connection_info
 from modelroll.metrics import (
     API_REQUESTS,
     MODEL_DEPLOYMENTS,
@@ -98,6 +99,13 @@ def _crd_exists(kube: Kube, name: str) -> bool:
         return False  # without RBAC to read CRDs we simply do not render ServiceMonitors
 
 
+@kopf.on.login()
+def login(**_: Any) -> kopf.ConnectionInfo:
+    """kopf's watches use the credentials the reconciles use (kopf asks again after a 401,
+    which rereads a rotated service-account token)."""
+    return connection_info()
+
+
 def _event_poster(kube: Kube) -> Any:
     """Posts Events in the background: an Event that fails must never stop a reconcile."""
     log = logging.getLogger(__name__)
@@ -164,12 +172,10 @@ def children_endpointslices(namespace: str, labels: kopf.Labels, body: kopf.Body
 
 def _load(key: tuple[str, str], indexes: dict[str, kopf.Index[Any, Any]]):  # type: ignore[no-untyped-def]
     def load() -> tuple[JSON | None, Children]:
-        bodies = [
-            unpack_model_deployment(b.packed) for b in indexes["model_deployments"].get(key, [])
-        ]
+        bodies = [unpack(b.packed) for b in indexes["model_deployments"].get(key, [])]
         children = Children(
             by_kind={
-                kind: [unpack_child(c) for c in indexes[f"children_{plural}"].get(key, [])]
+                kind: [unpack(c) for c in indexes[f"children_{plural}"].get(key, [])]
                 for kind, (_, _, plural) in CHILD_KINDS.items()
             },
             pods=list(indexes["children_pods"].get(key, [])),
@@ -244,13 +250,14 @@ async def model_deployment_changed(
     else:
         looked[key] = trigger
     # Not awaited: kopf's worker for this object, and the whole event it holds (managedFields
-    # included), would wait with it for a reconcile slot. In a burst of a thousand creations
-    # those waiting events were the largest part of the operator's memory; the reconcile reads
-    # the slim copy in the index instead.
+    # included), would wait with it for a reconcile slot in a burst of a thousand creations;
+    # the reconcile reads the compact copy in the index instead.
     memo.reconcile_soon(key, "reconcile")
 
 
-def reconcile_soon_for(memo: kopf.Memo, indexes: dict[str, Any]) -> Any:
+def reconcile_soon_for(
+    memo: kopf.Memo, indexes: dict[str, Any]
+) -> Callable[[tuple[str, str], str], None]:
     """A function that starts reconciling a key in a task of its own. A failure is logged,
     forgets the trigger looked at (so the next event reconciles again), and looks again a
     little later: kopf would not retry, and the resync is slower."""

@@ -1,6 +1,6 @@
 """Thin JSON access to the Kubernetes API: server-side apply, delete, status patch, get.
 
-The kubernetes client is synchronous; callers in async code run these in threads.
+Requests are synchronous; callers in async code run these in threads.
 """
 
 from __future__ import annotations
@@ -13,9 +13,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from kubernetes import client, config
-
 from modelroll import FIELD_MANAGER, GROUP, PLURAL, VERSION
+from modelroll.kube_transport import Transport
 from modelroll.spec import JSON
 
 # apiVersion/kind -> URL plural, for the kinds the operator owns.
@@ -31,20 +30,6 @@ PLURALS = {
     ("gateway.networking.k8s.io/v1", "HTTPRoute"): "httproutes",
     (f"{GROUP}/{VERSION}", "ModelDeployment"): PLURAL,
 }
-
-
-def connect(pool_size: int = 0) -> client.ApiClient:
-    """In-cluster credentials when running in a pod, else $KUBECONFIG or ~/.kube/config.
-    `pool_size`: connections kept open, one per thread that calls at once (0: the client's
-    default, five per CPU)."""
-    try:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
-    except config.ConfigException:
-        config.load_kube_config()  # type: ignore[no-untyped-call]
-    configuration = client.Configuration.get_default_copy()
-    if pool_size:
-        configuration.connection_pool_maxsize = pool_size
-    return client.ApiClient(configuration)
 
 
 class RateLimiter:
@@ -150,11 +135,11 @@ def resource_of(path: str) -> str:
 class Kube:
     def __init__(
         self,
-        api_client: client.ApiClient,
+        transport: Transport,
         limiter: RateLimiter | None = None,
         observe: RequestObserver | None = None,
     ) -> None:
-        self.api_client = api_client
+        self.transport = transport
         self.limiter = limiter or RateLimiter(0, 1)
         self.observe = observe
 
@@ -176,25 +161,34 @@ class Kube:
         query: list[tuple[str, str]] | None,
         content_type: str,
     ) -> tuple[int, JSON]:
-        params = self.api_client.param_serialize(
-            method=method,
-            resource_path=path,
-            query_params=query or [],
-            header_params={"Content-Type": content_type, "Accept": "application/json"},
-            # The client JSON-encodes bodies for JSON content types; other types go as text.
-            body=body if "json" in content_type or body is None else json.dumps(body),
-            auth_settings=["BearerToken"],
-        )
-        self.limiter.wait()
-        response = self.api_client.call_api(*params)
-        response.read()  # type: ignore[no-untyped-call]
-        if self.observe is not None:
-            self.observe(method, resource_of(path), response.status)
-        text = response.data.decode() if response.data else ""
-        if response.status >= 400:
-            raise ApiError(response.status, text)
+        # JSON is YAML too, so an apply-patch+yaml body goes as JSON like every other
+        data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
+        headers = {"Content-Type": content_type, "Accept": "application/json"}
+        status, text = self._send(method, path, query or [], headers, data)
         result: JSON = json.loads(text) if text else {}
-        return response.status, result
+        return status, result
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        query: list[tuple[str, str]],
+        headers: dict[str, str],
+        body: bytes | None,
+        timeout: float | None = None,
+    ) -> tuple[int, str]:
+        self.limiter.wait()
+        status, data = self.transport.send(method, path, query, headers, body, timeout)
+        if self.observe is not None:
+            self.observe(method, resource_of(path), status)
+        text = data.decode(errors="replace")
+        if status >= 400:
+            raise ApiError(status, text)
+        return status, text
+
+    def get_text(self, path: str, timeout: float) -> str:
+        """A GET of plain text (a pod's /metrics through the API server's proxy)."""
+        return self._send("GET", path, [], {"Accept": "text/plain"}, None, timeout)[1]
 
     def apply(self, manifest: JSON) -> bool:
         """Server-side apply under modelroll's single field manager; True if it created."""

@@ -24,7 +24,8 @@ from urllib.parse import urlsplit
 from prometheus_client import Gauge
 
 from modelroll import lease
-from modelroll.kube import ApiError, Kube, connect
+from modelroll.kube import ApiError, Kube
+from modelroll.kube_transport import connect
 from modelroll.lease import Observed, Timing
 
 log = logging.getLogger(__name__)

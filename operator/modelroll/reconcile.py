@@ -13,7 +13,7 @@ from typing import Protocol, cast
 from modelroll import GROUP, VERSION
 from modelroll.analysis import analyze, refusal
 from modelroll.bearer import token_of, token_problem
-from modelroll.cached import pack_model_deployment, unpack_model_deployment
+from modelroll.cached import pack_model_deployment, unpack
 from modelroll.checks import Checks
 from modelroll.conditions import Condition
 from modelroll.config import OperatorConfig
@@ -230,7 +230,7 @@ class Reconciler:
             return body
         version, packed = known
         if version > _version(body) >= 0:
-            return unpack_model_deployment(packed)
+            return unpack(packed)
         del self._newest[key]  # the cache has caught up
         return body
 

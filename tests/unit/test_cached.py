@@ -11,8 +11,7 @@ from modelroll.cached import (
     pack_model_deployment,
     slim_endpoint_slice,
     slim_pod,
-    unpack_child,
-    unpack_model_deployment,
+    unpack,
 )
 from modelroll.drift import needs_apply
 from modelroll.problems import pod_problem
@@ -109,7 +108,7 @@ def served_deployment() -> JSON:
 
 def test_a_cached_deployment_has_the_state_of_the_whole_one() -> None:
     whole = served_deployment()
-    cached = unpack_child(pack_child(whole))
+    cached = unpack(pack_child(whole))
     pods = [healthy("a1"), crash_looping("a1")]
     assert revision_state(cached, [slim_pod(p) for p in pods]) == revision_state(whole, pods)
     assert "managedFields" not in cached["metadata"]
@@ -129,7 +128,7 @@ def test_drift_is_judged_alike_on_the_cached_and_the_whole_child(desired: JSON) 
     whole = served_deployment()
     manifest = {"apiVersion": "apps/v1", "kind": "Deployment", **desired}
     manifest.setdefault("metadata", {})["name"] = "iris-a1"
-    cached = unpack_child(pack_child(whole))
+    cached = unpack(pack_child(whole))
     assert needs_apply(manifest, cached) == needs_apply(manifest, whole)
 
 
@@ -140,7 +139,7 @@ def test_fields_outside_spec_stay_for_drift_detection() -> None:
         "metadata": {"name": "iris-modelroll", "resourceVersion": "7", "uid": "u2"},
         "automountServiceAccountToken": False,
     }
-    cached = unpack_child(pack_child(account))
+    cached = unpack(pack_child(account))
     assert cached == {
         "apiVersion": "v1",
         "kind": "ServiceAccount",
@@ -165,7 +164,7 @@ def test_a_cached_model_deployment_drops_only_what_kopf_and_the_server_keep() ->
     }
     body["metadata"]["resourceVersion"] = "42"
     cached = pack_model_deployment(body)
-    assert unpack_model_deployment(cached.packed) == {
+    assert unpack(cached.packed) == {
         "metadata": {
             "name": "iris",
             "resourceVersion": "42",

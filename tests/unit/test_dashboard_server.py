@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from kubernetes import client
+from modelroll.cli.cluster import ClientTransport
 from modelroll.cli.dashboard_server import Dashboard, serve
 from modelroll.kube import Kube
 
@@ -21,7 +22,7 @@ from modelroll.kube import Kube
 @pytest.fixture
 def dashboard() -> Iterator[Dashboard]:
     api = client.ApiClient(client.Configuration(host="http://127.0.0.1:9"))
-    state = Dashboard(Kube(api), None, "test")
+    state = Dashboard(Kube(ClientTransport(api)), None, "test")
     server = serve(state, 0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -106,7 +107,7 @@ def test_pages_come_with_headers_that_forbid_framing_and_foreign_scripts(
 
 
 def test_the_selection_comes_from_the_query() -> None:
-    state = Dashboard(Kube(client.ApiClient()), "ml", "test")
+    state = Dashboard(Kube(ClientTransport(client.ApiClient())), "ml", "test")
     assert state.selected("md=ml/iris") == ("ml", "iris")
     assert state.selected("md=iris") == ("", "")
     assert state.selected("") == ("", "")

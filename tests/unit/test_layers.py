@@ -30,6 +30,7 @@ IO_MODULES = {
     "handlers",
     "inference",
     "kube",
+    "kube_transport",
     "leader",
     "metrics",
     "outbound",

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kubernetes import config
+from kubernetes import client, config
 
 from modelroll import GROUP, KIND, VERSION
 from modelroll.kube import Kube, object_path
+from modelroll.kube_transport import Query
 from modelroll.spec import JSON
 
 
@@ -46,9 +47,45 @@ def current_namespace(kubeconfig: str | None) -> str:
     return str((active or {}).get("context", {}).get("namespace") or "default")
 
 
-def connect(name: str, namespace: str | None, kubeconfig: str | None) -> Target:
+class ClientTransport:
+    """Requests through the kubernetes client's connection, so the CLI reads kubeconfigs the
+    way kubectl does: an explicit file, exec plugins and refreshed tokens included (the
+    operator itself logs in as kopf does, modelroll.kube_transport)."""
+
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self.api_client = api_client
+
+    def send(
+        self,
+        method: str,
+        path: str,
+        query: Query,
+        headers: dict[str, str],
+        body: bytes | None,
+        timeout: float | None = None,
+    ) -> tuple[int, bytes]:
+        # param_serialize adds the credentials (refreshing an exec plugin's token); the body
+        # is already encoded, so it goes straight to the client's urllib3 pool
+        method, url, headers, _, _ = self.api_client.param_serialize(
+            method=method,
+            resource_path=path,
+            query_params=query,
+            header_params=headers,
+            auth_settings=["BearerToken"],
+        )
+        response = self.api_client.rest_client.pool_manager.request(
+            method, url, body=body, headers=headers, timeout=timeout, redirect=False
+        )
+        return response.status, response.data
+
+
+def kube_of(kubeconfig: str | None) -> Kube:
     api_client = config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
-    return Target(Kube(api_client), namespace or current_namespace(kubeconfig), name, kubeconfig)
+    return Kube(ClientTransport(api_client))
+
+
+def connect(name: str, namespace: str | None, kubeconfig: str | None) -> Target:
+    return Target(kube_of(kubeconfig), namespace or current_namespace(kubeconfig), name, kubeconfig)
 
 
 def get_model_deployment(target: Target) -> JSON:

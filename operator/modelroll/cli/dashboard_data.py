@@ -49,22 +49,6 @@ def events(kube: Kube, md: JSON) -> list[JSON]:
     return events_of(target, metadata["uid"])
 
 
-def _get_text(kube: Kube, path: str) -> str:
-    client = kube.api_client
-    params = client.param_serialize(
-        method="GET",
-        resource_path=path,
-        header_params={"Accept": "text/plain"},
-        auth_settings=["BearerToken"],
-    )
-    response = client.call_api(*params, _request_timeout=SCRAPE_TIMEOUT)
-    response.read()  # type: ignore[no-untyped-call]
-    text = response.data.decode(errors="replace") if response.data else ""
-    if response.status >= 400:
-        raise ApiError(response.status, text)
-    return text
-
-
 def proxy_target(pod: JSON) -> str:
     """The pod and runtime port as the pod proxy path names them (`name:port`; the proxy
     needs the number), as `https:name:port` when the port is named https (spec.runtime.tls:
@@ -133,7 +117,7 @@ class MetricsReader:
         try:
             for pod in pods:
                 path = f"/api/v1/namespaces/{namespace}/pods/{pod}/proxy/metrics"
-                texts.append(_get_text(self.kube, path))
+                texts.append(self.kube.get_text(path, SCRAPE_TIMEOUT))
         except (ApiError, OSError, urllib3.exceptions.HTTPError) as error:
             # On kwok (no containers) and for pods not yet serving, the proxy cannot connect.
             message = str(error).splitlines()[0][:200]

@@ -18,7 +18,7 @@ import urllib3
 from kubernetes import config
 
 from modelroll.cli import actions
-from modelroll.cli.cluster import NotFound, Target
+from modelroll.cli.cluster import NotFound, Target, kube_of
 from modelroll.cli.dashboard_data import (
     MetricsReader,
     RevisionMetrics,
@@ -211,14 +211,13 @@ def handler_for(dashboard: Dashboard) -> type[BaseHTTPRequestHandler]:
 
 def connect(namespace: str | None, kubeconfig: str | None) -> Dashboard:
     """The current kubeconfig context (or the given file), as every other command uses it."""
-    api_client = config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
     try:
         _, active = config.list_kube_config_contexts(config_file=kubeconfig)  # type: ignore[no-untyped-call]
     except (config.ConfigException, OSError):
         active = None
     context = str((active or {}).get("name") or "")
     scope = f"namespace {namespace}" if namespace else "all namespaces"
-    return Dashboard(Kube(api_client), namespace, f"context {context or '-'}, {scope}")
+    return Dashboard(kube_of(kubeconfig), namespace, f"context {context or '-'}, {scope}")
 
 
 def serve(dashboard: Dashboard, port: int) -> ThreadingHTTPServer:
