@@ -13,7 +13,7 @@ from typing import Any
 
 import kopf
 
-from modelroll import GROUP, PLURAL, VERSION
+from modelroll import GROUP, PLURAL, VERSION, kube_transport
 from modelroll.api import rbac
 from modelroll.cached import (
     pack_child,
@@ -25,7 +25,7 @@ from modelroll.cached import (
 from modelroll.coalesce import Coalescer
 from modelroll.config import config_from_env
 from modelroll.kube import ApiError, Kube, RateLimiter
-from modelroll.kube_transport import connect, connection_info
+from modelroll.kube_transport import connect
 from modelroll.metrics import (
     API_REQUESTS,
     MODEL_DEPLOYMENTS,
@@ -103,7 +103,7 @@ def _crd_exists(kube: Kube, name: str) -> bool:
 def login(**_: Any) -> kopf.ConnectionInfo:
     """kopf's watches use the credentials the reconciles use (kopf asks again after a 401,
     which rereads a rotated service-account token)."""
-    return connection_info()
+    return kube_transport.login().info
 
 
 def _event_poster(kube: Kube) -> Any:

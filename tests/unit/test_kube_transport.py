@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import http.server
+import json
 import subprocess
 import sys
 import threading
@@ -15,7 +16,7 @@ from typing import ClassVar
 import kopf
 import pytest
 from modelroll.kube import Kube
-from modelroll.kube_transport import TOKEN_REREAD_SECONDS, HttpTransport
+from modelroll.kube_transport import TOKEN_REREAD_SECONDS, HttpTransport, login
 
 
 class Recorder(http.server.BaseHTTPRequestHandler):
@@ -94,3 +95,39 @@ def test_the_operator_process_never_imports_the_kubernetes_client() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def write_kubeconfig(path: Path, user: dict[str, object], context: str = "here") -> None:
+    path.write_text(
+        json.dumps(
+            {
+                "current-context": context,
+                "contexts": [{"name": "here", "context": {"cluster": "c", "user": "u"}}],
+                "clusters": [{"name": "c", "cluster": {"server": "https://10.0.0.1:6443"}}],
+                "users": [{"name": "u", "user": user}],
+            }
+        )
+    )
+
+
+def test_a_kubeconfig_token_file_is_read_relative_to_the_kubeconfig(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "admin.token").write_text("secret\n")
+    write_kubeconfig(tmp_path / "config", {"tokenFile": "admin.token"})
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "config"))
+    found = login()
+    assert found.info.server == "https://10.0.0.1:6443"
+    assert found.info.token == "secret"
+    assert found.token_file == str(tmp_path / "admin.token")  # reread as it rotates
+
+
+def test_an_exec_plugin_user_is_refused_by_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_kubeconfig(tmp_path / "config", {"exec": {"command": "aws"}})
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "config"))
+    with pytest.raises(kopf.LoginError, match="user u: exec"):
+        login()
